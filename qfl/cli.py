@@ -1,0 +1,61 @@
+"""The ``qfl`` command.
+
+Each sub-command lives in its own module under :mod:`qfl.commands` and is registered here.
+Errors caused by bad input (:class:`~qkd.errors.QflError`, which includes every
+``ParameterError``) are printed as one line on stderr with exit status 2, never as a
+traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+import typer
+from rich.console import Console
+
+from qfl.commands import keyrate
+from qkd.errors import QflError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="qfl",
+    help="Quantum-network co-simulation: QKD key rates gate federated-learning transfers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("keyrate")(keyrate.keyrate)
+
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``qfl`` command line and return its exit status.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (without the program name); ``sys.argv[1:]`` when omitted.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = app(args=args, prog_name="qfl", standalone_mode=False)
+    except QflError as exc:
+        _err.print(f"qfl: error: {exc}", markup=False)
+        return 2
+    except click.exceptions.Abort:
+        _err.print("qfl: interrupted", markup=False)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    return int(result) if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``qfl`` command line, one module each."""

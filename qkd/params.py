@@ -1,0 +1,232 @@
+"""Physical parameters of a QKD link: fibre, source, detector and system.
+
+All parameter classes are frozen dataclasses that validate themselves on construction and
+raise :class:`~qkd.errors.ParameterError` naming the bad field. Link length is *not* a
+system parameter: the key-rate models are vectorized over arrays of distances.
+
+Conventions (those of Ma, Qi, Zhao & Lo, PRA 72, 012326, 2005):
+
+* ``detector.efficiency`` is Bob's total efficiency ``eta_Bob`` (detector efficiency times
+  the transmittance of Bob's optics);
+* ``detector.dark_count_prob`` is the background yield ``Y0``: the probability of a click
+  per gate with no signal photon (dark counts and stray light, all of Bob's detectors);
+* ``misalignment`` is ``e_d``, the probability that a photon hits the wrong detector;
+* ``f_ec`` is the error-correction inefficiency (``>= 1``; 1 is the Shannon limit);
+* ``sifting`` is ``q``, the fraction of detections kept after basis sifting (1/2 for
+  standard BB84, close to 1 for the efficient, biased-basis variant).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from qkd.errors import ParameterError, UnknownNameError
+
+__all__ = [
+    "PRESETS",
+    "Detector",
+    "Fibre",
+    "QKDSystem",
+    "Source",
+    "get_preset",
+]
+
+
+def _check(name: str, value: float, ok: bool, allowed: str) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and ok):
+        raise ParameterError(name, value, allowed)
+
+
+@dataclass(frozen=True)
+class Fibre:
+    """Optical fibre.
+
+    Parameters
+    ----------
+    attenuation_db_per_km : float
+        Loss coefficient in dB/km (``>= 0``; 0.2 for modern SMF-28 at 1550 nm).
+    """
+
+    attenuation_db_per_km: float = 0.2
+
+    def __post_init__(self) -> None:
+        a = self.attenuation_db_per_km
+        _check("fibre.attenuation_db_per_km", a, a >= 0, ">= 0")
+
+    def transmittance(self, length_km: ArrayLike) -> NDArray[np.float64]:
+        """Channel transmittance ``10**(-alpha * L / 10)`` for each length.
+
+        Examples
+        --------
+        >>> float(Fibre(0.2).transmittance(50.0))
+        0.1
+        """
+        length = np.asarray(length_km, dtype=float)
+        if np.any(length < 0) or not np.all(np.isfinite(length)):
+            bad = length[(length < 0) | ~np.isfinite(length)].ravel()[0]
+            raise ParameterError("length_km", float(bad), ">= 0 and finite")
+        return np.power(10.0, -self.attenuation_db_per_km * length / 10.0)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Weak-coherent-pulse source with decoy states.
+
+    Parameters
+    ----------
+    clock_hz : float
+        Pulse repetition rate in Hz (``> 0``).
+    mu : float
+        Mean photon number of the signal state (``> 0``); key-rate models may optimise it.
+    decoys : tuple of float
+        Mean photon numbers of the decoy states, weakest last (``(nu1, nu2)``; ``nu2 = 0`` is
+        the vacuum decoy). Each must be ``>= 0`` and ``< mu``.
+    """
+
+    clock_hz: float
+    mu: float = 0.5
+    decoys: tuple[float, ...] = (0.1, 0.0)
+
+    def __post_init__(self) -> None:
+        _check("source.clock_hz", self.clock_hz, self.clock_hz > 0, "> 0")
+        _check("source.mu", self.mu, self.mu > 0, "> 0")
+        object.__setattr__(self, "decoys", tuple(float(d) for d in self.decoys))
+        for i, d in enumerate(self.decoys):
+            _check(f"source.decoys[{i}]", d, 0 <= d < self.mu, f">= 0 and < mu ({self.mu})")
+
+
+@dataclass(frozen=True)
+class Detector:
+    """Bob's detection system.
+
+    Parameters
+    ----------
+    efficiency : float
+        ``eta_Bob`` in (0, 1]: detector efficiency times Bob's internal transmittance.
+    dark_count_prob : float
+        Background yield ``Y0`` per gate in [0, 1).
+    """
+
+    efficiency: float
+    dark_count_prob: float
+
+    def __post_init__(self) -> None:
+        e = self.efficiency
+        _check("detector.efficiency", e, 0 < e <= 1, "in (0, 1]")
+        p = self.dark_count_prob
+        _check("detector.dark_count_prob", p, 0 <= p < 1, "in [0, 1)")
+
+
+@dataclass(frozen=True)
+class QKDSystem:
+    """A complete QKD system: fibre, source, detector and protocol constants.
+
+    Parameters
+    ----------
+    name : str
+        A short name (the preset name for presets).
+    fibre, source, detector
+        Component parameters.
+    misalignment : float
+        ``e_d`` in [0, 0.5].
+    f_ec : float
+        Error-correction inefficiency, ``>= 1``.
+    sifting : float
+        Sifting factor ``q`` in (0, 1].
+    reference : str
+        Where the numbers come from.
+
+    Examples
+    --------
+    >>> sys = get_preset("gys-2004")
+    >>> sys.detector.efficiency
+    0.045
+    >>> sys.replace(misalignment=0.01).misalignment
+    0.01
+    """
+
+    name: str
+    fibre: Fibre
+    source: Source
+    detector: Detector
+    misalignment: float = 0.01
+    f_ec: float = 1.16
+    sifting: float = 0.5
+    reference: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        e = self.misalignment
+        _check("misalignment", e, 0 <= e <= 0.5, "in [0, 0.5]")
+        _check("f_ec", self.f_ec, self.f_ec >= 1, ">= 1")
+        q = self.sifting
+        _check("sifting", q, 0 < q <= 1, "in (0, 1]")
+
+    def replace(self, **changes: Any) -> QKDSystem:
+        """Return a copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def transmittance(self, length_km: ArrayLike) -> NDArray[np.float64]:
+        """Total transmittance ``eta = eta_Bob * 10**(-alpha L / 10)``."""
+        return self.detector.efficiency * self.fibre.transmittance(length_km)
+
+
+_GYS = QKDSystem(
+    name="gys-2004",
+    fibre=Fibre(attenuation_db_per_km=0.21),
+    source=Source(clock_hz=2e6, mu=0.48, decoys=(0.05, 0.0)),
+    detector=Detector(efficiency=0.045, dark_count_prob=1.7e-6),
+    misalignment=0.033,
+    f_ec=1.22,
+    sifting=0.5,
+    reference=(
+        "C. Gobby, Z. L. Yuan, A. J. Shields, Appl. Phys. Lett. 84, 3762 (2004), with the "
+        "parameters as used by X. Ma, B. Qi, Y. Zhao, H.-K. Lo, PRA 72, 012326 (2005), Table I"
+    ),
+)
+
+_YUAN_2018 = QKDSystem(
+    name="toshiba-2018",
+    fibre=Fibre(attenuation_db_per_km=0.2),
+    source=Source(clock_hz=1e9, mu=0.45, decoys=(0.1, 0.0)),
+    detector=Detector(efficiency=0.31, dark_count_prob=4e-6),
+    misalignment=0.015,
+    f_ec=1.1,
+    sifting=0.94,
+    reference=(
+        "Z. L. Yuan et al., 10-Mb/s quantum key distribution, J. Lightwave Technol. 36, 3427 "
+        "(2018): 1 GHz efficient (biased-basis) decoy BB84, self-differencing InGaAs APDs; "
+        "13.72 Mb/s secret key over a 2 dB (about 10 km) channel"
+    ),
+)
+
+PRESETS: Mapping[str, QKDSystem] = MappingProxyType(
+    {p.name: p for p in (_GYS, _YUAN_2018)}
+)
+"""Named systems from published experiments, by name."""
+
+
+def get_preset(name: str) -> QKDSystem:
+    """Return the named preset system.
+
+    Raises
+    ------
+    UnknownNameError
+        If ``name`` is not a preset; the message lists the presets.
+
+    Examples
+    --------
+    >>> get_preset("gys-2004").source.clock_hz
+    2000000.0
+    """
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UnknownNameError("preset", name, sorted(PRESETS)) from None

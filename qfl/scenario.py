@@ -1,0 +1,523 @@
+"""The scenario file: one YAML document describing a network and a learning job.
+
+The file is parsed once, at the edge, into frozen pydantic models that reject unknown keys.
+Every error names the YAML path of the bad field, the value and what is allowed, e.g.
+``topology.links[3].length_km: must be >= 0, got -5``.
+
+Examples
+--------
+>>> text = '''
+... name: tiny
+... topology:
+...   nodes: [{name: a}, {name: b}]
+...   links: [{a: a, b: b, length_km: 10}]
+... learning: {method: def-fd, dataset: fashion-mnist}
+... '''
+>>> sc = parse_scenario(text)
+>>> sc.topology.links[0].length_km, sc.learning.method
+(10.0, 'def-fd')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from qkd.errors import QflError
+
+__all__ = [
+    "CipherSpec",
+    "FaultSpec",
+    "LearningSpec",
+    "LinkSpec",
+    "NodeSpec",
+    "OutputSpec",
+    "QKDSpec",
+    "Scenario",
+    "ScenarioError",
+    "TopologySpec",
+    "apply_overrides",
+    "load_scenario",
+    "parse_scenario",
+    "scenario_json_schema",
+]
+
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class ScenarioError(QflError, ValueError):
+    """A scenario file (or an override) is invalid.
+
+    Parameters
+    ----------
+    path : str
+        The YAML path of the bad field (``topology.links[3].length_km``), or the file.
+    message : str
+        What is wrong: the value and what is allowed.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class NodeSpec(_Frozen):
+    """A node of the topology."""
+
+    name: str = Field(min_length=1, description="Unique node name.")
+    role: Literal["client", "server", "relay"] = Field(
+        "client", description="client (learns), server (aggregates) or trusted relay."
+    )
+    flops_per_s: Positive | None = Field(
+        None, description="Compute speed for local training (FLOP/s); default from compute."
+    )
+    latitude: float | None = Field(None, ge=-90, le=90)
+    longitude: float | None = Field(None, ge=-180, le=180)
+
+
+class LinkSpec(_Frozen):
+    """A fibre link between two nodes, with its QKD system."""
+
+    a: str = Field(min_length=1)
+    b: str = Field(min_length=1)
+    length_km: NonNegative | None = Field(
+        None, description="Fibre length; default: great-circle distance x routing factor."
+    )
+    attenuation_db_per_km: NonNegative | None = None
+    preset: str | None = Field(None, description="QKD system preset; default qkd.preset.")
+    skr_bps: NonNegative | None = Field(
+        None, description="Measured secret key rate (bit/s); overrides the physical model."
+    )
+    pool_capacity_bits: Positive | None = None
+    initial_fill_bits: NonNegative | None = None
+    bandwidth_bps: Positive | None = None
+    latency_s: NonNegative | None = Field(None, description="Overrides length x group index / c.")
+    label: str | None = None
+
+
+class TopologySpec(_Frozen):
+    """Nodes and links, inline or from a GraphML/GML file (Internet Topology Zoo)."""
+
+    nodes: tuple[NodeSpec, ...] = ()
+    links: tuple[LinkSpec, ...] = ()
+    file: str | None = Field(None, description="GraphML or GML file, relative to the scenario.")
+    routing_factor: Annotated[float, Field(ge=1)] = 1.3
+    relays: tuple[str, ...] = Field((), description="With `file`: nodes that are trusted relays.")
+    servers: tuple[str, ...] = Field((), description="With `file`: nodes that are servers.")
+
+    @model_validator(mode="after")
+    def _inline_or_file(self) -> TopologySpec:
+        if self.file is None and not self.nodes:
+            raise ValueError("give either `nodes` (and `links`) or `file`")
+        if self.file is not None and (self.nodes or self.links):
+            raise ValueError("give either inline `nodes`/`links` or `file`, not both")
+        return self
+
+
+class QKDSpec(_Frozen):
+    """QKD defaults for every link; links may override them."""
+
+    preset: str = "toshiba-2018"
+    protocol: Literal["decoy-bb84", "decoy-vacuum-weak", "bb84-no-decoy", "single-photon"] = (
+        "decoy-bb84"
+    )
+    rate_scale: NonNegative = Field(1.0, description="Multiplies every link's secret key rate.")
+    pool_capacity_bits: Positive = 1e9
+    initial_fill_bits: NonNegative = 0.0
+    bandwidth_bps: Positive = 1e9
+    block_bits: Positive | None = Field(
+        None, description="Key arrives in post-processing blocks of this size (block mode)."
+    )
+    misalignment: Annotated[float, Field(ge=0, le=0.5)] | None = None
+    detector_efficiency: Annotated[float, Field(gt=0, le=1)] | None = None
+    dark_count_prob: Annotated[float, Field(ge=0, lt=1)] | None = None
+    attenuation_db_per_km: NonNegative | None = None
+
+
+class CipherSpec(_Frozen):
+    """How model transfers are encrypted, hence how much key they take."""
+
+    policy: Literal["otp", "aes-256-gcm", "none"] = "aes-256-gcm"
+    rekey_bytes: Positive | None = Field(1e6, description="AES: a new 256-bit key every N bytes.")
+    rekey_seconds: Positive | None = Field(None, description="AES: and/or every T seconds.")
+
+
+class FaultSpec(_Frozen):
+    """A scheduled fault."""
+
+    kind: Literal["link-cut", "node-down", "eavesdropper"]
+    at_s: NonNegative
+    until_s: NonNegative | None = Field(None, description="Repair time; None = permanent.")
+    link: tuple[str, str] | None = None
+    node: str | None = None
+    qber: Annotated[float, Field(gt=0, le=0.5)] = 0.25
+    wipe_pool: bool = False
+
+    @model_validator(mode="after")
+    def _target(self) -> FaultSpec:
+        if self.kind in ("link-cut", "eavesdropper") and self.link is None:
+            raise ValueError(f"a {self.kind} fault needs `link: [a, b]`")
+        if self.kind == "node-down" and self.node is None:
+            raise ValueError("a node-down fault needs `node`")
+        if self.until_s is not None and self.until_s < self.at_s:
+            raise ValueError(f"until_s ({self.until_s}) must be >= at_s ({self.at_s})")
+        return self
+
+
+Method = Literal["def-fd", "def-kt", "gossip-avg", "fedavg", "fedavg-multiexit", "ssl-backbone"]
+Dataset = Literal["fashion-mnist", "unimib-shar", "synthetic-har", "flowers102+intel"]
+
+
+class LearningSpec(_Frozen):
+    """The learning job: method, data, model and hyperparameters."""
+
+    method: Method
+    dataset: Dataset
+    model: Literal["cnn", "resnet-me", "lstm-me", "resnet18", "resnet50"] | None = None
+    clients: tuple[str, ...] = Field((), description="Client nodes; default: every client node.")
+    server: str | None = Field(None, description="FedAvg / SSL aggregator node.")
+    partition: Literal["classes", "dirichlet", "iid"] | None = None
+    classes_per_client: Annotated[int, Field(ge=1)] = 8
+    alpha: Positive = 0.2
+    holdout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    samples_per_client: Annotated[int, Field(ge=1)] | None = None
+    rounds: Annotated[int, Field(ge=1)] = 20
+    local_epochs: Annotated[int, Field(ge=1)] = 1
+    fusion_epochs: Annotated[int, Field(ge=1)] = 1
+    batch_size: Annotated[int, Field(ge=1)] = 32
+    lr: Positive = 0.01
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    weight_decay: NonNegative = 0.0
+    gamma: NonNegative = Field(0.03, description="Def-FD feature-loss weight.")
+    feature_loss: Literal["l2", "cos", "mse"] = "mse"
+    temperature: Positive = 3.0
+    distill_c: NonNegative = Field(0.5, description="Multi-exit distillation weight C.")
+    image_size: Annotated[int, Field(ge=8)] = 32
+    target_accuracy: Annotated[float, Field(gt=0, le=1)] = 0.75
+    eval_every: Annotated[int, Field(ge=1)] = 1
+    engine: Literal["batched", "sequential"] = "batched"
+
+
+class ComputeSpec(_Frozen):
+    """How learning steps take simulated time."""
+
+    default_flops_per_s: Positive = Field(5e11, description="Node speed when a node sets none.")
+    backward_factor: Annotated[float, Field(ge=1)] = Field(
+        3.0, description="A training step costs this many forward passes."
+    )
+
+
+class OutputSpec(_Frozen):
+    """Where and what to write."""
+
+    dir: str = Field("runs", description="Parent folder of run folders (relative to cwd).")
+    plots: bool = True
+
+
+class Scenario(_Frozen):
+    """A complete scenario: network, QKD, cipher, learning, time and outputs."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str = ""
+    seed: Annotated[int, Field(ge=0)] = 0
+    topology: TopologySpec
+    qkd: QKDSpec = QKDSpec()
+    cipher: CipherSpec = CipherSpec()
+    compute: ComputeSpec = ComputeSpec()
+    learning: LearningSpec
+    horizon_s: Positive | None = Field(None, description="Stop at this simulated time.")
+    faults: tuple[FaultSpec, ...] = ()
+    outputs: OutputSpec = OutputSpec()
+    quick: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Overrides applied by --quick, as dotted paths (learning.rounds: 2).",
+    )
+
+    @field_validator("horizon_s")
+    @classmethod
+    def _finite(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("must be finite")
+        return v
+
+
+def _loc_to_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in {"function-after", "tagged-union"} or str(part).startswith("function-"):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _format_error(err: Mapping[str, Any]) -> tuple[str, str]:
+    path = _loc_to_path(tuple(err.get("loc", ())))
+    msg = str(err.get("msg", "invalid"))
+    msg = msg.removeprefix("Value error, ")
+    typ = err.get("type", "")
+    if typ == "extra_forbidden":
+        msg = "unknown key (not allowed here)"
+    value = err.get("input")
+    if typ not in {"missing"} and not isinstance(value, dict | list):
+        msg = f"{msg[0].lower()}{msg[1:]}, got {value!r}" if msg else f"got {value!r}"
+    if typ == "literal_error":
+        msg = msg.replace("Input should be", "must be").replace("input should be", "must be")
+    msg = msg.replace("Input should be", "must be").replace("input should be", "must be")
+    for words, sym in _COMPARISONS:
+        msg = msg.replace(words, sym)
+    return path, msg
+
+
+_COMPARISONS = (
+    ("greater than or equal to", ">="),
+    ("less than or equal to", "<="),
+    ("greater than", ">"),
+    ("less than", "<"),
+)
+
+
+def _from_validation_error(exc: ValidationError) -> ScenarioError:
+    path, msg = _format_error(exc.errors()[0])
+    more = len(exc.errors()) - 1
+    if more:
+        msg += f" (and {more} more error{'s' if more > 1 else ''})"
+    return ScenarioError(path, msg)
+
+
+_DATASETS_FOR: dict[str, tuple[str, ...]] = {
+    "def-fd": ("fashion-mnist",),
+    "def-kt": ("fashion-mnist",),
+    "gossip-avg": ("fashion-mnist",),
+    "fedavg": ("fashion-mnist", "synthetic-har", "unimib-shar"),
+    "fedavg-multiexit": ("fashion-mnist", "synthetic-har", "unimib-shar"),
+    "ssl-backbone": ("flowers102+intel",),
+}
+
+
+def _check_references(sc: Scenario) -> None:
+    allowed = _DATASETS_FOR[sc.learning.method]
+    if sc.learning.dataset not in allowed:
+        raise ScenarioError(
+            "learning.dataset",
+            f"must be one of {', '.join(repr(d) for d in allowed)} for method "
+            f"{sc.learning.method!r}, got {sc.learning.dataset!r}",
+        )
+    names = [n.name for n in sc.topology.nodes]
+    seen: set[str] = set()
+    for i, n in enumerate(names):
+        if n in seen:
+            raise ScenarioError(f"topology.nodes[{i}].name", f"duplicate node name {n!r}")
+        seen.add(n)
+    if sc.topology.file is not None:
+        return  # names are checked once the file is read
+    pairs: set[frozenset[str]] = set()
+    for i, link in enumerate(sc.topology.links):
+        for end in ("a", "b"):
+            v = getattr(link, end)
+            if v not in seen:
+                raise ScenarioError(
+                    f"topology.links[{i}].{end}",
+                    f"unknown node {v!r}; nodes are {', '.join(sorted(seen))}",
+                )
+        if link.a == link.b:
+            raise ScenarioError(f"topology.links[{i}]", f"a link from {link.a!r} to itself")
+        key = frozenset((link.a, link.b))
+        if key in pairs:
+            raise ScenarioError(f"topology.links[{i}]", f"duplicate link {link.a}-{link.b}")
+        pairs.add(key)
+    check_node_refs(sc, seen)
+
+
+def check_node_refs(sc: Scenario, nodes: set[str]) -> None:
+    """Check that every node named by the learning job and the faults exists.
+
+    Raises
+    ------
+    ScenarioError
+        Naming the YAML path of the first unknown node.
+    """
+    known = ", ".join(sorted(nodes))
+    for i, c in enumerate(sc.learning.clients):
+        if c not in nodes:
+            raise ScenarioError(f"learning.clients[{i}]", f"unknown node {c!r}; nodes are {known}")
+    if sc.learning.server is not None and sc.learning.server not in nodes:
+        raise ScenarioError(
+            "learning.server", f"unknown node {sc.learning.server!r}; nodes are {known}"
+        )
+    for i, f in enumerate(sc.faults):
+        for j, v in enumerate(f.link or ()):
+            if v not in nodes:
+                raise ScenarioError(
+                    f"faults[{i}].link[{j}]", f"unknown node {v!r}; nodes are {known}"
+                )
+        if f.node is not None and f.node not in nodes:
+            raise ScenarioError(f"faults[{i}].node", f"unknown node {f.node!r}; nodes are {known}")
+
+
+def _from_mapping(data: Any, source: str = "") -> Scenario:
+    if not isinstance(data, dict):
+        raise ScenarioError(source, f"a scenario must be a mapping, got {type(data).__name__}")
+    try:
+        sc = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise _from_validation_error(exc) from None
+    _check_references(sc)
+    return sc
+
+
+def parse_scenario(text: str, *, source: str = "") -> Scenario:
+    """Parse and validate a scenario from YAML text.
+
+    Parameters
+    ----------
+    text : str
+        The YAML document.
+    source : str, optional
+        Where it came from, for error messages.
+
+    Raises
+    ------
+    ScenarioError
+        For malformed YAML or any invalid field, naming the YAML path.
+    """
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise ScenarioError(source or "<yaml>", f"malformed YAML at {where}: {problem}") from None
+    return _from_mapping(data, source)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; a ``topology.file`` is resolved against it."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(str(p), f"cannot read the file ({exc.strerror})") from None
+    sc = parse_scenario(text, source=str(p))
+    if sc.topology.file is not None and not Path(sc.topology.file).is_absolute():
+        topo = sc.topology.model_copy(update={"file": str(p.parent / sc.topology.file)})
+        sc = sc.model_copy(update={"topology": topo})
+    return sc
+
+
+def _parse_scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(sc: Scenario, overrides: Mapping[str, Any]) -> Scenario:
+    """Return a new scenario with dotted-path fields replaced, validated again.
+
+    Parameters
+    ----------
+    sc : Scenario
+        The base scenario.
+    overrides : mapping
+        ``{"qkd.rate_scale": 0.3, "learning.gamma": 0.01, "topology.links[2].skr_bps": 1e3}``;
+        string values are parsed as YAML scalars (``"0.3"`` -> 0.3).
+
+    Raises
+    ------
+    ScenarioError
+        For a path that names no field, or a value that fails validation.
+
+    Examples
+    --------
+    >>> sc = parse_scenario('''
+    ... name: t
+    ... topology: {nodes: [{name: a}, {name: b}], links: [{a: a, b: b, length_km: 1}]}
+    ... learning: {method: fedavg, dataset: fashion-mnist}
+    ... ''')
+    >>> apply_overrides(sc, {"qkd.rate_scale": "0.5"}).qkd.rate_scale
+    0.5
+    """
+    data = sc.model_dump(mode="python", exclude_none=False)
+    for dotted, raw in overrides.items():
+        value = _parse_scalar(raw) if isinstance(raw, str) else raw
+        _set_path(data, dotted, value)
+    return _from_mapping(data)
+
+
+def _split_path(dotted: str) -> list[str | int]:
+    parts: list[str | int] = []
+    for chunk in dotted.split("."):
+        name, _, rest = chunk.partition("[")
+        if name:
+            parts.append(name)
+        while rest:
+            idx, _, rest = rest.partition("]")
+            if not idx.lstrip("-").isdigit():
+                raise ScenarioError(dotted, "an index must be an integer, like links[3]")
+            parts.append(int(idx))
+            rest = rest.lstrip("[")
+    if not parts:
+        raise ScenarioError(dotted, "an empty field path")
+    return parts
+
+
+def _set_path(data: Any, dotted: str, value: Any) -> None:
+    parts = _split_path(dotted)
+    node = data
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        here = ".".join(str(p) for p in parts[: depth + 1])
+        if isinstance(part, int):
+            if not isinstance(node, list | tuple) or not -len(node) <= part < len(node):
+                raise ScenarioError(dotted, f"no item {part} at {here!r}")
+            if isinstance(node, tuple):
+                raise ScenarioError(dotted, "internal: tuple container")
+            if last:
+                node[part] = value
+            else:
+                node[part] = _thaw(node[part])
+                node = node[part]
+        else:
+            if not isinstance(node, dict) or part not in node:
+                raise ScenarioError(dotted, f"unknown field {here!r}")
+            if last:
+                node[part] = value
+            else:
+                node[part] = _thaw(node[part])
+                node = node[part]
+
+
+def _thaw(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_thaw(x) for x in v]
+    if isinstance(v, list):
+        return [_thaw(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _thaw(x) for k, x in v.items()}
+    return v
+
+
+def scenario_json_schema() -> dict[str, Any]:
+    """The JSON Schema of scenario files (for editor completion)."""
+    return Scenario.model_json_schema()

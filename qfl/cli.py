@@ -3,7 +3,9 @@
 Each sub-command lives in its own module under :mod:`qfl.commands` and is registered here.
 Errors caused by bad input (:class:`~qkd.errors.QflError`, which includes every
 ``ParameterError``) are printed as one line on stderr with exit status 2, never as a
-traceback.
+traceback; so are command-line usage errors (unknown option, a value that is not a number).
+
+Typer (>= 0.2x) vendors click as ``typer._click``; only typer's public names are used here.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-import click
 import typer
 from rich.console import Console
 
@@ -27,7 +28,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command("keyrate")(keyrate.keyrate)
+
+
+@app.callback()
+def _qfl() -> None:
+    """Quantum-network co-simulation: QKD key rates gate federated-learning transfers."""
+
+
+app.command("keyrate", cls=keyrate.KeyrateCommand)(keyrate.keyrate)
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -46,14 +54,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QflError as exc:
         _err.print(f"qfl: error: {exc}", markup=False)
         return 2
-    except click.exceptions.Abort:
+    except typer.Abort:
         _err.print("qfl: interrupted", markup=False)
         return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
+    except typer.TyperException as exc:  # click's usage errors (typer vendors click)
+        message = exc.format_message()
+        if message:  # empty when the help was shown because no arguments were given
+            _err.print(f"qfl: error: {message}", markup=False)
+        return int(getattr(exc, "exit_code", 2))
+    except typer.Exit as exc:
+        return int(exc.exit_code)
     return int(result) if isinstance(result, int) else 0
 
 

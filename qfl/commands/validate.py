@@ -18,7 +18,7 @@ def validate(
     files: Annotated[list[Path], typer.Argument(help="Scenario YAML files to check.")],
 ) -> None:
     """Check scenario files; exit status 2 and one line naming the bad field if one is not valid."""
-    out = Console(highlight=False)
+    out = Console(highlight=False, soft_wrap=True)
     for f in files:
         sc = load_scenario(f)
         n_nodes = len(sc.topology.nodes) or "file"

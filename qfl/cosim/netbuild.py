@@ -1,0 +1,208 @@
+"""From a scenario to the network layer's objects: topology, cipher policy and faults.
+
+This module imports no torch: ``qfl validate`` and the network half of a sweep use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from network import (
+    AesGcm,
+    CipherPolicy,
+    Eavesdropper,
+    LinkCut,
+    LinkSpec,
+    NoCipher,
+    NodeOutage,
+    NodeSpec,
+    OneTimePad,
+    PoolWipe,
+    TopologySpec,
+    link_rates_bps,
+    read_topology,
+)
+from network.faults import Fault
+from qfl.scenario import Scenario, ScenarioError, check_node_refs
+from qkd.errors import QflError
+from qkd.params import QKDSystem, get_preset
+
+__all__ = ["build_cipher", "build_faults", "build_topology", "qkd_system"]
+
+
+def qkd_system(sc: Scenario, preset: str | None = None) -> QKDSystem:
+    """The QKD system of a link: the preset with the scenario's ``qkd`` overrides."""
+    q = sc.qkd
+    name = preset or q.preset
+    try:
+        system = get_preset(name)
+    except QflError as exc:
+        raise ScenarioError(
+            "qkd.preset" if preset is None else "topology.links[].preset", str(exc)
+        ) from None
+    if q.misalignment is not None:
+        system = system.replace(misalignment=q.misalignment)
+    if q.detector_efficiency is not None or q.dark_count_prob is not None:
+        det = system.detector
+        system = system.replace(
+            detector=replace(
+                det,
+                efficiency=det.efficiency
+                if q.detector_efficiency is None
+                else q.detector_efficiency,
+                dark_count_prob=(
+                    det.dark_count_prob if q.dark_count_prob is None else q.dark_count_prob
+                ),
+            )
+        )
+    if q.attenuation_db_per_km is not None:
+        system = system.replace(
+            fibre=replace(system.fibre, attenuation_db_per_km=q.attenuation_db_per_km)
+        )
+    return system
+
+
+def _link_spec(sc: Scenario, i: int, a: str, b: str, length_km: float) -> LinkSpec:
+    q = sc.qkd
+    lk = sc.topology.links[i] if i >= 0 else None
+    preset = lk.preset if lk is not None else None
+    try:
+        return LinkSpec(
+            a=a,
+            b=b,
+            length_km=float(length_km),
+            attenuation_db_per_km=lk.attenuation_db_per_km if lk is not None else None,
+            system=qkd_system(sc, preset),
+            skr_bps=lk.skr_bps if lk is not None else None,
+            capacity_bits=float(
+                lk.pool_capacity_bits if lk and lk.pool_capacity_bits else q.pool_capacity_bits
+            ),
+            initial_bits=float(
+                lk.initial_fill_bits
+                if lk and lk.initial_fill_bits is not None
+                else q.initial_fill_bits
+            ),
+            bandwidth_bps=float(lk.bandwidth_bps if lk and lk.bandwidth_bps else q.bandwidth_bps),
+            latency_s=lk.latency_s if lk is not None else None,
+            block_bits=q.block_bits,
+        )
+    except QflError as exc:
+        raise ScenarioError(
+            f"topology.links[{i}]" if i >= 0 else "topology.file", str(exc)
+        ) from None
+
+
+def build_topology(sc: Scenario) -> TopologySpec:
+    """The network topology of a scenario, with every link's key rate resolved.
+
+    Each link's secret key rate is its measured ``skr_bps`` if given, else the QKD model of
+    its system at its length (``qkd.protocol``); either is multiplied by ``qkd.rate_scale``
+    and written into the link as ``skr_bps``, so the network uses exactly that rate.
+
+    Raises
+    ------
+    ScenarioError
+        Naming the YAML path of a link or node the network layer rejects.
+    """
+    topo = sc.topology
+    default_flops = sc.compute.default_flops_per_s
+    if topo.file is not None:
+        roles = {n: "relay" for n in topo.relays} | {n: "server" for n in topo.servers}
+        try:
+            raw = read_topology(topo.file, roles=roles, routing_factor=topo.routing_factor)  # type: ignore[arg-type]
+        except FileNotFoundError:
+            raise ScenarioError("topology.file", f"no such file {topo.file!r}") from None
+        except QflError as exc:
+            raise ScenarioError("topology.file", str(exc)) from None
+        names = {n.name for n in raw.nodes}
+        for field_name, listed in (
+            ("topology.relays", topo.relays),
+            ("topology.servers", topo.servers),
+        ):
+            for j, n in enumerate(listed):
+                if n not in names:
+                    raise ScenarioError(f"{field_name}[{j}]", f"unknown node {n!r} in {topo.file}")
+        check_node_refs(sc, names)
+        nodes = tuple(replace(n, flops_per_s=default_flops) for n in raw.nodes)
+        links = tuple(_link_spec(sc, -1, lk.a, lk.b, lk.length_km) for lk in raw.links)
+    else:
+        nodes = tuple(
+            NodeSpec(
+                name=n.name,
+                role=n.role,
+                flops_per_s=n.flops_per_s or default_flops,
+                lat=n.latitude,
+                lon=n.longitude,
+            )
+            for n in topo.nodes
+        )
+        coords = {n.name: (n.latitude, n.longitude) for n in topo.nodes}
+        links_l = []
+        for i, lk in enumerate(topo.links):
+            length = lk.length_km
+            if length is None:
+                (la, oa), (lb, ob) = coords[lk.a], coords[lk.b]
+                if None in (la, oa, lb, ob):
+                    raise ScenarioError(
+                        f"topology.links[{i}].length_km",
+                        "missing, and the ends have no latitude/longitude to derive it from",
+                    )
+                from network.topology import great_circle_km
+
+                length = great_circle_km(la, oa, lb, ob) * topo.routing_factor  # type: ignore[arg-type]
+            links_l.append(_link_spec(sc, i, lk.a, lk.b, length))
+        links = tuple(links_l)
+    rates = np.asarray(link_rates_bps(links), dtype=float) * sc.qkd.rate_scale
+    links = tuple(replace(lk, skr_bps=float(r)) for lk, r in zip(links, rates, strict=True))
+    try:
+        return TopologySpec(nodes=nodes, links=links)
+    except QflError as exc:
+        raise ScenarioError("topology", str(exc)) from None
+
+
+def build_cipher(sc: Scenario) -> CipherPolicy:
+    """The cipher policy of a scenario."""
+    c = sc.cipher
+    if c.policy == "otp":
+        return OneTimePad()
+    if c.policy == "none":
+        return NoCipher()
+    return AesGcm(
+        rekey_bytes=None if c.rekey_bytes is None else int(c.rekey_bytes),
+        rekey_s=c.rekey_seconds,
+    )
+
+
+def build_faults(sc: Scenario) -> list[Fault]:
+    """The scheduled faults of a scenario, as network fault objects."""
+    out: list[Fault] = []
+    for f in sc.faults:
+        if f.kind == "link-cut":
+            a, b = f.link  # type: ignore[misc]
+            out.append(LinkCut(a, b, f.at_s, f.until_s))
+        elif f.kind == "eavesdropper":
+            a, b = f.link  # type: ignore[misc]
+            out.append(Eavesdropper(a, b, f.at_s, f.until_s, qber=f.qber))
+        else:
+            out.append(NodeOutage(f.node, f.at_s, f.until_s))  # type: ignore[arg-type]
+        if f.wipe_pool and f.link is not None:
+            out.append(PoolWipe(f.link[0], f.link[1], f.at_s))
+    return out
+
+
+def learning_clients(sc: Scenario, topo: TopologySpec) -> list[str]:
+    """The learning clients: ``learning.clients`` or every node with role ``client``."""
+    if sc.learning.clients:
+        return list(sc.learning.clients)
+    return [n.name for n in topo.nodes if n.role == "client"]
+
+
+def learning_server(sc: Scenario, topo: TopologySpec) -> str | None:
+    """The aggregator: ``learning.server`` or the first node with role ``server``."""
+    if sc.learning.server:
+        return sc.learning.server
+    servers: Sequence[str] = [n.name for n in topo.nodes if n.role == "server"]
+    return servers[0] if servers else None

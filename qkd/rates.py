@@ -172,8 +172,21 @@ def _check_transmittance(transmittance: ArrayLike) -> FloatArray:
 # physics
 
 
+def _h2(p: ArrayLike) -> FloatArray:
+    """Binary entropy with its argument clipped to [0, 1] (for bounds that overshoot)."""
+    x = np.clip(np.asarray(p, dtype=float), 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -x * np.log2(x) - (1.0 - x) * np.log1p(-x) / math.log(2.0)
+    return np.where((x <= 0.0) | (x >= 1.0), 0.0, h)
+
+
 def binary_entropy(p: ArrayLike) -> FloatArray:
     """Binary Shannon entropy ``H2(p) = -p log2 p - (1-p) log2(1-p)``, with ``H2(0) = H2(1) = 0``.
+
+    Raises
+    ------
+    ParameterError
+        If some ``p`` is outside [0, 1] or not finite.
 
     Examples
     --------
@@ -182,10 +195,10 @@ def binary_entropy(p: ArrayLike) -> FloatArray:
     >>> float(binary_entropy(0.0))
     0.0
     """
-    x = np.clip(np.asarray(p, dtype=float), 0.0, 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = -x * np.log2(x) - (1.0 - x) * np.log1p(-x) / math.log(2.0)
-    return np.where((x <= 0.0) | (x >= 1.0), 0.0, h)
+    q = np.asarray(p, dtype=float)
+    if np.any((q < 0) | (q > 1)) or not np.all(np.isfinite(q)):
+        raise ParameterError("p", p, "in [0, 1]")
+    return _h2(q)
 
 
 def _gain_qber_eta(
@@ -307,7 +320,7 @@ def _raw_rate(system: QKDSystem, protocol: str) -> RawRate:
             gain, qber = _gain_qber_eta(eta, mu, y0, e_d)
             y1, e1 = single_photon_terms(eta)
             q1 = y1 * mu * np.exp(-mu)
-            return q * (q1 * (1.0 - binary_entropy(e1)) - f * gain * binary_entropy(qber))
+            return q * (q1 * (1.0 - _h2(e1)) - f * gain * _h2(qber))
 
         return infinite_decoy_rate
 
@@ -337,7 +350,7 @@ def _raw_rate(system: QKDSystem, protocol: str) -> RawRate:
                 )
             e1_up = np.clip(e1_up, 0.0, _E0)
             q1_low = y1_low * mu * np.exp(-mu)
-            return q * (q1_low * (1.0 - binary_entropy(e1_up)) - f * gain * binary_entropy(qber))
+            return q * (q1_low * (1.0 - _h2(e1_up)) - f * gain * _h2(qber))
 
         return vacuum_weak_rate
 
@@ -351,14 +364,14 @@ def _raw_rate(system: QKDSystem, protocol: str) -> RawRate:
                 e_single = np.where(omega > 0, qber / omega, _E0)
             omega = np.maximum(omega, 0.0)
             e_single = np.clip(e_single, 0.0, _E0)
-            secure = gain * omega * (1.0 - binary_entropy(e_single))
-            return q * (secure - f * gain * binary_entropy(qber))
+            secure = gain * omega * (1.0 - _h2(e_single))
+            return q * (secure - f * gain * _h2(qber))
 
         return no_decoy_rate
 
     def single_photon_rate(eta: FloatArray, mu: FloatArray) -> FloatArray:  # mu is ignored
         y1, e1 = single_photon_terms(eta)
-        h = binary_entropy(e1)
+        h = _h2(e1)
         return q * y1 * (1.0 - h - f * h) + np.zeros_like(mu)
 
     return single_photon_rate

@@ -1,0 +1,257 @@
+"""Typed records of a run: transfers, key-pool changes, faults; rows for CSV; summary figures.
+
+Every record converts to a flat ``dict`` of numbers and strings with :func:`to_rows`, ready
+for :func:`write_csv` or a DataFrame.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
+from os import PathLike
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = [
+    "FaultRecord",
+    "LinkSummary",
+    "PoolLog",
+    "PoolRecord",
+    "Summary",
+    "TransferRecord",
+    "summarize",
+    "to_rows",
+    "write_csv",
+]
+
+Status = Literal["delivered", "failed", "in_progress"]
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRecord:
+    """One transfer, from request to delivery (or failure).
+
+    Times are simulated seconds. ``key_wait_s`` is time spent waiting for key,
+    ``queued_s`` waiting for a busy channel, ``transmit_s`` serialising bits onto links,
+    ``propagation_s`` in flight, ``blocked_s`` waiting for a fault to clear; summed over hops
+    and chunks. ``key_bits`` maps each link name to the key used on it; ``discarded_bits`` is
+    key taken for hops that a fault made useless.
+    """
+
+    id: int
+    tag: str
+    src: str
+    dst: str
+    n_bytes: int
+    status: Status
+    reason: str
+    t_request: float
+    t_end: float
+    path: tuple[str, ...]
+    key_wait_s: float
+    queued_s: float
+    transmit_s: float
+    propagation_s: float
+    blocked_s: float
+    key_bits: tuple[tuple[str, float], ...]
+    discarded_bits: float
+    chunks: int
+    reroutes: int
+    verified: bool | None = None
+
+    @property
+    def total_s(self) -> float:
+        """Time from request to delivery (or failure)."""
+        return self.t_end - self.t_request
+
+    @property
+    def key_bits_total(self) -> float:
+        """Key used on all links."""
+        return sum(b for _, b in self.key_bits)
+
+    def as_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["path"] = ">".join(self.path)
+        row["key_bits"] = ";".join(f"{k}:{v:.0f}" for k, v in self.key_bits)
+        row["total_s"] = self.total_s
+        row["key_bits_total"] = self.key_bits_total
+        return row
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRecord:
+    """A change of a key pool: ``kind`` is ``take``, ``rate`` (``bits`` = the new rate) or
+    ``wipe``; ``level`` is the level just after."""
+
+    time: float
+    link: str
+    kind: str
+    bits: float
+    level: float
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class PoolLog:
+    """Key-pool records kept column-wise (compact for millions of changes).
+
+    Iterating yields :class:`PoolRecord` objects.
+    """
+
+    _KINDS = ("take", "rate", "wipe")
+
+    def __init__(self) -> None:
+        self._t = array("d")
+        self._bits = array("d")
+        self._level = array("d")
+        self._link = array("i")
+        self._kind = array("b")
+        self._names: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def observer(self, env: Any, link: str) -> Any:
+        """A :data:`network.keypool.PoolObserver` that appends to this log."""
+        idx = self._index.setdefault(link, len(self._names))
+        if idx == len(self._names):
+            self._names.append(link)
+        kinds = {k: i for i, k in enumerate(self._KINDS)}
+        t, b, lv, lk, kd = self._t, self._bits, self._level, self._link, self._kind
+
+        def observe(kind: str, bits: float, level: float) -> None:
+            t.append(env.now)
+            b.append(bits)
+            lv.append(level)
+            lk.append(idx)
+            kd.append(kinds[kind])
+
+        return observe
+
+    def __len__(self) -> int:
+        return len(self._t)
+
+    def __iter__(self) -> Iterator[PoolRecord]:
+        for i in range(len(self._t)):
+            yield PoolRecord(
+                self._t[i],
+                self._names[self._link[i]],
+                self._KINDS[self._kind[i]],
+                self._bits[i],
+                self._level[i],
+            )
+
+    def for_link(self, link: str) -> list[PoolRecord]:
+        """The records of one link, in time order."""
+        return [r for r in self if r.link == link]
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRecord:
+    """A fault starting or ending: ``kind`` is ``link_cut``, ``link_repair``, ``node_down``,
+    ``node_up``, ``eavesdrop_start``, ``eavesdrop_end``, ``tamper_start``, ``tamper_end`` or
+    ``pool_wipe``."""
+
+    time: float
+    kind: str
+    target: str
+    detail: str = ""
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSummary:
+    """Key accounting of one link: ``initial + generated == consumed + wasted + wiped + level``."""
+
+    link: str
+    rate_bps: float
+    initial_bits: float
+    generated_bits: float
+    consumed_bits: float
+    wasted_bits: float
+    wiped_bits: float
+    level_bits: float
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Summary figures of a run (latencies over delivered transfers, in seconds)."""
+
+    time: float
+    delivered: int
+    failed: int
+    in_progress: int
+    latency_p50_s: float
+    latency_p90_s: float
+    latency_p99_s: float
+    latency_max_s: float
+    latency_mean_s: float
+    key_wait_mean_s: float
+    key_wait_total_s: float
+    key_generated_bits: float
+    key_consumed_bits: float
+    key_wasted_bits: float
+    links: tuple[LinkSummary, ...]
+
+    def as_row(self) -> dict[str, Any]:
+        """The network-wide figures (per-link rows: ``to_rows(summary.links)``)."""
+        row = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "links"}
+        return row
+
+
+def summarize(
+    time: float,
+    transfers: Sequence[TransferRecord],
+    in_progress: int,
+    links: Sequence[LinkSummary],
+) -> Summary:
+    """Build the :class:`Summary` of a run from its records."""
+    done = [r for r in transfers if r.status == "delivered"]
+    lat = np.array([r.total_s for r in done], dtype=float)
+    waits = np.array([r.key_wait_s for r in done], dtype=float)
+
+    def pct(q: float) -> float:
+        return float(np.percentile(lat, q)) if lat.size else math.nan
+
+    return Summary(
+        time=time,
+        delivered=len(done),
+        failed=sum(r.status == "failed" for r in transfers),
+        in_progress=in_progress,
+        latency_p50_s=pct(50),
+        latency_p90_s=pct(90),
+        latency_p99_s=pct(99),
+        latency_max_s=float(lat.max()) if lat.size else math.nan,
+        latency_mean_s=float(lat.mean()) if lat.size else math.nan,
+        key_wait_mean_s=float(waits.mean()) if waits.size else math.nan,
+        key_wait_total_s=float(waits.sum()),
+        key_generated_bits=sum(s.generated_bits for s in links),
+        key_consumed_bits=sum(s.consumed_bits for s in links),
+        key_wasted_bits=sum(s.wasted_bits for s in links),
+        links=tuple(links),
+    )
+
+
+def to_rows(records: Iterable[Any]) -> list[dict[str, Any]]:
+    """Each record's ``as_row()`` (works for every record type and :class:`PoolLog`)."""
+    return [r.as_row() for r in records]
+
+
+def write_csv(path: str | PathLike[str], records: Iterable[Any]) -> int:
+    """Write records as CSV with a header; returns the number of rows."""
+    rows = to_rows(records)
+    with open(path, "w", newline="") as fh:
+        if not rows:
+            return 0
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return len(rows)

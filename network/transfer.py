@@ -1,0 +1,423 @@
+"""The transfer process: route, take key on every hop, transmit hop by hop, deliver.
+
+One :class:`Transfer` per request; its :meth:`Transfer.run` generator is the SimPy process.
+A message is cut into chunks when its key would not fit in the smallest pool (one-time pad
+transfers larger than a pool stream in chunks, each taking its key as it comes). For each
+chunk, on the current path:
+
+1. **key**: the key of every hop is requested at once (trusted relays re-encrypt hop by
+   hop, so every hop pays); a request that the pool can serve now costs no event, the others
+   wait in the pool's FIFO queue and wake exactly when their bits are there;
+2. **transmit**: store-and-forward; on each hop the chunk queues FIFO for the sending
+   direction of the link (``free_at``), is serialised at the link's bandwidth and propagates
+   for the link's latency (one timeout per hop).
+
+Faults: a transfer registers on the links and nodes of its path. A fault on a link or node
+interrupts it while it waits for key (policies ``reroute`` and ``fail``) or while it crosses
+the broken hop (every policy; the chunk in flight is lost and re-sent, its key is kept). Then
+``reroute`` looks for a new path from the node holding the chunk (waiting for the network to
+change while there is none), ``wait`` waits until its own path works again, ``fail`` ends the
+transfer with the fault as its reason. A transfer on a fixed path treats ``reroute`` as
+``wait``. Key taken for hops that a new path no longer uses is counted as discarded.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, Literal
+
+import simpy
+
+from network.cipher import (
+    AesGcm,
+    IntegrityError,
+    KeyPlan,
+    OneTimePad,
+    aes_decrypt,
+    aes_encrypt,
+    key_bytes,
+    otp_decrypt,
+    otp_encrypt,
+)
+from network.errors import KeyNeverSuffices, NetworkError
+from network.keypool import KeyRequest
+from network.link import Link
+from network.records import TransferRecord
+
+if TYPE_CHECKING:
+    from network.qkdnetwork import QKDNetwork
+    from qkd.keypool import KeyMaterial
+
+__all__ = ["FaultPolicy", "Transfer"]
+
+FaultPolicy = Literal["reroute", "wait", "fail"]
+
+_IDLE, _KEY, _TX, _BLOCKED = 0, 1, 2, 3
+
+
+class Transfer:
+    """State of one transfer; ``run()`` is its SimPy process (value: the record)."""
+
+    def __init__(
+        self,
+        net: QKDNetwork,
+        tid: int,
+        src: str,
+        dst: str,
+        n_bytes: int,
+        *,
+        tag: str,
+        on_fault: FaultPolicy,
+        fixed_path: list[str] | None,
+        first_path: list[str] | None,
+        payload: bytes | None,
+    ) -> None:
+        self.net = net
+        self.id = tid
+        self.src, self.dst = src, dst
+        self.n_bytes = n_bytes
+        self.tag = tag
+        self.on_fault: FaultPolicy = on_fault
+        self.fixed = fixed_path is not None
+        self.path: list[str] | None = fixed_path if fixed_path is not None else first_path
+        self.payload = payload
+        self.delivered = bytearray() if payload is not None else None
+        self.t_request = net.env.now
+        self.key_wait_s = self.queued_s = self.transmit_s = self.propagation_s = 0.0
+        self.key_used: dict[str, float] = {}
+        self.discarded_bits = 0.0
+        self.chunks = 0
+        self.reroutes = 0
+        self.key_material: list[tuple[str, KeyMaterial]] = []  # bit-exact: key used per hop
+        self.phase = _IDLE
+        self.tx_link: Link | None = None
+        self.cause = ""
+        self._interrupting = False
+        self._fatal: str | None = None
+        self._links: list[Link] = []
+        self._nodes: list[str] = []
+        self.process: simpy.Process | None = None
+        self.record: TransferRecord | None = None
+
+    # -- notifications from the network ------------------------------------------------
+    def notify(self, cause: str, link: Link | None = None, node: str | None = None) -> None:
+        """A fault touched this transfer's path; interrupt it if it matters now."""
+        proc = self.process
+        if proc is None or not proc.is_alive or self._interrupting:
+            return
+        hit = False
+        if self.phase == _KEY:
+            hit = self.on_fault != "wait" and not (self.fixed and self.on_fault == "reroute")
+        elif self.phase == _TX and self.tx_link is not None:
+            tl = self.tx_link
+            if link is tl and not tl.usable:
+                hit = True
+            if node is not None and node in (tl.a, tl.b):
+                hit = True
+        if hit:
+            self.cause = cause
+            self._interrupting = True
+            proc.interrupt(cause)
+
+    def _wait(self, event: simpy.Event) -> Generator[simpy.Event, Any, bool]:
+        """Yield ``event``; False if interrupted by a fault (or failed for good)."""
+        try:
+            yield event
+            return True
+        except simpy.Interrupt as intr:
+            self._interrupting = False
+            self.cause = str(intr.cause)
+            return False
+        except NetworkError as exc:
+            self._fatal = str(exc)
+            return False
+
+    def _register(self, path: list[str]) -> None:
+        self._unregister()
+        by_hop = self.net.hop_links
+        for u, v in itertools.pairwise(path):
+            link: Link = by_hop[u, v]
+            link.transfers.add(self)
+            self._links.append(link)
+        watchers = self.net._node_watchers
+        for n in path:
+            watchers[n].add(self)
+            self._nodes.append(n)
+
+    def _unregister(self) -> None:
+        for link in self._links:
+            link.transfers.discard(self)
+        watchers = self.net._node_watchers
+        for n in self._nodes:
+            watchers[n].discard(self)
+        self._links.clear()
+        self._nodes.clear()
+
+    # -- the process -------------------------------------------------------------------
+    def run(self) -> Generator[simpy.Event, Any, TransferRecord]:
+        net = self.net
+        remaining = self.n_bytes
+        chunk_max = net.chunk_bytes
+        if self.src != self.dst:
+            while remaining > 0:
+                chunk = remaining if chunk_max is None else min(remaining, chunk_max)
+                self.chunks += 1
+                offset = self.n_bytes - remaining
+                ok = yield from self._send_chunk(chunk, offset)
+                if not ok:
+                    return self._finish("failed")
+                remaining -= chunk
+        return self._finish("delivered")
+
+    def _path_from(self, at: str) -> list[str] | None:
+        """The current path's remainder from ``at`` if it works now (for ``reroute``, also
+        free of eavesdropping alarms)."""
+        if self.path is None or at not in self.path:
+            return None
+        rest = self.path[self.path.index(at) :]
+        by_hop, down = self.net.hop_links, self.net.nodes_down
+        for n in rest:
+            if n in down:
+                return None
+        strict = not self.fixed and self.on_fault == "reroute"
+        for u, v in itertools.pairwise(rest):
+            link: Link = by_hop[u, v]
+            if not (link.routable if strict else link.usable):
+                return None
+        return rest
+
+    def _find_path(self, at: str, chunk: int) -> Generator[simpy.Event, Any, list[str] | None]:
+        """A working path from ``at``; waits for the network to change while there is none."""
+        net = self.net
+        while True:
+            path = self._path_from(at)
+            may_route = not self.fixed and (self.on_fault == "reroute" or self.path is None)
+            if path is None and may_route and at not in net.nodes_down:
+                new = net.route(at, self.dst, net.route_bits(chunk))
+                if new is not None:
+                    prefix: list[str] = []
+                    if self.path is not None:
+                        self.reroutes += 1
+                        if at in self.path:
+                            prefix = self.path[: self.path.index(at)]
+                    self.path = prefix + new
+                    path = new
+            if path is not None:
+                return path
+            if self.on_fault == "fail":
+                self.cause = self.cause or f"no working path from {at} to {self.dst}"
+                return None
+            self.phase = _BLOCKED
+            self._unregister()
+            yield from self._wait(net.changed)
+            if self._fatal:
+                return None
+
+    def _plan(self, link: Link, chunk: int) -> KeyPlan:
+        plan = self.net.cipher.plan(link.cipher_state, chunk, self.net.env.now)
+        link.cipher_state = plan.state
+        return plan
+
+    def _send_chunk(self, chunk: int, offset: int) -> Generator[simpy.Event, Any, bool]:
+        net = self.net
+        env = net.env
+        by_hop = net.hop_links
+        at = self.src
+        held: dict[Link, float] = {}
+        plans: dict[Link, KeyPlan] = {}
+        data = None
+        if self.payload is not None:
+            data = bytes(self.payload[offset : offset + chunk])
+        while at != self.dst:
+            path = yield from self._find_path(at, chunk)
+            if path is None:
+                self._discard(held)
+                return False
+            self._register(path)
+            hops = [(u, v, by_hop[u, v]) for u, v in itertools.pairwise(path)]
+            # 1. key on every hop
+            t0 = env.now
+            self.phase = _KEY
+            pending: list[tuple[Link, KeyRequest]] = []
+            for _, _, link in hops:
+                plan = plans.get(link)
+                if plan is None:
+                    plan = plans[link] = self._plan(link, chunk)
+                missing = plan.bits - held.get(link, 0.0)
+                if missing <= 0:
+                    continue
+                if link.never_suffices(missing):
+                    self._fatal = str(
+                        KeyNeverSuffices(
+                            [link.name],
+                            needed_bits=missing,
+                            available_bits=link.pool.level - link.pool.pending_bits,
+                        )
+                    )
+                    break
+                if link.pool.try_take(missing):
+                    held[link] = held.get(link, 0.0) + missing
+                else:
+                    pending.append((link, link.pool.get(missing)))
+            ok = self._fatal is None
+            done = 0
+            for link, req in pending:
+                if not ok:
+                    break
+                if not req.triggered:
+                    ok = yield from self._wait(req)
+                    if not ok:
+                        break
+                if not req.ok:
+                    ok = False
+                    self._fatal = str(req.value)
+                    break
+                held[link] = held.get(link, 0.0) + req.n_bits
+                done += 1
+            if not ok:
+                for link, req in pending[done:]:
+                    if req.triggered and req.ok:
+                        held[link] = held.get(link, 0.0) + req.n_bits
+                    elif not req.triggered:
+                        link.pool.cancel(req)
+            self.key_wait_s += env.now - t0
+            if not ok:
+                if self._fatal is not None or self.on_fault == "fail":
+                    self.cause = self._fatal or self.cause
+                    self._discard(held)
+                    return False
+                self.phase = _IDLE
+                continue
+            # 2. store-and-forward, hop by hop
+            for u, v, link in hops:
+                if not link.usable:
+                    self.cause = net.fault_cause(link)
+                    break
+                t = env.now
+                tx = 8.0 * chunk / link.bandwidth_bps
+                start = link.free_at[u]
+                if start < t:
+                    start = t
+                link.free_at[u] = start + tx
+                self.phase = _TX
+                self.tx_link = link
+                ok = yield from self._wait(env.timeout(start - t + tx + link.latency_s))
+                self.tx_link = None
+                if not ok:
+                    break
+                self.queued_s += start - t
+                self.transmit_s += tx
+                self.propagation_s += link.latency_s
+                plan = plans[link]
+                if plan.bits:
+                    held[link] -= plan.bits
+                    self.key_used[link.name] = self.key_used.get(link.name, 0.0) + plan.bits
+                if link.bits is not None and data is not None:
+                    try:
+                        data = self._crypt_hop(link, u, plan, data)
+                    except IntegrityError as exc:
+                        self.cause = f"link {link.name}: {exc}"
+                        self._discard(held)
+                        return False
+                elif link.tampered:
+                    self.cause = f"link {link.name}: message failed its integrity check"
+                    self._discard(held)
+                    return False
+                link.transfers.discard(self)
+                at = v
+            self.phase = _IDLE
+            if at != self.dst and self.on_fault == "fail":
+                self._discard(held)
+                return False
+        self._unregister()
+        self._discard(held)
+        if self.delivered is not None and data is not None:
+            self.delivered.extend(data)
+        return True
+
+    def _discard(self, held: dict[Link, float]) -> None:
+        for _link, bits in held.items():
+            if bits > 1e-9:
+                self.discarded_bits += bits
+        held.clear()
+
+    def _crypt_hop(self, link: Link, sender: str, plan: KeyPlan, data: bytes) -> bytes:
+        """Encrypt at ``sender``, carry over ``link`` (maybe tampered), decrypt and check."""
+        cipher = self.net.cipher
+        store = link.bits
+        if isinstance(cipher, OneTimePad):
+            bits, km = store.take(plan.bits)
+            self.key_material.append((link.name, km))
+            ct = otp_encrypt(data, bits, cipher.auth_bits)
+            return otp_decrypt(_maybe_tamper(link, ct), bits, cipher.auth_bits)
+        if isinstance(cipher, AesGcm):
+            out = bytearray()
+            pos = 0
+            for n, new_key in plan.segments:
+                if new_key or link.session_key is None:
+                    bits, km = store.take(256)
+                    self.key_material.append((link.name, km))
+                    link.session_key = key_bytes(bits)
+                    link.nonce_counter = 0
+                link.nonce_counter += 1
+                direction = 0 if sender == link.a else 1
+                nonce = bytes([direction]) + link.nonce_counter.to_bytes(11, "big")
+                seg = data[pos : pos + n]
+                pos += n
+                ct = aes_encrypt(link.session_key, nonce, seg, link.name.encode())
+                out += aes_decrypt(
+                    link.session_key, nonce, _maybe_tamper(link, ct), link.name.encode()
+                )
+            return bytes(out)
+        if link.tampered:
+            raise IntegrityError("message altered on an unauthenticated link was detected")
+        return data
+
+    def snapshot(self, status: Literal["delivered", "failed", "in_progress"]) -> TransferRecord:
+        now = self.net.env.now
+        total = now - self.t_request
+        busy = self.key_wait_s + self.queued_s + self.transmit_s + self.propagation_s
+        verified = None
+        if self.delivered is not None and status == "delivered":
+            verified = bytes(self.delivered) == self.payload
+        return TransferRecord(
+            id=self.id,
+            tag=self.tag,
+            src=self.src,
+            dst=self.dst,
+            n_bytes=self.n_bytes,
+            status=status,
+            reason=self.cause if status == "failed" else "",
+            t_request=self.t_request,
+            t_end=now,
+            path=tuple(self.path) if self.path is not None else (),
+            key_wait_s=self.key_wait_s,
+            queued_s=self.queued_s,
+            transmit_s=self.transmit_s,
+            propagation_s=self.propagation_s,
+            blocked_s=max(0.0, total - busy),
+            key_bits=tuple(self.key_used.items()),
+            discarded_bits=self.discarded_bits,
+            chunks=self.chunks,
+            reroutes=self.reroutes,
+            verified=verified,
+        )
+
+    def _finish(self, status: Literal["delivered", "failed"]) -> TransferRecord:
+        self._unregister()
+        self.phase = _IDLE
+        if status == "failed" and not self.cause:
+            self.cause = self._fatal or "unknown"
+        rec = self.snapshot(status)
+        self.record = rec
+        self.net._finished(self, rec)
+        return rec
+
+
+def _maybe_tamper(link: Link, ct: bytes) -> bytes:
+    if not link.tampered or not ct:
+        return ct
+    flipped = bytearray(ct)
+    flipped[len(flipped) // 2] ^= 0x01
+    return bytes(flipped)

@@ -198,7 +198,15 @@ class LearningSpec(_Frozen):
     classes_per_client: Annotated[int, Field(ge=1)] = 8
     alpha: Positive = 0.2
     holdout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
-    samples_per_client: Annotated[int, Field(ge=1)] | None = None
+    samples_per_client: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Keep at most this many samples per client (None: all)."
+    )
+    test_samples: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Global accuracy on the first N test samples (None: all)."
+    )
+    senders_per_round: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Decentralized methods: senders per round (None: half the clients)."
+    )
     rounds: Annotated[int, Field(ge=1)] = 20
     local_epochs: Annotated[int, Field(ge=1)] = 1
     fusion_epochs: Annotated[int, Field(ge=1)] = 1

@@ -1,0 +1,223 @@
+"""The learning half of a co-simulation, one job class per method family.
+
+A job knows, before any training, what the network half needs (a
+:class:`~qfl.cosim.schedule.ComputeProfile`: data sizes, FLOPs per sample counted from the
+model, model bytes) and which schedule to run; after the network half it executes the
+rounds the :class:`~qfl.cosim.schedule.Timeline` completed, through a
+:class:`~qfl.cosim.replay.ReplayTransport` that drops what the network failed to deliver,
+and reports evaluations as :class:`EvalRow` s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import simpy
+
+from network import QKDNetwork
+from qfl.cosim.replay import ReplayTransport
+from qfl.cosim.schedule import ComputeProfile, Timeline, decentralized_schedule, server_schedule
+from qfl.scenario import Scenario, ScenarioError
+
+__all__ = ["EvalRow", "LearningJob", "make_job"]
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    """One evaluation of one client's model (``node="mean"``: the mean over clients)."""
+
+    round: int
+    node: str
+    global_acc: float = math.nan
+    local_acc: float = math.nan
+    exit_acc: tuple[float, ...] = ()
+
+
+OnEval = Callable[[int, list[EvalRow]], None]
+
+
+class LearningJob(Protocol):
+    """What the co-simulation needs of a learning method."""
+
+    profile: ComputeProfile
+
+    def schedule(
+        self, env: simpy.Environment, net: QKDNetwork, rounds: int, tl: Timeline
+    ) -> Generator[simpy.Event, Any, None]:
+        """The SimPy process of the method's communication schedule."""
+        ...
+
+    def identity(self) -> str:
+        """A hash of every learning input except the timeline (for reuse across points)."""
+        ...
+
+    def execute(self, tl: Timeline, eval_rounds: set[int], on_eval: OnEval) -> None:
+        """Run the completed rounds of ``tl``, evaluating after the rounds in ``eval_rounds``
+        (1-based), and pass each evaluation to ``on_eval``."""
+        ...
+
+
+def _identity(sc: Scenario, clients: Sequence[str], extra: dict[str, Any] | None = None) -> str:
+    data = {
+        "learning": sc.learning.model_dump(mode="json", exclude={"rounds", "eval_every"}),
+        "seed": sc.seed,
+        "clients": list(clients),
+        "extra": extra or {},
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _rows(
+    r: int, names: Sequence[str], glob: Sequence[float], local: Sequence[float]
+) -> list[EvalRow]:
+    rows = [EvalRow(r, n, float(g), float(lo)) for n, g, lo in zip(names, glob, local, strict=True)]
+    rows.append(EvalRow(r, "mean", float(sum(glob) / len(glob)), float(sum(local) / len(local))))
+    return rows
+
+
+class DecentralizedJob:
+    """Def-FD, Def-KT and gossip averaging on Fashion-MNIST (no server).
+
+    Clients are the scenario's client nodes; every client may send to every other (the
+    overlay is complete; the network routes each transfer through relays).
+    """
+
+    def __init__(self, sc: Scenario, clients: Sequence[str], flops: Sequence[float]) -> None:
+        import torch
+
+        from qfl.algorithms.deffd import DefFDConfig
+        from qfl.data import load_fashion_mnist
+        from qfl.experiments.deffd import DefFDSetup, make_clients
+        from qfl.models import FeatureCNN, count_flops
+
+        lr = sc.learning
+        if len(clients) < 2:
+            raise ScenarioError("learning.clients", f"{len(clients)} clients; needs at least 2")
+        self.sc = sc
+        self.names = tuple(clients)
+        n = len(clients)
+        self.setup = DefFDSetup(
+            n_clients=n,
+            classes_per_client=lr.classes_per_client,
+            holdout_fraction=lr.holdout_fraction,
+            samples_per_client=lr.samples_per_client,
+            test_samples=lr.test_samples,
+            rounds=lr.rounds,
+            eval_every=lr.eval_every,
+            seed=sc.seed,
+        )
+        try:
+            self.config = DefFDConfig(
+                method=lr.method,
+                feature_loss=lr.feature_loss,
+                gamma=lr.gamma,
+                temperature=lr.temperature,
+                local_epochs=lr.local_epochs,
+                fusion_epochs=lr.fusion_epochs,
+                lr=lr.lr,
+                momentum=lr.momentum,
+                weight_decay=lr.weight_decay,
+                batch_size=lr.batch_size,
+                senders_per_round=lr.senders_per_round,
+                engine=lr.engine,
+            )
+            self.n_senders = self.config.n_senders(n)
+        except ValueError as exc:
+            raise ScenarioError("learning", str(exc)) from None
+        train, test = load_fashion_mnist()
+        try:
+            self.clients, self.test = make_clients(train, test, self.setup)
+        except ValueError as exc:
+            raise ScenarioError("learning.classes_per_client", str(exc)) from None
+        self.model = FeatureCNN(in_channels=1, num_classes=10, image_size=28)
+        fwd = float(count_flops(self.model, (1, 28, 28)))
+        bf = sc.compute.backward_factor
+        n_params = sum(p.numel() for p in self.model.parameters())
+        model_bytes = int(n_params * torch.finfo(torch.float32).bits // 8)
+        fuse = {
+            "def-fd": fwd * (bf + 1),  # train the receiver + forward the frozen teacher
+            "def-kt": 2 * fwd * bf,  # both models train (mutual learning)
+            "gossip-avg": fwd * bf * self.config.gossip_epochs,
+        }[lr.method]
+        self.profile = ComputeProfile(
+            clients=self.names,
+            train_sizes=tuple(len(c.train) for c in self.clients),
+            flops_per_s=tuple(float(f) for f in flops),
+            train_flops_per_sample=(fwd * bf,) * n,
+            fuse_flops_per_sample=(fuse,) * n,
+            upload_bytes=(model_bytes,) * n,
+            download_bytes=(model_bytes,) * n,
+            local_epochs=lr.local_epochs,
+            fusion_epochs=lr.fusion_epochs,
+        )
+
+    def _plan(self, r: int, evaluate: bool = False) -> Any:
+        from qfl.algorithms.deffd import plan_round
+
+        return plan_round(
+            r,
+            range(len(self.names)),
+            ReplayTransport(len(self.names)).neighbours,
+            self.n_senders,
+            seed=self.sc.seed,
+            evaluate=evaluate,
+        )
+
+    def schedule(
+        self, env: simpy.Environment, net: QKDNetwork, rounds: int, tl: Timeline
+    ) -> Generator[simpy.Event, Any, None]:
+        """Decentralized rounds drawn exactly as the learner draws them."""
+        return decentralized_schedule(env, net, self.profile, self._plan, rounds, tl)
+
+    def identity(self) -> str:
+        """Hash of the learning inputs."""
+        return _identity(self.sc, self.names)
+
+    def execute(self, tl: Timeline, eval_rounds: set[int], on_eval: OnEval) -> None:
+        """Run the completed rounds; evaluations go to ``on_eval``."""
+        from qfl.algorithms.deffd import DecentralizedLearner, run_round
+
+        index = {n: i for i, n in enumerate(self.names)}
+        dropped = [(r, index[s], index[d]) for r, s, d, _ in tl.dropped]
+        transport = ReplayTransport(len(self.names), dropped)
+        learner = DecentralizedLearner(
+            self.model, self.clients, self.test, self.config, seed=self.sc.seed
+        )
+        for r in range(tl.rounds_done):
+            transport.round = r
+            metrics = run_round(learner, transport, self._plan(r, evaluate=(r + 1) in eval_rounds))
+            if metrics is not None:
+                on_eval(r + 1, _rows(r + 1, self.names, metrics.global_acc, metrics.local_acc))
+
+
+def make_job(
+    sc: Scenario, clients: Sequence[str], flops: Sequence[float], server: str | None
+) -> LearningJob:
+    """The learning job of a scenario.
+
+    Parameters
+    ----------
+    clients : sequence of str
+        Client node names.
+    flops : sequence of float
+        Their compute speeds (FLOP/s).
+    server : str or None
+        The aggregator node (server-based methods).
+    """
+    method = sc.learning.method
+    if method in ("def-fd", "def-kt", "gossip-avg"):
+        return DecentralizedJob(sc, clients, flops)
+    if server is None:
+        raise ScenarioError(
+            "learning.server",
+            f"method {method!r} needs a server: name one or give a node role: server",
+        )
+    raise ScenarioError("learning.method", f"{method!r} is not supported by the co-simulation yet")
+
+
+_ = server_schedule  # used by the server-based jobs

@@ -1,0 +1,240 @@
+"""The network half of a co-simulation: when each learning operation happens.
+
+The timeline of a run depends on key rates, model sizes and compute times, never on learned
+values (ARCHITECTURE.md). So it is simulated first, on the network's SimPy clock, as plain
+SimPy processes: a local update holds its node for ``FLOPs / node speed`` of simulated time,
+and every model exchange is a :meth:`network.QKDNetwork.transfer`, which waits for key on
+every hop, queues on the links' bandwidth and propagates. The result, a :class:`Timeline`,
+says how many rounds completed before the horizon, when each ended, and which transfers
+failed (a fault with no way round). The learning half then executes exactly those rounds.
+
+Two families of schedules:
+
+* decentralized (Def-FD, Def-KT, gossip averaging): each round, the senders drawn by
+  :func:`qfl.algorithms.deffd.plan_round` (same seed, same draw as the learner) train
+  locally, send their model to their receiver over the network, and the receiver fuses it;
+  the round ends when every pair is done;
+* server-based (FedAvg, multi-exit FedAvg, SSL-backbone phase 1): the server sends the
+  global model (up to each client's exit) to every client, each trains and uploads, the
+  server aggregates what arrived; the round ends with the last upload.
+
+Compute contention on a node is not modelled beyond this: within a round a node does one
+thing at a time by construction (senders and receivers are disjoint).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from network import QKDNetwork, TransferRecord
+
+__all__ = [
+    "ComputeProfile",
+    "Timeline",
+    "decentralized_schedule",
+    "run_schedule",
+    "server_schedule",
+]
+
+
+@dataclass(frozen=True)
+class ComputeProfile:
+    """What the schedule needs to know of the learning job (no learned values).
+
+    Attributes
+    ----------
+    clients : tuple of str
+        Client node names, in learner order (client ``i`` is ``clients[i]``).
+    train_sizes : tuple of int
+        Training samples per client.
+    flops_per_s : tuple of float
+        Compute speed of each client's node.
+    train_flops_per_sample : tuple of float
+        FLOPs of one training step per sample for each client (forward x backward factor,
+        at the client's exit).
+    fuse_flops_per_sample : tuple of float
+        FLOPs per sample of fusing a received model (decentralized methods).
+    upload_bytes : tuple of int
+        Bytes a client sends (its model, or the part up to its exit).
+    download_bytes : tuple of int
+        Bytes the server sends to each client.
+    local_epochs, fusion_epochs : int
+        Epochs of a local update and of a fusion.
+    server_flops_per_s : float
+        Compute speed of the server (aggregation is counted as free).
+    """
+
+    clients: tuple[str, ...]
+    train_sizes: tuple[int, ...]
+    flops_per_s: tuple[float, ...]
+    train_flops_per_sample: tuple[float, ...]
+    fuse_flops_per_sample: tuple[float, ...]
+    upload_bytes: tuple[int, ...]
+    download_bytes: tuple[int, ...]
+    local_epochs: int = 1
+    fusion_epochs: int = 1
+
+    def train_s(self, i: int, epochs: int | None = None) -> float:
+        """Simulated seconds of a local update of client ``i``."""
+        e = self.local_epochs if epochs is None else epochs
+        return e * self.train_sizes[i] * self.train_flops_per_sample[i] / self.flops_per_s[i]
+
+    def fuse_s(self, i: int) -> float:
+        """Simulated seconds of client ``i`` fusing a received model."""
+        return (
+            self.fusion_epochs
+            * self.train_sizes[i]
+            * self.fuse_flops_per_sample[i]
+            / self.flops_per_s[i]
+        )
+
+
+@dataclass
+class Timeline:
+    """The network half of a run: rounds, their end times, failed transfers, operations.
+
+    Attributes
+    ----------
+    rounds_done : int
+        Rounds that completed before the horizon.
+    round_end_s : list of float
+        Simulated time at which round ``r`` (0-based) completed.
+    dropped : set of tuple
+        ``(round, src, dst, tag)`` of transfers that failed (the learner does not see them).
+    ops : list of dict
+        Every learning operation: ``round``, ``node``, ``op``, ``start_s``, ``end_s``.
+    participants : list of tuple of int
+        Server schedules: the clients whose update reached the server, per round.
+    """
+
+    rounds_done: int = 0
+    round_end_s: list[float] = field(default_factory=list)
+    dropped: set[tuple[int, str, str, str]] = field(default_factory=set)
+    ops: list[dict[str, Any]] = field(default_factory=list)
+    participants: list[tuple[int, ...]] = field(default_factory=list)
+
+    def structure(self) -> tuple[Any, ...]:
+        """What the learning depends on (no times): rounds, drops, participants."""
+        return (self.rounds_done, tuple(sorted(self.dropped)), tuple(self.participants))
+
+
+def _op(tl: Timeline, r: int, node: str, op: str, start: float, end: float) -> None:
+    tl.ops.append({"round": r, "node": node, "op": op, "start_s": start, "end_s": end})
+
+
+def _send(
+    env: simpy.Environment,
+    net: QKDNetwork,
+    tl: Timeline,
+    r: int,
+    src: str,
+    dst: str,
+    n_bytes: int,
+    tag: str,
+) -> Generator[simpy.Event, Any, bool]:
+    start = env.now
+    rec: TransferRecord = yield net.transfer(src, dst, int(n_bytes), tag=f"r{r}/{tag}")
+    ok = rec.status == "delivered"
+    if not ok:
+        tl.dropped.add((r, src, dst, tag))
+    _op(tl, r, src, f"send:{tag}->{dst}" + ("" if ok else " (failed)"), start, env.now)
+    return ok
+
+
+def decentralized_schedule(
+    env: simpy.Environment,
+    net: QKDNetwork,
+    profile: ComputeProfile,
+    plans: Callable[[int], Any],
+    rounds: int,
+    tl: Timeline,
+) -> Generator[simpy.Event, Any, None]:
+    """SimPy process: decentralized rounds (Def-FD, Def-KT, gossip averaging).
+
+    Parameters
+    ----------
+    plans : callable
+        ``plans(r)`` -> the :class:`~qfl.algorithms.deffd.RoundPlan` of round ``r`` (senders
+        and ``transfers`` with integer ``src``/``dst`` client indices).
+    rounds : int
+        Rounds to run (the horizon may stop the environment earlier).
+    tl : Timeline
+        Filled in place.
+    """
+    names = profile.clients
+
+    def pair(r: int, src: int, dst: int | None) -> Generator[simpy.Event, Any, None]:
+        t0 = env.now
+        yield env.timeout(profile.train_s(src))
+        _op(tl, r, names[src], "local-update", t0, env.now)
+        if dst is None:
+            return
+        ok = yield from _send(
+            env, net, tl, r, names[src], names[dst], profile.upload_bytes[src], "model"
+        )
+        if ok:
+            t1 = env.now
+            yield env.timeout(profile.fuse_s(dst))
+            _op(tl, r, names[dst], "fuse", t1, env.now)
+
+    for r in range(rounds):
+        plan = plans(r)
+        dst_of = {t.src: t.dst for t in plan.transfers}
+        procs = [env.process(pair(r, s, dst_of.get(s))) for s in plan.senders]
+        yield env.all_of(procs)
+        tl.round_end_s.append(env.now)
+        tl.rounds_done = r + 1
+
+
+def server_schedule(
+    env: simpy.Environment,
+    net: QKDNetwork,
+    profile: ComputeProfile,
+    server: str,
+    rounds: int,
+    tl: Timeline,
+    *,
+    tag: str = "global",
+) -> Generator[simpy.Event, Any, None]:
+    """SimPy process: synchronous server rounds (FedAvg, multi-exit FedAvg, SSL phase 1).
+
+    Each round the server sends every client its part of the global model; a client whose
+    download arrived trains and uploads; the server aggregates the uploads that arrived.
+    """
+    names = profile.clients
+
+    def client(r: int, i: int) -> Generator[simpy.Event, Any, bool]:
+        ok = yield from _send(env, net, tl, r, server, names[i], profile.download_bytes[i], tag)
+        if not ok:
+            return False
+        t0 = env.now
+        yield env.timeout(profile.train_s(i))
+        _op(tl, r, names[i], "local-update", t0, env.now)
+        up = yield from _send(env, net, tl, r, names[i], server, profile.upload_bytes[i], "update")
+        return bool(up)
+
+    for r in range(rounds):
+        procs = [env.process(client(r, i)) for i in range(len(names))]
+        results = yield env.all_of(procs)
+        arrived = tuple(i for i, p in enumerate(procs) if results[p])
+        _op(tl, r, server, "aggregate", env.now, env.now)
+        tl.participants.append(arrived)
+        tl.round_end_s.append(env.now)
+        tl.rounds_done = r + 1
+
+
+def run_schedule(
+    env: simpy.Environment,
+    process: Generator[simpy.Event, Any, None],
+    horizon_s: float | None,
+) -> None:
+    """Run a schedule process to its end, or until the horizon."""
+    proc = env.process(process)
+    if horizon_s is None:
+        env.run(until=proc)
+    else:
+        env.run(until=env.any_of([proc, env.timeout(max(0.0, horizon_s - env.now))]))

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import typer
 from rich.console import Console
 
-from qfl.commands import keyrate, validate
+from qfl.commands import keyrate, simulate, validate
 from qkd.errors import QflError
 
 __all__ = ["app", "main"]
@@ -38,6 +38,7 @@ def _qfl() -> None:
 app.command("keyrate", cls=keyrate.KeyrateCommand)(keyrate.keyrate)
 app.command("validate")(validate.validate)
 app.command("schema")(validate.schema)
+app.command("simulate")(simulate.simulate)
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -1,0 +1,157 @@
+"""``qfl simulate FILE``: run one scenario with a live progress bar, then summarise it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from rich.table import Table
+
+from qfl.scenario import Scenario, ScenarioError, apply_overrides, load_scenario
+
+__all__ = ["next_run_folder", "resolve_scenario", "simulate"]
+
+
+def resolve_scenario(file: Path, quick: bool, sets: list[str] | None) -> Scenario:
+    """Load a scenario and apply ``--quick`` and ``--set field=value`` overrides."""
+    sc = load_scenario(file)
+    if quick and sc.quick:
+        sc = apply_overrides(sc, sc.quick)
+    overrides: dict[str, Any] = {}
+    for opt in sets or []:
+        key, sep, value = opt.partition("=")
+        if not sep or not key.strip():
+            raise ScenarioError("--set", f"must look like field.path=value, got {opt!r}")
+        overrides[key.strip()] = value
+    if overrides:
+        try:
+            sc = apply_overrides(sc, overrides)
+        except ScenarioError as exc:
+            raise ScenarioError(f"--set {exc.path}", exc.message) from None
+    return sc
+
+
+def next_run_folder(parent: Path, name: str) -> Path:
+    """``parent/name``, or ``parent/name-2``, ``-3``... if taken (nothing is overwritten)."""
+    candidate = parent / name
+    k = 2
+    while candidate.exists():
+        candidate = parent / f"{name}-{k}"
+        k += 1
+    return candidate
+
+
+def _fmt_time(s: float | None) -> str:
+    if s is None or (isinstance(s, float) and math.isnan(s)):
+        return "-"
+    if s >= 3600:
+        return f"{s / 3600:.2f} h"
+    if s >= 60:
+        return f"{s / 60:.1f} min"
+    return f"{s:.3g} s"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f} %"
+
+
+def _bits(x: float) -> str:
+    for unit, scale in (("Gbit", 1e9), ("Mbit", 1e6), ("kbit", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g} {unit}"
+    return f"{x:.3g} bit"
+
+
+def simulate(
+    file: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Apply the scenario's `quick` overrides.")
+    ] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a field: --set learning.rounds=5 (repeatable)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run folder (default: outputs.dir/NAME).")
+    ] = None,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Draw the PNG plots.")] = True,
+) -> None:
+    """Run a scenario: the QKD network's timeline, then the learning it allows."""
+    from qfl.cosim import run_scenario
+
+    console = Console(highlight=False, soft_wrap=True)
+    sc = resolve_scenario(file, quick, set_)
+    folder = out if out is not None else next_run_folder(Path(sc.outputs.dir), sc.name)
+    if folder.exists() and any(folder.iterdir()):
+        raise ScenarioError("--out", f"folder {str(folder)!r} exists and is not empty")
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=False,
+    )
+    task = progress.add_task(f"{sc.name}: network", total=None, info="simulating key and transfers")
+
+    def on_network(nrun: Any) -> None:
+        tl = nrun.timeline
+        end = tl.round_end_s[-1] if tl.round_end_s else 0.0
+        progress.update(
+            task,
+            description=f"{sc.name}: learning",
+            total=tl.rounds_done,
+            completed=0,
+            info=f"{tl.rounds_done} rounds fit, last ends at t={_fmt_time(end)}",
+        )
+
+    def on_eval(r: int, t: float, rows: list[Any]) -> None:
+        mean = next((x for x in rows if x.node == "mean"), None)
+        acc = ""
+        if mean is not None:
+            val = mean.global_acc if not math.isnan(mean.global_acc) else mean.local_acc
+            acc = f"acc {100 * val:.1f} %"
+        progress.update(task, completed=r, info=f"round {r}, t={_fmt_time(t)}, {acc}")
+
+    try:
+        with progress:
+            result = run_scenario(sc, folder, on_eval=on_eval, on_network=on_network, plots=plots)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: the partial run is in {folder}", markup=False)
+        raise typer.Exit(130) from None
+    s = result.summary
+    table = Table(
+        title=f"{sc.name}: {sc.learning.method} over {sc.cipher.policy}", show_header=False
+    )
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("rounds done / planned", f"{s['rounds_done']} / {s['rounds_planned']}")
+    table.add_row("simulated time", _fmt_time(s["sim_time_end_s"]))
+    table.add_row("final global accuracy", _pct(s["final_global_acc"]))
+    table.add_row("final local accuracy", _pct(s["final_local_acc"]))
+    if s["final_exit_acc"]:
+        table.add_row(
+            "accuracy per exit", " / ".join(f"{100 * a:.1f}" for a in s["final_exit_acc"])
+        )
+    table.add_row(
+        f"time to {100 * s['target_accuracy']:.0f} %",
+        _fmt_time(s["time_to_target_s"])
+        + (f" (round {s['rounds_to_target']})" if s["rounds_to_target"] else ""),
+    )
+    table.add_row("mean key rate per link", f"{_bits(s['mean_skr_bps'])}/s")
+    key = " / ".join(
+        _bits(s[k]) for k in ("key_generated_bits", "key_consumed_bits", "key_wasted_bits")
+    )
+    table.add_row("key generated / consumed / wasted", key)
+    table.add_row("time stalled on key (all transfers)", _fmt_time(s["time_stalled_on_key_s"]))
+    table.add_row(
+        "transfers delivered / failed", f"{s['transfers_delivered']} / {s['transfers_failed']}"
+    )
+    table.add_row("wall time", _fmt_time(s["wall_s"]["total_s"]))
+    console.print(table)
+    console.print(f"run folder: {folder}", markup=False)

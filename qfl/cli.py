@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import typer
 from rich.console import Console
 
-from qfl.commands import keyrate, simulate, validate
+from qfl.commands import keyrate, simulate, sweep, validate
 from qkd.errors import QflError
 
 __all__ = ["app", "main"]
@@ -39,6 +39,8 @@ app.command("keyrate", cls=keyrate.KeyrateCommand)(keyrate.keyrate)
 app.command("validate")(validate.validate)
 app.command("schema")(validate.schema)
 app.command("simulate")(simulate.simulate)
+app.command("sweep")(sweep.sweep)
+app.command("plot")(sweep.plot)
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 

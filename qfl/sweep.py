@@ -25,10 +25,12 @@ import yaml
 from qfl.scenario import Scenario, ScenarioError, apply_overrides, load_scenario
 
 __all__ = [
+    "EXECUTORS",
     "SweepPoint",
     "SweepSpec",
     "load_sweep_file",
     "parse_set_options",
+    "run_sweep",
     "sweep_points",
 ]
 
@@ -232,4 +234,275 @@ def write_json_atomic(obj: Any, path: Path) -> None:
     tmp.replace(path)
 
 
-ExecutorFn = Callable[[Sequence[Callable[[], Any]]], list[Any]]
+# ----------------------------------------------------------------------------- execution
+
+
+def _learn_job(
+    scenario_json: str, extra_eval_rounds: list[int], threads: int
+) -> list[dict[str, Any]]:
+    """Worker: rebuild the point's network run (deterministic) and train its rounds."""
+    import dataclasses
+
+    import torch
+
+    from qfl.cosim.run import execute_learning, simulate_network
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    sc = Scenario.model_validate_json(scenario_json)
+    nrun = simulate_network(sc)
+    out: list[dict[str, Any]] = []
+
+    def got(_r: int, rows: list[Any]) -> None:
+        out.extend(dataclasses.asdict(x) for x in rows)
+
+    execute_learning(nrun, got, extra_eval_rounds=extra_eval_rounds)
+    return out
+
+
+EXECUTORS = ("local", "ray", "inline")
+
+
+def _run_tasks(
+    tasks: Sequence[tuple[str, list[int]]], executor: str, jobs: int | None, address: str | None
+) -> list[list[dict[str, Any]]]:
+    """Run learning tasks ``(scenario_json, extra_eval_rounds)`` on the chosen executor."""
+    import os
+
+    cpus = os.cpu_count() or 1
+    if executor == "inline" or (executor == "local" and (len(tasks) <= 1 or jobs == 1)):
+        return [_learn_job(s, e, 0) for s, e in tasks]
+    if executor == "local":
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        workers = max(1, min(len(tasks), jobs or cpus))
+        threads = max(1, cpus // workers)
+        ctx = mp.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = [pool.submit(_learn_job, s, e, threads) for s, e in tasks]
+            return [f.result() for f in futures]
+    if executor == "ray":
+        try:
+            import ray
+        except ImportError:
+            raise ScenarioError(
+                "--executor", "'ray' needs the ray extra: pip install 'qfl[ray]'"
+            ) from None
+        started = False
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            started = True
+        try:
+            remote = ray.remote(_learn_job)
+            refs = [remote.remote(s, e, 1) for s, e in tasks]
+            return list(ray.get(refs))
+        finally:
+            if started:
+                ray.shutdown()
+    raise ScenarioError("--executor", f"must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+
+
+def _prefix_of(short: Any, long: Any) -> bool:
+    """Whether the timeline structure ``short`` is a prefix of ``long`` (rounds, drops)."""
+    n = short[0]
+    drops_long = tuple(d for d in long[1] if d[0] < n)
+    return short[1] == drops_long and tuple(short[2]) == tuple(long[2][: len(short[2])])
+
+
+def run_sweep(
+    spec: SweepSpec,
+    folder: Path,
+    *,
+    executor: str = "local",
+    jobs: int | None = None,
+    address: str | None = None,
+    resume: bool = False,
+    plots: bool = True,
+    on_point: Callable[[int, int, dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every point of a sweep, sharing learning between points with identical inputs.
+
+    Parameters
+    ----------
+    spec : SweepSpec
+        The sweep.
+    folder : Path
+        The sweep folder: ``sweep.csv``, ``sweep.json``, ``keyrate_vs_accuracy.png`` and
+        ``points/<slug>/`` (a run folder per point).
+    executor : {"local", "ray", "inline"}
+        Where the distinct learning jobs run: local processes, a Ray cluster (``address``;
+        None starts a local one), or this process.
+    resume : bool
+        Skip points whose run folder already holds a complete ``summary.json``.
+    on_point : callable, optional
+        ``on_point(done, total, row)`` after each point is written.
+
+    Returns
+    -------
+    list of dict
+        The sweep table, a row per point.
+    """
+    from qfl.cosim.jobs import EvalRow
+    from qfl.cosim.run import simulate_network, summarize_run, write_network_outputs
+
+    if executor not in EXECUTORS:
+        raise ScenarioError(
+            "--executor", f"must be one of {', '.join(EXECUTORS)}, got {executor!r}"
+        )
+    import time
+
+    t0 = time.perf_counter()
+    points = sweep_points(spec)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "points").mkdir(exist_ok=True)
+    meta = {
+        "name": spec.name,
+        "base": spec.base.name,
+        "grid": {k: list(v) for k, v in spec.grid.items()},
+        "x": spec.x,
+        "series": spec.series,
+        "x_label": _x_label(spec.x),
+        "points": len(points),
+    }
+    write_json_atomic(meta, folder / "sweep.json")
+    rows: dict[int, dict[str, Any]] = {}
+    todo = []
+    for p in points:
+        pdir = folder / "points" / p.slug
+        done = _read_summary(pdir)
+        if resume and done is not None and done.get("status") == "complete":
+            rows[p.index] = _table_row(spec, p, done, resumed=True)
+            continue
+        todo.append(p)
+    # Network half of every point (cheap), then group points by learning inputs.
+    nruns = {p.index: simulate_network(p.scenario) for p in todo}
+    groups: list[list[int]] = []
+    for p in sorted(todo, key=lambda q: -nruns[q.index].timeline.rounds_done):
+        nr = nruns[p.index]
+        key = (nr.job.identity(), nr.timeline.structure())
+        for g in groups:
+            lead = nruns[g[0]]
+            if lead.job.identity() == key[0] and _prefix_of(key[1], lead.timeline.structure()):
+                g.append(p.index)
+                break
+        else:
+            groups.append([p.index])
+    tasks = []
+    for g in groups:
+        lead = nruns[g[0]]
+        extra = sorted({nruns[i].timeline.rounds_done for i in g})
+        tasks.append((lead.scenario.model_dump_json(), extra))
+    t_net = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    results = _run_tasks(tasks, executor, jobs, address)
+    t_learn = time.perf_counter() - t1
+    by_point = {p.index: p for p in points}
+    for g, res in zip(groups, results, strict=True):
+        all_rows = [EvalRow(**{**r, "exit_acc": tuple(r["exit_acc"])}) for r in res]
+        for i in g:
+            p = by_point[i]
+            nr = nruns[i]
+            from qfl.cosim.run import eval_rounds_for
+
+            mine = eval_rounds_for(nr.timeline.rounds_done, p.scenario.learning.eval_every)
+            prow = [r for r in all_rows if r.round in mine]
+            pdir = folder / "points" / p.slug
+            write_network_outputs(nr, pdir)
+            _write_metrics(pdir, nr, prow)
+            summary = summarize_run(
+                nr, prow, status="complete",
+                wall={"network_s": nr.wall_s, "learning_shared_s": t_learn},
+            )  # fmt: skip
+            summary["learning_group"] = groups.index(g)
+            summary["learning_group_size"] = len(g)
+            write_json_atomic(summary, pdir / "summary.json")
+            if plots:
+                from qfl.plots import plot_accuracy, read_csv
+
+                plot_accuracy(read_csv(pdir / "metrics.csv"), pdir / "accuracy.png")
+            rows[i] = _table_row(spec, p, summary, resumed=False)
+            if on_point is not None:
+                on_point(len(rows), len(points), rows[i])
+    table = [rows[i] for i in sorted(rows)]
+    write_sweep_table(table, folder / "sweep.csv")
+    meta.update(
+        {
+            "learning_jobs": len(groups),
+            "wall_network_s": t_net,
+            "wall_learning_s": t_learn,
+            "wall_total_s": time.perf_counter() - t0,
+        }
+    )
+    write_json_atomic(meta, folder / "sweep.json")
+    if plots:
+        from qfl.plots import plot_sweep
+
+        plot_sweep(
+            table, folder / "keyrate_vs_accuracy.png", x=_x_column(spec.x), x_label=meta["x_label"]
+        )
+    return table
+
+
+def _x_column(x: str) -> str:
+    return x if x in ("mean_skr_bps", "key_budget_bits", "min_skr_bps") else "x"
+
+
+def _x_label(x: str) -> str:
+    return {
+        "mean_skr_bps": "mean secret key rate per link (bit/s)",
+        "min_skr_bps": "slowest link's secret key rate (bit/s)",
+        "key_budget_bits": "key generated in the run (bits)",
+    }.get(x, x)
+
+
+def _read_summary(pdir: Path) -> dict[str, Any] | None:
+    f = pdir / "summary.json"
+    if not f.is_file():
+        return None
+    try:
+        data = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _table_row(
+    spec: SweepSpec, p: SweepPoint, summary: Mapping[str, Any], *, resumed: bool
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"point": p.index, "slug": p.slug}
+    row.update({k: v for k, v in p.values.items()})
+    row["series"] = p.series_label(spec.series)
+    if spec.x in p.values:
+        row["x"] = p.values[spec.x]
+    row["key_budget_bits"] = summary.get("key_generated_bits")
+    for k in (
+        "mean_skr_bps",
+        "min_skr_bps",
+        "rounds_done",
+        "final_global_acc",
+        "final_local_acc",
+        "rounds_to_target",
+        "time_to_target_s",
+        "sim_time_end_s",
+        "key_consumed_bits",
+        "key_wasted_bits",
+        "time_stalled_on_key_s",
+        "transfers_failed",
+        "learning_group",
+    ):
+        row[k] = summary.get(k)
+    row["resumed"] = resumed
+    return row
+
+
+def _write_metrics(pdir: Path, nrun: Any, rows: Sequence[Any]) -> None:
+    from qfl.cosim.run import METRIC_COLUMNS, _metric_row
+
+    tmp = pdir / "metrics.csv.tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(METRIC_COLUMNS))
+        w.writeheader()
+        for r in rows:
+            w.writerow(_metric_row(r, nrun.timeline.round_end_s[r.round - 1]))
+    tmp.replace(pdir / "metrics.csv")

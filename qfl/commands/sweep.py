@@ -1,0 +1,135 @@
+"""``qfl sweep`` (what-if studies over a grid) and ``qfl plot`` (redraw from saved files)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from qfl.commands.simulate import next_run_folder
+from qfl.scenario import ScenarioError, apply_overrides, load_scenario
+from qfl.sweep import SweepSpec, load_sweep_file, parse_set_options, run_sweep
+
+__all__ = ["plot", "sweep"]
+
+
+def _is_sweep_file(path: Path) -> bool:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "grid" in data and "topology" not in data
+
+
+def sweep(
+    file: Annotated[Path, typer.Argument(help="A scenario YAML (with --set) or a sweep YAML.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Vary a field: --set qkd.rate_scale=0.1,0.3,1,3 (repeatable)."),
+    ] = None,
+    x: Annotated[
+        str | None,
+        typer.Option(
+            help="x axis: mean_skr_bps (default), min_skr_bps, key_budget_bits, or a field."
+        ),
+    ] = None,
+    series: Annotated[
+        str | None, typer.Option(help="A varied field whose values become separate lines.")
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Apply the scenario's quick overrides.")
+    ] = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Sweep folder.")] = None,
+    executor: Annotated[
+        str, typer.Option(help="Where learning jobs run: local (processes), ray, inline.")
+    ] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (executor ray).")] = None,
+    jobs: Annotated[
+        int | None, typer.Option(help="Local worker processes (default: cores).")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip points already finished.")] = False,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots")] = True,
+) -> None:
+    """Run a scenario over a grid of field values; write a table and the key-rate plot."""
+    console = Console(highlight=False, soft_wrap=True)
+    if _is_sweep_file(file):
+        spec = load_sweep_file(file)
+        extra = parse_set_options(set_ or [])
+        if extra:
+            spec = SweepSpec(spec.base, {**spec.grid, **extra}, spec.x, spec.series, spec.name)
+    else:
+        grid = parse_set_options(set_ or [])
+        if not grid:
+            raise ScenarioError("--set", "give at least one field to vary (field=v1,v2,...)")
+        base = load_scenario(file)
+        spec = SweepSpec(base, grid, name=f"{base.name}-sweep")
+    if quick and spec.base.quick:
+        base = apply_overrides(spec.base, spec.base.quick)
+        spec = SweepSpec(base, spec.grid, spec.x, spec.series, spec.name)
+    if x is not None or series is not None:
+        if series is not None and series not in spec.grid:
+            raise ScenarioError(
+                "--series", f"must be one of the varied fields {sorted(spec.grid)}, got {series!r}"
+            )
+        spec = SweepSpec(spec.base, spec.grid, x or spec.x, series or spec.series, spec.name)
+    if out is None:
+        parent = Path(spec.base.outputs.dir)
+        out = parent / spec.name if resume else next_run_folder(parent, spec.name)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"), console=console,
+    )  # fmt: skip
+    n_points = math.prod(len(v) for v in spec.grid.values())
+    task = progress.add_task(
+        f"{spec.name}", total=n_points, info="network timelines, then learning"
+    )
+
+    def on_point(done: int, total: int, row: dict[str, Any]) -> None:
+        acc = row.get("final_global_acc")
+        info = f"{row['slug']}: acc {100 * acc:.1f} %" if acc is not None else row["slug"]
+        progress.update(task, completed=done, info=info)
+
+    try:
+        with progress:
+            table_rows = run_sweep(
+                spec, out, executor=executor, jobs=jobs, address=address, resume=resume,
+                plots=plots, on_point=on_point,
+            )  # fmt: skip
+    except KeyboardInterrupt:
+        console.print(
+            f"interrupted: finished points are in {out}; rerun with --resume", markup=False
+        )
+        raise typer.Exit(130) from None
+    table = Table(title=f"sweep {spec.name}: {len(table_rows)} points")
+    cols = [*spec.grid, "mean_skr_bps", "rounds_done", "final_global_acc", "time_to_target_s"]
+    for c in cols:
+        table.add_column(c.split(".")[-1], justify="right")
+    for r in table_rows:
+        table.add_row(*[_cell(r.get(c)) for c in cols])
+    console.print(table)
+    console.print(f"sweep folder: {out} (sweep.csv, keyrate_vs_accuracy.png)", markup=False)
+
+
+def _cell(v: Any) -> str:
+    if v is None or v == "":
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def plot(
+    folder: Annotated[Path, typer.Argument(help="A run folder or a sweep folder.")],
+) -> None:
+    """Redraw the plots of a run or sweep folder from its saved files."""
+    from qfl.plots import redraw
+
+    console = Console(highlight=False, soft_wrap=True)
+    for p in redraw(folder):
+        console.print(f"wrote {p}", markup=False)

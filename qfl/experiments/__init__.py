@@ -1,0 +1,27 @@
+"""Experiment runners: paper set-ups wired from data, models, algorithms and transports.
+
+- :mod:`~qfl.experiments.deffd`: the Def-FD paper's Fashion-MNIST experiment (Def-FD with
+  the L2/COS/MSE feature losses, Def-KT, gossip averaging).
+"""
+
+from qfl.experiments.deffd import (
+    METHOD_NAMES,
+    METHOD_PRESETS,
+    PAPER_RESULTS,
+    DefFDSetup,
+    make_clients,
+    method_config,
+    run_deffd_experiment,
+    run_method,
+)
+
+__all__ = [
+    "METHOD_NAMES",
+    "METHOD_PRESETS",
+    "PAPER_RESULTS",
+    "DefFDSetup",
+    "make_clients",
+    "method_config",
+    "run_deffd_experiment",
+    "run_method",
+]

@@ -20,10 +20,11 @@ Examples
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -73,6 +74,10 @@ class ScenarioError(QflError, ValueError):
         self.path = path
         self.message = message
         super().__init__(f"{path}: {message}" if path else message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from (path, message) when pickled: worker processes, Ray, SimPy.
+        return (type(self), (self.path, self.message))
 
 
 class _Frozen(BaseModel):
@@ -216,7 +221,18 @@ class LearningSpec(_Frozen):
     weight_decay: NonNegative = 0.0
     gamma: NonNegative = Field(0.03, description="Def-FD feature-loss weight.")
     feature_loss: Literal["l2", "cos", "mse"] = "mse"
-    temperature: Positive = 3.0
+    temperature: Positive | Literal["adaptive"] = Field(
+        3.0,
+        description="Distillation temperature; 'adaptive' (multi-exit) follows Phuong & Lampert.",
+    )
+    width: Annotated[int, Field(ge=1)] = Field(
+        16, description="Model base width (multi-exit, SSL)."
+    )
+    round_budget_s: Positive | None = Field(
+        None,
+        description="Multi-exit: a client trains the deepest exit whose local update fits this "
+        "many simulated seconds (None: every client trains all exits).",
+    )
     distill_c: NonNegative = Field(0.5, description="Multi-exit distillation weight C.")
     image_size: Annotated[int, Field(ge=8)] = 32
     target_accuracy: Annotated[float, Field(gt=0, le=1)] = 0.75
@@ -279,22 +295,100 @@ def _loc_to_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The field names of the model that holds the (unknown) key at ``loc``."""
+    model: type[BaseModel] | None = Scenario
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        info = model.model_fields.get(str(part))
+        model = None if info is None else _model_in(info.annotation)
+    return list(model.model_fields) if model is not None else []
+
+
+# pydantic error types -> what is allowed, phrased to follow the path
+_TYPE_MESSAGES = {
+    "int_parsing": "must be an integer",
+    "int_type": "must be an integer",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+}
+
+
 def _format_error(err: Mapping[str, Any]) -> tuple[str, str]:
-    path = _loc_to_path(tuple(err.get("loc", ())))
-    msg = str(err.get("msg", "invalid"))
-    msg = msg.removeprefix("Value error, ")
-    typ = err.get("type", "")
-    if typ == "extra_forbidden":
-        msg = "unknown key (not allowed here)"
+    loc = tuple(err.get("loc", ()))
+    path = _loc_to_path(loc)
+    typ = str(err.get("type", ""))
     value = err.get("input")
-    if typ not in {"missing"} and not isinstance(value, dict | list):
-        msg = f"{msg[0].lower()}{msg[1:]}, got {value!r}" if msg else f"got {value!r}"
-    if typ == "literal_error":
-        msg = msg.replace("Input should be", "must be").replace("input should be", "must be")
+    ctx = err.get("ctx") or {}
+    if typ == "extra_forbidden":
+        key = str(loc[-1]) if loc else "?"
+        allowed = _allowed_keys(loc)
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return path, f"unknown key {key!r}{hint}; allowed keys: {', '.join(allowed)}"
+    if typ == "missing":
+        if loc and isinstance(loc[-1], int):  # a tuple with too few items
+            return _loc_to_path(loc[:-1]), f"must have {loc[-1] + 1} items, got {value!r}"
+        return path, "missing; this field is required"
+    if typ in _TYPE_MESSAGES:
+        msg = _TYPE_MESSAGES[typ]
+        if typ == "model_type" and ctx.get("class_name"):
+            keys = list(_model_fields(str(ctx["class_name"])))
+            if keys:
+                msg += f" with keys {', '.join(keys)}"
+        return path, f"{msg}, got {value!r}"
+    if typ == "string_pattern_mismatch":
+        return path, f"must match the pattern {ctx.get('pattern')}, got {value!r}"
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     msg = msg.replace("Input should be", "must be").replace("input should be", "must be")
+    msg = msg.replace("String should", "must").replace("Tuple should", "must")
     for words, sym in _COMPARISONS:
         msg = msg.replace(words, sym)
+    if msg:
+        msg = msg[0].lower() + msg[1:]
+    if not isinstance(value, dict | list):
+        msg = f"{msg}, got {value!r}" if msg else f"got {value!r}"
+    elif typ == "too_long" or typ == "too_short":
+        msg = f"{msg.split(' after validation')[0]}, got {value!r}"
     return path, msg
+
+
+def _model_fields(class_name: str) -> list[str]:
+    stack: list[type[BaseModel]] = [Scenario]
+    seen: set[type[BaseModel]] = set()
+    while stack:
+        model = stack.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        if model.__name__ == class_name:
+            return list(model.model_fields)
+        for info in model.model_fields.values():
+            sub = _model_in(info.annotation)
+            if sub is not None:
+                stack.append(sub)
+    return []
 
 
 _COMPARISONS = (
@@ -331,6 +425,7 @@ def _check_references(sc: Scenario) -> None:
             f"must be one of {', '.join(repr(d) for d in allowed)} for method "
             f"{sc.learning.method!r}, got {sc.learning.dataset!r}",
         )
+    _check_presets(sc)
     names = [n.name for n in sc.topology.nodes]
     seen: set[str] = set()
     for i, n in enumerate(names):
@@ -339,7 +434,7 @@ def _check_references(sc: Scenario) -> None:
         seen.add(n)
     if sc.topology.file is not None:
         return  # names are checked once the file is read
-    pairs: set[frozenset[str]] = set()
+    pairs: dict[frozenset[str], int] = {}
     for i, link in enumerate(sc.topology.links):
         for end in ("a", "b"):
             v = getattr(link, end)
@@ -352,9 +447,45 @@ def _check_references(sc: Scenario) -> None:
             raise ScenarioError(f"topology.links[{i}]", f"a link from {link.a!r} to itself")
         key = frozenset((link.a, link.b))
         if key in pairs:
-            raise ScenarioError(f"topology.links[{i}]", f"duplicate link {link.a}-{link.b}")
-        pairs.add(key)
+            raise ScenarioError(
+                f"topology.links[{i}]",
+                f"duplicate link {link.a}-{link.b}: topology.links[{pairs[key]}] already joins "
+                "them (links are undirected; give each pair once)",
+            )
+        pairs[key] = i
     check_node_refs(sc, seen)
+    check_fault_links(sc, set(pairs))
+
+
+def _check_presets(sc: Scenario) -> None:
+    from qkd.params import PRESETS
+
+    known = ", ".join(repr(k) for k in sorted(PRESETS))
+    if sc.qkd.preset not in PRESETS:
+        raise ScenarioError("qkd.preset", f"must be one of {known}, got {sc.qkd.preset!r}")
+    for i, link in enumerate(sc.topology.links):
+        if link.preset is not None and link.preset not in PRESETS:
+            raise ScenarioError(
+                f"topology.links[{i}].preset", f"must be one of {known}, got {link.preset!r}"
+            )
+
+
+def check_fault_links(sc: Scenario, links: set[frozenset[str]]) -> None:
+    """Check that every link-cut and eavesdropper fault names a link of the topology.
+
+    Raises
+    ------
+    ScenarioError
+        Naming ``faults[i].link`` of the first fault on a pair of nodes with no link.
+    """
+    for i, f in enumerate(sc.faults):
+        if f.link is not None and frozenset(f.link) not in links:
+            a, b = f.link
+            raise ScenarioError(
+                f"faults[{i}].link",
+                f"no link joins {a!r} and {b!r}; a {f.kind} fault must name the two ends of "
+                "a link of the topology",
+            )
 
 
 def check_node_refs(sc: Scenario, nodes: set[str]) -> None:
@@ -495,10 +626,16 @@ def _set_path(data: Any, dotted: str, value: Any) -> None:
     node = data
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
-        here = ".".join(str(p) for p in parts[: depth + 1])
+        here = _dotted(parts[: depth + 1])
         if isinstance(part, int):
-            if not isinstance(node, list | tuple) or not -len(node) <= part < len(node):
-                raise ScenarioError(dotted, f"no item {part} at {here!r}")
+            if not isinstance(node, list | tuple):
+                raise ScenarioError(dotted, f"{_dotted(parts[:depth])!r} is not a list")
+            if not -len(node) <= part < len(node):
+                raise ScenarioError(
+                    dotted,
+                    f"no item {part}: {_dotted(parts[:depth])!r} has {len(node)} items"
+                    + (f" (0-{len(node) - 1})" if node else ""),
+                )
             if isinstance(node, tuple):
                 raise ScenarioError(dotted, "internal: tuple container")
             if last:
@@ -508,12 +645,29 @@ def _set_path(data: Any, dotted: str, value: Any) -> None:
                 node = node[part]
         else:
             if not isinstance(node, dict) or part not in node:
-                raise ScenarioError(dotted, f"unknown field {here!r}")
+                where = _dotted(parts[:depth])
+                if not isinstance(node, dict):
+                    raise ScenarioError(dotted, f"{where!r} has no fields (it is a value)")
+                close = difflib.get_close_matches(str(part), list(node), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ScenarioError(
+                    dotted,
+                    f"unknown field {here!r}{hint}; fields "
+                    + (f"of {where!r} " if where else "")
+                    + f"are {', '.join(node)}",
+                )
             if last:
                 node[part] = value
             else:
                 node[part] = _thaw(node[part])
                 node = node[part]
+
+
+def _dotted(parts: list[str | int]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else ("." if out else "") + p
+    return out
 
 
 def _thaw(v: Any) -> Any:

@@ -195,6 +195,159 @@ class DecentralizedJob:
                 on_eval(r + 1, _rows(r + 1, self.names, metrics.global_acc, metrics.local_acc))
 
 
+class FedAvgJob:
+    """FedAvg with a server: multi-exit (``fedavg-multiexit``) or single-exit (``fedavg``).
+
+    Data: Dirichlet(``alpha``) label skew over the clients, each keeping
+    ``holdout_fraction`` as its own held-out set (personalized accuracy); global accuracy is
+    the global model on the test set (Fashion-MNIST) or on every client's held-out data
+    pooled (HAR). With ``round_budget_s``, each client trains and uploads only up to the
+    deepest exit whose local update fits that many simulated seconds on its node.
+    """
+
+    def __init__(
+        self, sc: Scenario, clients: Sequence[str], flops: Sequence[float], server: str
+    ) -> None:
+        import torch
+
+        from qfl.algorithms.fedavg import FedAvgConfig, payload_bytes
+        from qfl.data import load_fashion_mnist
+        from qfl.experiments.multiexit import MultiExitExperiment, client_data, make_model
+        from qfl.models.multiexit import exit_flops, exit_parameter_mask
+
+        lr = sc.learning
+        self.sc = sc
+        self.names = tuple(clients)
+        self.server = server
+        n = len(clients)
+        multi = lr.method == "fedavg-multiexit"
+        dataset = lr.dataset
+        try:
+            self.config = FedAvgConfig(
+                rounds=lr.rounds,
+                local_epochs=lr.local_epochs,
+                batch_size=lr.batch_size,
+                lr=lr.lr,
+                momentum=lr.momentum,
+                weight_decay=lr.weight_decay,
+                engine=lr.engine,
+            )
+            self.exp = MultiExitExperiment(
+                dataset=dataset,
+                n_clients=n,
+                alpha=lr.alpha,
+                holdout_fraction=lr.holdout_fraction,
+                pool_size=None if lr.samples_per_client is None else lr.samples_per_client * n,
+                width=lr.width,
+                C=lr.distill_c,
+                temperature=lr.temperature,
+                target_accuracy=lr.target_accuracy,
+                fedavg=self.config,
+                seed=sc.seed,
+            )
+        except ValueError as exc:
+            raise ScenarioError("learning", str(exc)) from None
+        self.trains, self.holds = client_data(self.exp)
+        if dataset == "fashion-mnist":
+            _, test = load_fashion_mnist()
+            if lr.test_samples is not None and lr.test_samples < len(test):
+                test = test.subset(torch.arange(lr.test_samples))
+            self.test = test
+        else:
+            from qfl.experiments.multiexit import concat_datasets
+
+            self.test = concat_datasets(self.holds)
+        self.model = make_model(self.exp, multi_exit=multi)
+        self.loss_fn = self.exp.loss(multi_exit=multi)
+        shape = tuple(self.trains[0].x.shape[1:])
+        costs = exit_flops(self.model, shape)
+        bf = sc.compute.backward_factor
+        self.exits = [len(costs)] * n
+        if lr.round_budget_s is not None:
+            for i in range(n):
+                work = lr.local_epochs * len(self.trains[i]) * bf / flops[i]  # s per FLOP/sample
+                fits = [k for k, c in enumerate(costs, 1) if c * work <= lr.round_budget_s]
+                if not fits:
+                    raise ScenarioError(
+                        "learning.round_budget_s",
+                        f"must be >= {costs[0] * work:.3g} s for client {clients[i]!r} to train "
+                        f"even the first exit, got {lr.round_budget_s}",
+                    )
+                self.exits[i] = max(fits)
+        params = dict(self.model.named_parameters())
+        sizes = []
+        for k in self.exits:
+            mask = exit_parameter_mask(self.model, k) if multi else dict.fromkeys(params, True)
+            sizes.append(payload_bytes({p: t for p, t in params.items() if mask[p]}))
+        self.profile = ComputeProfile(
+            clients=self.names,
+            train_sizes=tuple(len(d) for d in self.trains),
+            flops_per_s=tuple(float(f) for f in flops),
+            train_flops_per_sample=tuple(float(costs[k - 1]) * bf for k in self.exits),
+            fuse_flops_per_sample=(0.0,) * n,
+            upload_bytes=tuple(sizes),
+            download_bytes=tuple(sizes),
+            local_epochs=lr.local_epochs,
+        )
+
+    def schedule(
+        self, env: simpy.Environment, net: QKDNetwork, rounds: int, tl: Timeline
+    ) -> Generator[simpy.Event, Any, None]:
+        """Synchronous server rounds."""
+        return server_schedule(env, net, self.profile, self.server, rounds, tl)
+
+    def identity(self) -> str:
+        """Hash of the learning inputs (with the clients' exits)."""
+        return _identity(self.sc, self.names, {"server": self.server, "exits": self.exits})
+
+    def execute(self, tl: Timeline, eval_rounds: set[int], on_eval: OnEval) -> None:
+        """Run the completed rounds; evaluations go to ``on_eval``."""
+        import torch
+
+        from qfl.algorithms.fedavg import FedAvg, exit_accuracies, star_transport
+
+        n = len(self.names)
+        index: dict[str, Any] = {nm: i for i, nm in enumerate(self.names)}
+        index[self.server] = "server"
+        dropped = [(r, index[s], index[d]) for r, s, d, _ in tl.dropped]
+        star = star_transport(list(range(n)), "server")
+        adjacency = {node: star.neighbours(node) for node in star.nodes}
+        transport = ReplayTransport(adjacency, dropped)
+        fed = FedAvg(
+            self.model,
+            self.trains,
+            loss_fn=self.loss_fn,
+            config=self.config,
+            client_exits=self.exits,
+            transport=transport,
+            seed=self.sc.seed,
+        )
+        rows_i = torch.arange(n)
+        cols = torch.tensor(self.exits) - 1
+        for r in range(tl.rounds_done):
+            transport.round = r
+            fed.run_round()
+            if (r + 1) not in eval_rounds:
+                continue
+            local = exit_accuracies(self.model, fed.params, self.holds)  # [n, exits]
+            glob = exit_accuracies(self.model, fed.params, [self.test])[0]  # [exits]
+            mine = local[rows_i, cols]
+            rows = [
+                EvalRow(r + 1, nm, float(glob[k - 1]), float(mine[i]), tuple(local[i].tolist()))
+                for i, (nm, k) in enumerate(zip(self.names, self.exits, strict=True))
+            ]
+            rows.append(
+                EvalRow(
+                    r + 1,
+                    "mean",
+                    float(sum(x.global_acc for x in rows) / n),
+                    float(mine.mean()),
+                    tuple(local.nanmean(dim=0).tolist()),
+                )
+            )
+            on_eval(r + 1, rows)
+
+
 def make_job(
     sc: Scenario, clients: Sequence[str], flops: Sequence[float], server: str | None
 ) -> LearningJob:
@@ -217,7 +370,6 @@ def make_job(
             "learning.server",
             f"method {method!r} needs a server: name one or give a node role: server",
         )
+    if method in ("fedavg", "fedavg-multiexit"):
+        return FedAvgJob(sc, clients, flops, server)
     raise ScenarioError("learning.method", f"{method!r} is not supported by the co-simulation yet")
-
-
-_ = server_schedule  # used by the server-based jobs

@@ -1,0 +1,180 @@
+"""Reproduce the multi-exit FedAvg experiment: ME vs single-exit baseline on Fashion-MNIST.
+
+Paper (Fashion-MNIST, ResNet with exits after blocks 1/3/5, 24 clients, Dirichlet 0.2,
+50 rounds x 5 local epochs): personalized accuracy ME 81.38 % vs 80.18 % without; 8 vs 9
+rounds to 75 %; per exit 80.81 / 81.78 / 82.11 %.
+
+Usage::
+
+    python benchmarks/repro_multiexit.py --quick      # reduced run, < 10 min on 2 CPU cores
+    python benchmarks/repro_multiexit.py              # paper scale (many CPU hours)
+    python benchmarks/repro_multiexit.py --har-quick  # + the LSTM pipeline on synthetic HAR
+
+Prints human-readable lines, then as the very last line one JSON object with
+``me_personalized_acc``, ``baseline_personalized_acc`` (percent), ``exit_acc`` (percent,
+shallow to deep), ``rounds_to_target`` (``{"me": r, "baseline": r}``, ``null`` if never
+reached), ``paper`` and ``settings``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from qfl.algorithms.fedavg import FedAvgConfig, RoundRecord
+from qfl.experiments.multiexit import MultiExitExperiment, run_multiexit_experiment
+
+PAPER = {
+    "me_personalized_acc": 81.38,
+    "baseline_personalized_acc": 80.18,
+    "rounds_to_target": {"me": 8, "baseline": 9},
+    "exit_acc": [80.81, 81.78, 82.11],
+    "target_accuracy": 75.0,
+}
+
+
+def _data_root() -> str | None:
+    if os.environ.get("QFL_DATA_DIR"):
+        return None  # the loaders resolve $QFL_DATA_DIR themselves
+    beside = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
+    return str(beside) if beside.is_dir() else None
+
+
+def _experiment(args: argparse.Namespace) -> MultiExitExperiment:
+    if args.quick:
+        fed = FedAvgConfig(
+            rounds=12, local_epochs=2, batch_size=32, lr=0.005, momentum=0.9, engine=args.engine
+        )
+        # The reduced run cannot reach the paper's 75 % in its budget: rounds to 30 % instead.
+        exp = MultiExitExperiment(
+            pool_size=6000, width=16, stem_stride=2, target_accuracy=0.3, fedavg=fed
+        )
+    else:
+        fed = FedAvgConfig(
+            rounds=50, local_epochs=5, batch_size=32, lr=0.005, momentum=0.9, engine=args.engine
+        )
+        exp = MultiExitExperiment(width=16, fedavg=fed)
+    return replace(
+        exp,
+        seed=args.seed,
+        data_root=_data_root(),
+        client_exits=args.client_exits,
+        **({"fedavg": replace(exp.fedavg, rounds=args.rounds)} if args.rounds else {}),
+    )
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else round(100.0 * x, 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="reduced run (< 10 min)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=None, help="override the rounds")
+    parser.add_argument(
+        "--engine",
+        choices=("batched", "sequential"),
+        default="sequential",
+        help="sequential is ~2x faster for this conv model on CPU; both give the same numbers",
+    )
+    parser.add_argument("--client-exits", choices=("full", "tiers"), default="full")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is robust on a shared machine)"
+    )
+    parser.add_argument(
+        "--har-quick", action="store_true", help="also run the LSTM on synthetic HAR (tiny)"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    exp = _experiment(args)
+    fed = exp.fedavg
+    print(
+        f"multi-exit FedAvg vs single-exit: {exp.dataset}, {exp.n_clients} clients, "
+        f"Dirichlet alpha={exp.alpha}, pool={exp.pool_size or 'all 60000'}, "
+        f"ResNet width={exp.width} stem stride={exp.stem_stride}, "
+        f"{fed.rounds} rounds x {fed.local_epochs} epochs, "
+        f"batch {fed.batch_size}, SGD lr={fed.lr} momentum={fed.momentum}, "
+        f"C={exp.C}, T={exp.temperature}, engine={fed.engine}, threads={args.threads}"
+    )
+    t0 = time.perf_counter()
+
+    def progress(method: str, rec: RoundRecord) -> None:
+        exits = " / ".join(f"{100 * a:.2f}" for a in rec.exit_acc)
+        print(
+            f"  [{time.perf_counter() - t0:7.1f} s] {method:8s} round {rec.round:3d}: "
+            f"personalized {100 * rec.personalized_acc:6.2f} %  (per exit {exits})",
+            flush=True,
+        )
+
+    out = run_multiexit_experiment(exp, on_round=progress)
+    wall = time.perf_counter() - t0
+    me, base = out["me"], out["baseline"]
+    target = exp.target_accuracy
+    print(f"exit FLOPs/sample (forward): {out['exit_flops']}")
+    print(f"client train sizes: {out['data']['train_sizes']}")
+    print(
+        f"personalized accuracy: ME {100 * me['personalized_acc']:.2f} % "
+        f"(paper {PAPER['me_personalized_acc']}), baseline "
+        f"{100 * base['personalized_acc']:.2f} % (paper {PAPER['baseline_personalized_acc']})"
+    )
+    print(
+        "ME accuracy per exit: "
+        + " / ".join(f"{100 * a:.2f}" for a in me["exit_acc"])
+        + f" % (paper {' / '.join(str(a) for a in PAPER['exit_acc'])})"
+    )
+    print(
+        f"rounds to {100 * target:.0f} %: ME {me['rounds_to_target']}, baseline "
+        f"{base['rounds_to_target']} (paper: 8 vs 9 rounds to 75 %)"
+    )
+    print(f"wall time {wall:.1f} s")
+    result = {
+        "me_personalized_acc": _pct(me["personalized_acc"]),
+        "baseline_personalized_acc": _pct(base["personalized_acc"]),
+        "exit_acc": [_pct(a) for a in me["exit_acc"]],
+        "rounds_to_target": {"me": me["rounds_to_target"], "baseline": base["rounds_to_target"]},
+        "target_accuracy": _pct(target),
+        "me_curve": [_pct(a) for a in me["curve"]],
+        "baseline_curve": [_pct(a) for a in base["curve"]],
+        "exit_flops": out["exit_flops"],
+        "paper": PAPER,
+        "wall_s": round(wall, 1),
+        "settings": {**out["settings"], "quick": args.quick, "threads": args.threads},
+    }
+    if args.har_quick:
+        har = MultiExitExperiment(
+            dataset="synthetic-har",
+            n_clients=6,
+            alpha=0.5,
+            pool_size=600,
+            width=16,
+            client_exits="tiers",
+            target_accuracy=0.5,
+            fedavg=FedAvgConfig(rounds=3, local_epochs=1, batch_size=32, lr=0.05),
+            seed=args.seed,
+        )
+        t1 = time.perf_counter()
+        h = run_multiexit_experiment(har)
+        print(
+            f"synthetic HAR (LSTM, NOT UniMiB-SHAR): ME {100 * h['me']['personalized_acc']:.2f} %"
+            f" per exit {[_pct(a) for a in h['me']['exit_acc']]}, baseline "
+            f"{100 * h['baseline']['personalized_acc']:.2f} % ({time.perf_counter() - t1:.1f} s)"
+        )
+        result["synthetic_har"] = {
+            "me_personalized_acc": _pct(h["me"]["personalized_acc"]),
+            "baseline_personalized_acc": _pct(h["baseline"]["personalized_acc"]),
+            "exit_acc": [_pct(a) for a in h["me"]["exit_acc"]],
+            "settings": {**asdict(har), "fedavg": asdict(har.fedavg)},
+        }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

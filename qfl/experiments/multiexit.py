@@ -1,0 +1,366 @@
+"""Multi-exit FedAvg against single-exit FedAvg on the same clients, data and schedule.
+
+The reproduction set-up (issue 5, after the multi-exit FL paper's Fashion-MNIST experiment):
+the data pool (Fashion-MNIST's 60000 training images, optionally a stratified subsample) is
+split over ``n_clients`` clients with Dirichlet(``alpha``) label skew; each client keeps a
+stratified ``holdout_fraction`` (default 20 %) of its share as its own held-out set, which
+therefore follows its own label distribution. Both methods start from the same backbone
+initialisation (same seed) and see the same partition and local schedule:
+
+- **multi-exit (ME)**: :class:`~qfl.models.multiexit.MultiExitResNet` (exits after blocks
+  1, 3, 5) trained with :func:`~qfl.losses_multiexit.multi_exit_loss` (cross-entropy at every
+  exit + distillation from the deepest exit, weight ``C``, temperature constant or adaptive);
+- **baseline**: the same ResNet with one exit after block 5 and plain cross-entropy.
+
+Metrics (see :func:`qfl.algorithms.fedavg.run_fedavg`): personalized accuracy = mean over
+clients of the downloaded global model's accuracy on the client's held-out data at the
+client's deepest allowed exit (all clients full depth unless ``client_exits="tiers"``), per
+round; accuracy per exit; rounds to reach ``target_accuracy``.
+
+UniMiB-SHAR's data files are not available on the development machines, so the HAR pipeline
+(:class:`~qfl.models.multiexit.MultiExitLSTM`, 3 layers, an exit after each) runs on
+:func:`synthetic_har`: accelerometer-shaped windows ``[N, 151, 3]`` in 17 classes whose
+frequencies follow UniMiB-SHAR's class counts. Its numbers say that the pipeline works,
+nothing about UniMiB-SHAR.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from qfl.algorithms.fedavg import FedAvgConfig, FedAvgResult, RoundRecord, run_fedavg
+from qfl.data import TensorDataset, load_fashion_mnist, partition
+from qfl.losses_multiexit import AdaptiveTemperature, multi_exit_loss
+from qfl.models.multiexit import (
+    MultiExitLSTM,
+    MultiExitResNet,
+    deepest_affordable_exit,
+    exit_flops,
+    reinitialize,
+)
+from qkd.errors import ParameterError, UnknownNameError
+
+__all__ = [
+    "DATASETS",
+    "EXIT_MODES",
+    "UNIMIB_CLASS_COUNTS",
+    "MultiExitExperiment",
+    "client_data",
+    "run_multiexit_experiment",
+    "synthetic_har",
+]
+
+DATASETS: tuple[str, ...] = ("fashion-mnist", "synthetic-har")
+EXIT_MODES: tuple[str, ...] = ("full", "tiers")
+
+#: Windows per class (labels 1..17) in the real UniMiB-SHAR 151-sample release.
+UNIMIB_CLASS_COUNTS: tuple[int, ...] = (
+    153, 216, 1738, 1985, 921, 746, 1324, 296, 200, 529, 511, 526, 661, 484, 434, 513, 534,
+)  # fmt: skip
+
+_PARTITION, _HOLDOUT, _SUBSAMPLE, _INIT, _TRAIN, _SYNTH = range(6)
+
+
+def _seq(seed: int, *key: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence(seed, spawn_key=key)
+
+
+def synthetic_har(
+    n_samples: int,
+    *,
+    seed: int | np.random.SeedSequence,
+    length: int = 151,
+    noise: float = 0.8,
+) -> TensorDataset:
+    """Synthetic accelerometer windows shaped like UniMiB-SHAR's: x [N, length, 3], 17 classes.
+
+    Class ``c`` has a fixed random "signature" (per axis: gravity offset, amplitude, base
+    frequency, and a fall-like step at a random time for classes 10..17); each window adds
+    a random phase, a random amplitude jitter, a random time shift of the step and Gaussian
+    noise of standard deviation ``noise`` (in units of the signal, after standardisation).
+    Labels are drawn with UniMiB-SHAR's class frequencies. It stands in for the real data,
+    which are not available here; it is learnable but not trivially (see ``noise``).
+
+    Examples
+    --------
+    >>> ds = synthetic_har(20, seed=0)
+    >>> tuple(ds.x.shape), ds.num_classes
+    ((20, 151, 3), 17)
+    """
+    from qfl.data.unimib import CLASSES
+
+    if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1:
+        raise ParameterError("n_samples", n_samples, "an integer >= 1")
+    if int(length) != length or length < 8:
+        raise ParameterError("length", length, "an integer >= 8")
+    if not noise >= 0:
+        raise ParameterError("noise", noise, ">= 0")
+    seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    sig_rng = np.random.default_rng(np.random.SeedSequence(12345))  # fixed class signatures
+    rng = np.random.default_rng(seq)
+    k = len(CLASSES)
+    offset = sig_rng.normal(0.0, 1.0, (k, 3))
+    amp = sig_rng.uniform(0.3, 1.5, (k, 3))
+    freq = sig_rng.uniform(0.5, 4.0, (k, 3))  # cycles per window
+    step = np.where(np.arange(k)[:, None] >= 9, sig_rng.normal(0.0, 1.5, (k, 3)), 0.0)
+    prior = np.asarray(UNIMIB_CLASS_COUNTS, dtype=np.float64)
+    y = rng.choice(k, size=int(n_samples), p=prior / prior.sum())
+    t = np.linspace(0.0, 1.0, int(length))[None, :, None]  # [1, T, 1]
+    phase = rng.uniform(0.0, 2 * math.pi, (n_samples, 1, 3))
+    jitter = rng.uniform(0.8, 1.2, (n_samples, 1, 3))
+    t_step = rng.uniform(0.3, 0.7, (n_samples, 1, 1))
+    x = (
+        offset[y][:, None, :]
+        + jitter * amp[y][:, None, :] * np.sin(2 * math.pi * freq[y][:, None, :] * t + phase)
+        + step[y][:, None, :] * (t > t_step)
+        + rng.normal(0.0, noise, (n_samples, int(length), 3))
+    )
+    return TensorDataset(
+        torch.from_numpy(x.astype(np.float32)),
+        torch.from_numpy(y.astype(np.int64)),
+        CLASSES,
+        "synthetic-har",
+    )
+
+
+@dataclass(frozen=True)
+class MultiExitExperiment:
+    """Settings of one ME-vs-baseline comparison (defaults: the paper-scale Fashion-MNIST run).
+
+    Attributes
+    ----------
+    dataset : {"fashion-mnist", "synthetic-har"}
+        Image task (ResNet) or the synthetic stand-in for UniMiB-SHAR (LSTM).
+    n_clients, alpha : int, float
+        Clients and Dirichlet concentration of the label skew (24, 0.2).
+    holdout_fraction : float
+        Share of each client's data held out for personalized accuracy (0.2).
+    pool_size : int, optional
+        Use a stratified random subset of this many samples as the pool (None: all 60000
+        training images; the synthetic set is generated at this size, default 6000 there).
+    width : int
+        ResNet base width (channels ``w, 2w, 2w, 4w, 4w``); LSTM hidden size for HAR.
+    stem_stride : int
+        ResNet stem stride (1: blocks at 28/14/7 px; 2: at 14/7/4 px, about 4x cheaper).
+    C : float
+        Distillation weight (1.0 = the authors' 0.5 in their parametrisation).
+    temperature : float or "adaptive"
+        Constant distillation temperature, or the adaptive schedule with ``target_maxprob``.
+    target_maxprob : float
+        Target mean top probability of the softened teacher (adaptive temperature).
+    target_accuracy : float
+        Threshold for "rounds to target" (0.75).
+    client_exits : {"full", "tiers"}
+        Every client trains all exits, or clients are given compute budgets equal to the
+        cost of exit 1, 2, 3 in turn and train the deepest exit they can afford.
+    fedavg : FedAvgConfig
+        Rounds, local epochs, batch size, optimizer, engine.
+    finetune_epochs : int
+        After the last round, each client also fine-tunes the global model for this many
+        epochs on its training data and is evaluated again (0: not done; the headline
+        personalized accuracy is always the one without fine-tuning).
+    seed : int
+        One seed for partition, initialisation and training.
+    data_root : str, optional
+        Folder of the Fashion-MNIST files (default: the loaders' resolution).
+    """
+
+    dataset: str = "fashion-mnist"
+    n_clients: int = 24
+    alpha: float = 0.2
+    holdout_fraction: float = 0.2
+    pool_size: int | None = None
+    width: int = 16
+    stem_stride: int = 1
+    C: float = 1.0
+    temperature: float | str = "adaptive"
+    target_maxprob: float = 0.5
+    target_accuracy: float = 0.75
+    client_exits: str = "full"
+    fedavg: FedAvgConfig = field(default_factory=FedAvgConfig)
+    finetune_epochs: int = 0
+    seed: int = 0
+    data_root: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise UnknownNameError("dataset", self.dataset, DATASETS)
+        if self.client_exits not in EXIT_MODES:
+            raise UnknownNameError("client_exits", self.client_exits, EXIT_MODES)
+        if isinstance(self.n_clients, bool) or self.n_clients < 1:
+            raise ParameterError("n_clients", self.n_clients, "an integer >= 1")
+        if not 0 < self.holdout_fraction < 1:
+            raise ParameterError("holdout_fraction", self.holdout_fraction, "in (0, 1)")
+        if isinstance(self.temperature, str):
+            if self.temperature != "adaptive":
+                raise UnknownNameError("temperature", self.temperature, ("adaptive",))
+        elif not self.temperature > 0:
+            raise ParameterError("temperature", self.temperature, "> 0 or 'adaptive'")
+        if not 0 < self.target_accuracy <= 1:
+            raise ParameterError("target_accuracy", self.target_accuracy, "in (0, 1]")
+        if isinstance(self.finetune_epochs, bool) or self.finetune_epochs < 0:
+            raise ParameterError("finetune_epochs", self.finetune_epochs, "an integer >= 0")
+        if self.pool_size is not None and self.pool_size < 2 * self.n_clients:
+            raise ParameterError("pool_size", self.pool_size, f">= {2 * self.n_clients}")
+
+
+def _pool(exp: MultiExitExperiment) -> TensorDataset:
+    if exp.dataset == "synthetic-har":
+        return synthetic_har(exp.pool_size or 6000, seed=_seq(exp.seed, _SYNTH))
+    train, _ = load_fashion_mnist(exp.data_root)
+    if exp.pool_size is None or exp.pool_size >= len(train):
+        return train
+    _, keep = partition.holdout_split(
+        np.arange(len(train)),
+        exp.pool_size / len(train),
+        seed=_seq(exp.seed, _SUBSAMPLE),
+        labels=train.y.numpy(),
+    )
+    return train.subset(keep)
+
+
+def client_data(
+    exp: MultiExitExperiment,
+) -> tuple[list[TensorDataset], list[TensorDataset]]:
+    """Each client's training set and held-out set (Dirichlet split, then stratified holdout)."""
+    pool = _pool(exp)
+    labels = pool.y.numpy()
+    min_per_client = max(5, math.ceil(2 / exp.holdout_fraction))
+    parts = partition.dirichlet(
+        labels,
+        exp.n_clients,
+        exp.alpha,
+        seed=_seq(exp.seed, _PARTITION),
+        min_per_client=min_per_client,
+    )
+    trains, holds = [], []
+    for i, idx in enumerate(parts):
+        tr, ho = partition.holdout_split(
+            idx, exp.holdout_fraction, seed=_seq(exp.seed, _HOLDOUT, i), labels=labels
+        )
+        trains.append(pool.subset(tr))
+        holds.append(pool.subset(ho))
+    return trains, holds
+
+
+def _model(exp: MultiExitExperiment, multi_exit: bool) -> MultiExitResNet | MultiExitLSTM:
+    net: MultiExitResNet | MultiExitLSTM
+    if exp.dataset == "synthetic-har":
+        net = MultiExitLSTM(
+            3, 17, hidden_size=exp.width, exit_after=(1, 2, 3) if multi_exit else (3,)
+        )
+    else:
+        net = MultiExitResNet(
+            1,
+            10,
+            width=exp.width,
+            stem_stride=exp.stem_stride,
+            exit_after=(1, 3, 5) if multi_exit else (5,),
+        )
+    # Same seed for both: the backbone is drawn first, so ME and baseline share it.
+    return reinitialize(net, int(_seq(exp.seed, _INIT).generate_state(1)[0]))
+
+
+def _input_shape(exp: MultiExitExperiment) -> tuple[int, ...]:
+    return (151, 3) if exp.dataset == "synthetic-har" else (1, 28, 28)
+
+
+def _me_loss(exp: MultiExitExperiment) -> Any:
+    temp: float | AdaptiveTemperature = (
+        AdaptiveTemperature(target_maxprob=exp.target_maxprob)
+        if exp.temperature == "adaptive"
+        else float(exp.temperature)
+    )
+
+    def loss_fn(outputs: Sequence[torch.Tensor], y: torch.Tensor, teacher: Any) -> torch.Tensor:
+        del teacher
+        return multi_exit_loss(outputs, y, C=exp.C, temperature=temp)
+
+    return loss_fn
+
+
+def _ce_loss(outputs: Sequence[torch.Tensor], y: torch.Tensor, teacher: Any) -> torch.Tensor:
+    del teacher
+    return multi_exit_loss(outputs, y)  # the baseline has one exit: plain cross-entropy
+
+
+def _summary(res: FedAvgResult, target: float) -> dict[str, Any]:
+    return {
+        "personalized_acc": res.final.personalized_acc,
+        "exit_acc": list(res.final.exit_acc),
+        "rounds_to_target": res.rounds_to_target(target),
+        "curve": [r.personalized_acc for r in res.history],
+        "bytes_up_per_round": res.history[0].bytes_up,
+        "finetuned_personalized_acc": res.finetuned_personalized_acc,
+    }
+
+
+def run_multiexit_experiment(
+    exp: MultiExitExperiment,
+    *,
+    baseline: bool = True,
+    on_round: Callable[[str, RoundRecord], None] | None = None,
+) -> dict[str, Any]:
+    """Run multi-exit FedAvg (and, by default, the single-exit baseline) on the same data.
+
+    ``on_round(method, record)``, if given, is called after every round of each method
+    (``method`` is ``"me"`` or ``"baseline"``), e.g. to print progress.
+
+    Returns
+    -------
+    dict
+        ``me`` and ``baseline`` summaries (final personalized accuracy, final accuracy per
+        exit, rounds to the target, the per-round curve, bytes uploaded per round),
+        ``exit_flops`` (forward FLOPs per sample to reach each exit), ``client_exits``,
+        ``data`` (client sizes) and ``settings``.
+    """
+    trains, holds = client_data(exp)
+    me_model = _model(exp, multi_exit=True)
+    costs = exit_flops(me_model, _input_shape(exp))
+    if exp.client_exits == "tiers":
+        budgets = [costs[i % len(costs)] for i in range(exp.n_clients)]
+        exits = [deepest_affordable_exit(costs, b) for b in budgets]
+    else:
+        exits = [len(costs)] * exp.n_clients
+    seed = _seq(exp.seed, _TRAIN)
+    me = run_fedavg(
+        me_model,
+        trains,
+        holds,
+        loss_fn=_me_loss(exp),
+        config=exp.fedavg,
+        client_exits=exits,
+        seed=seed,
+        finetune_epochs=exp.finetune_epochs,
+        on_round=None if on_round is None else functools.partial(on_round, "me"),
+    )
+    out: dict[str, Any] = {
+        "me": _summary(me, exp.target_accuracy),
+        "exit_flops": list(costs),
+        "client_exits": exits,
+        "data": {
+            "train_sizes": [len(d) for d in trains],
+            "holdout_sizes": [len(d) for d in holds],
+        },
+        "settings": {**asdict(exp), "fedavg": asdict(exp.fedavg)},
+    }
+    if baseline:
+        res = run_fedavg(
+            _model(exp, multi_exit=False),
+            trains,
+            holds,
+            loss_fn=_ce_loss,
+            config=exp.fedavg,
+            seed=seed,
+            finetune_epochs=exp.finetune_epochs,
+            on_round=None if on_round is None else functools.partial(on_round, "baseline"),
+        )
+        out["baseline"] = _summary(res, exp.target_accuracy)
+    return out

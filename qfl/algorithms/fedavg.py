@@ -45,7 +45,7 @@ from qfl.data import TensorDataset
 from qfl.engine import BatchedTrainer, SequentialTrainer, optim
 from qfl.models.multiexit import MultiExitModel, exit_parameter_mask, truncated
 from qfl.transport import InMemoryTransport, Message, Transport
-from qkd.errors import ParameterError, QflError, UnknownNameError
+from qkd.errors import ParameterError, UnknownNameError
 
 __all__ = [
     "DOWNLOAD_TAG",
@@ -466,14 +466,15 @@ class FedAvg:
             total += size
         return total
 
-    def _download(self, client: Hashable) -> Params:
+    def _download(self, client: Hashable) -> Params | None:
         got = [m for m in self.transport.receive(client) if m.tag == DOWNLOAD_TAG]
-        if not got:
-            raise QflError(f"client {client!r}: no global model arrived in round {self.round}")
-        return dict(got[-1].payload)
+        return dict(got[-1].payload) if got else None
 
     def train_clients(
-        self, starts: Sequence[Mapping[str, torch.Tensor]], epochs: int, stream: int
+        self,
+        starts: Sequence[Mapping[str, torch.Tensor] | None],
+        epochs: int,
+        stream: int,
     ) -> list[Params]:
         """Train every client from its own starting parameters; return what it trained.
 
@@ -482,8 +483,10 @@ class FedAvg:
 
         Parameters
         ----------
-        starts : sequence of dict
-            Per client, the parameters it holds (at least those up to its exit).
+        starts : sequence of dict or None
+            Per client, the parameters it holds (at least those up to its exit); ``None``
+            for a client that does not train (its global model did not arrive): it gets
+            an empty dict back.
         epochs : int
             Local epochs.
         stream : int
@@ -492,13 +495,17 @@ class FedAvg:
         """
         out: list[Params] = [{} for _ in self.clients]
         for k in sorted(set(self.client_exits)):
-            members = [i for i, e in enumerate(self.client_exits) if e == k]
+            members = [
+                i for i, e in enumerate(self.client_exits) if e == k and starts[i] is not None
+            ]
+            if not members:
+                continue
             mask = self._masks[k]
             # Parameters a client did not receive are never used by its truncated forward;
             # they are filled from zeros only to give every client the same dict of names.
             stacked = {
                 name: torch.stack(
-                    [starts[i][name] if mask[name] else torch.zeros_like(t) for i in members]
+                    [starts[i][name] if mask[name] else torch.zeros_like(t) for i in members]  # type: ignore[index]
                 )
                 for name, t in self.params.items()
             }
@@ -522,11 +529,17 @@ class FedAvg:
         return out
 
     def local_training(self) -> int:
-        """Clients: receive, train (grouped by exit depth), upload. Returns bytes uploaded."""
+        """Clients: receive, train (grouped by exit depth), upload. Returns bytes uploaded.
+
+        A client whose global model did not arrive this round (its transfer failed on the
+        network) sits the round out.
+        """
         downloads = [self._download(c) for c in self.clients]
         trained = self.train_clients(downloads, self.config.local_epochs, _LOCAL)
         total = 0
         for i, upload in enumerate(trained):
+            if downloads[i] is None:
+                continue
             size = payload_bytes(upload)
             payload = ClientUpdate(upload, len(self.train_sets[i]), self.round)
             self.transport.send(self.clients[i], self.server, payload, n_bytes=size, tag=UPLOAD_TAG)

@@ -212,7 +212,12 @@ class FedAvgJob:
 
         from qfl.algorithms.fedavg import FedAvgConfig, payload_bytes
         from qfl.data import load_fashion_mnist
-        from qfl.experiments.multiexit import MultiExitExperiment, client_data, make_model
+        from qfl.experiments.multiexit import (
+            MultiExitExperiment,
+            client_data,
+            make_loss,
+            make_model,
+        )
         from qfl.models.multiexit import exit_flops, exit_parameter_mask
 
         lr = sc.learning
@@ -258,7 +263,7 @@ class FedAvgJob:
 
             self.test = concat_datasets(self.holds)
         self.model = make_model(self.exp, multi_exit=multi)
-        self.loss_fn = self.exp.loss(multi_exit=multi)
+        self.loss_fn = make_loss(self.exp, multi_exit=multi)
         shape = tuple(self.trains[0].x.shape[1:])
         costs = exit_flops(self.model, shape)
         bf = sc.compute.backward_factor

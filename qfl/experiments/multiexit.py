@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from qfl.algorithms.fedavg import FedAvgConfig, FedAvgResult, RoundRecord, run_fedavg
-from qfl.data import TensorDataset, load_fashion_mnist, partition
+from qfl.data import TensorDataset, load_fashion_mnist, load_unimib_shar, partition
 from qfl.losses_multiexit import AdaptiveTemperature, multi_exit_loss
 from qfl.models.multiexit import (
     MultiExitLSTM,
@@ -53,11 +53,14 @@ __all__ = [
     "UNIMIB_CLASS_COUNTS",
     "MultiExitExperiment",
     "client_data",
+    "concat_datasets",
+    "make_loss",
+    "make_model",
     "run_multiexit_experiment",
     "synthetic_har",
 ]
 
-DATASETS: tuple[str, ...] = ("fashion-mnist", "synthetic-har")
+DATASETS: tuple[str, ...] = ("fashion-mnist", "synthetic-har", "unimib-shar")
 EXIT_MODES: tuple[str, ...] = ("full", "tiers")
 
 #: Windows per class (labels 1..17) in the real UniMiB-SHAR 151-sample release.
@@ -214,7 +217,10 @@ class MultiExitExperiment:
 def _pool(exp: MultiExitExperiment) -> TensorDataset:
     if exp.dataset == "synthetic-har":
         return synthetic_har(exp.pool_size or 6000, seed=_seq(exp.seed, _SYNTH))
-    train, _ = load_fashion_mnist(exp.data_root)
+    if exp.dataset == "unimib-shar":
+        train = load_unimib_shar(exp.data_root)
+    else:
+        train, _ = load_fashion_mnist(exp.data_root)
     if exp.pool_size is None or exp.pool_size >= len(train):
         return train
     _, keep = partition.holdout_split(
@@ -250,9 +256,29 @@ def client_data(
     return trains, holds
 
 
+def concat_datasets(parts: Sequence[TensorDataset], name: str = "pooled") -> TensorDataset:
+    """The datasets one after the other (same classes), e.g. every client's held-out set."""
+    if not parts:
+        raise ParameterError("parts", 0, "at least one dataset")
+    return TensorDataset(
+        torch.cat([d.x for d in parts]), torch.cat([d.y for d in parts]), parts[0].classes, name
+    )
+
+
+def make_model(exp: MultiExitExperiment, *, multi_exit: bool) -> MultiExitResNet | MultiExitLSTM:
+    """The experiment's model: exits after blocks 1, 3, 5 (ResNet) or every layer (LSTM),
+    or only the deepest exit for the baseline; initialised from the experiment's seed."""
+    return _model(exp, multi_exit)
+
+
+def make_loss(exp: MultiExitExperiment, *, multi_exit: bool) -> Any:
+    """The engine loss: multi-exit self-distillation, or plain cross-entropy (baseline)."""
+    return _me_loss(exp) if multi_exit else _ce_loss
+
+
 def _model(exp: MultiExitExperiment, multi_exit: bool) -> MultiExitResNet | MultiExitLSTM:
     net: MultiExitResNet | MultiExitLSTM
-    if exp.dataset == "synthetic-har":
+    if exp.dataset in ("synthetic-har", "unimib-shar"):
         net = MultiExitLSTM(
             3, 17, hidden_size=exp.width, exit_after=(1, 2, 3) if multi_exit else (3,)
         )
@@ -269,7 +295,7 @@ def _model(exp: MultiExitExperiment, multi_exit: bool) -> MultiExitResNet | Mult
 
 
 def _input_shape(exp: MultiExitExperiment) -> tuple[int, ...]:
-    return (151, 3) if exp.dataset == "synthetic-har" else (1, 28, 28)
+    return (151, 3) if exp.dataset in ("synthetic-har", "unimib-shar") else (1, 28, 28)
 
 
 def _me_loss(exp: MultiExitExperiment) -> Any:

@@ -286,7 +286,9 @@ class ClientBatcher:
         Step
         """
         c, b = self.n_clients, self.batch_size
-        width = max(self.steps_per_epoch * b, 1)
+        # Wide enough for every client's whole permutation (with drop_last the samples past
+        # the last full batch are simply never read).
+        width = max(self.steps_per_epoch * b, max(self.sizes, default=0), 1)
         order = torch.zeros(c, width, dtype=torch.int64)
         for i in range(c):
             n = self.sizes[i]

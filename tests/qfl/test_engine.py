@@ -460,3 +460,18 @@ def test_cuda_matches_cpu() -> None:
     for k in params:
         assert b[0][k].device.type == "cuda"
         torch.testing.assert_close(a[0][k], b[0][k].cpu(), atol=1e-4, rtol=1e-3)
+
+
+def test_batcher_drop_last_with_sizes_not_multiple_of_batch() -> None:
+    from qfl.data import TensorDataset
+    from qfl.engine import ClientBatcher
+
+    sets = [
+        TensorDataset(torch.randn(n, 2), torch.zeros(n, dtype=torch.long), ("a",), "t")
+        for n in (10, 7)
+    ]
+    steps = list(ClientBatcher(sets, 4, seed=0, drop_last=True).steps(0))
+    # client 0: two full batches of 4 (2 samples dropped); client 1: one (3 dropped)
+    served = [[g.clients.tolist() for g in st.groups] for st in steps]
+    assert served == [[[0, 1]], [[0]]]
+    assert all(g.batch_size == 4 for st in steps for g in st.groups)

@@ -14,14 +14,20 @@ from qfl.experiments.deffd import (
     run_deffd_experiment,
     run_method,
 )
+from qfl.experiments.multiexit import MultiExitExperiment, run_multiexit_experiment
+from qfl.experiments.ssl import SSLExperiment, run_ssl_experiment
 
 __all__ = [
     "METHOD_NAMES",
     "METHOD_PRESETS",
     "PAPER_RESULTS",
     "DefFDSetup",
+    "MultiExitExperiment",
+    "SSLExperiment",
     "make_clients",
     "method_config",
     "run_deffd_experiment",
     "run_method",
+    "run_multiexit_experiment",
+    "run_ssl_experiment",
 ]

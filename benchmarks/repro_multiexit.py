@@ -48,12 +48,24 @@ def _data_root() -> str | None:
 
 def _experiment(args: argparse.Namespace) -> MultiExitExperiment:
     if args.quick:
+        # Reduced run (see benchmarks/README.md): 6000-image stratified pool (250 per client),
+        # 12 rounds x 2 local epochs. lr 0.01 (momentum 0.9) and the constant temperature
+        # T = 1 were chosen on centralized checks on training images outside the pool (not on
+        # any held-out set): with 600 steps, lr 0.05 diverged for the 3-exit model, and the
+        # adaptive temperature (settling at T ~ 3-4, so a distillation weight C T^2 ~ 10-15)
+        # cost 2-4 points at every exit, while T = 1 cost nothing.
         fed = FedAvgConfig(
-            rounds=12, local_epochs=2, batch_size=32, lr=0.005, momentum=0.9, engine=args.engine
+            rounds=12, local_epochs=2, batch_size=32, lr=0.01, momentum=0.9, engine=args.engine
         )
-        # The reduced run cannot reach the paper's 75 % in its budget: rounds to 30 % instead.
+        # The reduced run is not expected to reach the paper's 75 %: rounds to 60 % instead.
         exp = MultiExitExperiment(
-            pool_size=6000, width=16, stem_stride=2, target_accuracy=0.3, fedavg=fed
+            pool_size=6000,
+            width=16,
+            stem_stride=2,
+            exit_pool=4,
+            temperature=1.0,
+            target_accuracy=0.6,
+            fedavg=fed,
         )
     else:
         fed = FedAvgConfig(

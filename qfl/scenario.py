@@ -283,15 +283,22 @@ class Scenario(_Frozen):
         return v
 
 
+_UNION_TAGS = {"float", "int", "str", "bool", "none", "list", "tuple", "dict"}
+
+
+def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """``loc`` without pydantic's union-member and validator tags (``constrained-float``)."""
+    return tuple(
+        p
+        for p in loc
+        if isinstance(p, int) or (str(p).isidentifier() and str(p) not in _UNION_TAGS)
+    )
+
+
 def _loc_to_path(loc: tuple[int | str, ...]) -> str:
     out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in {"function-after", "tagged-union"} or str(part).startswith("function-"):
-            continue
-        else:
-            out += ("." if out else "") + str(part)
+    for part in _clean_loc(loc):
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
     return out
 
 
@@ -336,7 +343,7 @@ _TYPE_MESSAGES = {
 
 
 def _format_error(err: Mapping[str, Any]) -> tuple[str, str]:
-    loc = tuple(err.get("loc", ()))
+    loc = _clean_loc(tuple(err.get("loc", ())))
     path = _loc_to_path(loc)
     typ = str(err.get("type", ""))
     value = err.get("input")
@@ -400,8 +407,14 @@ _COMPARISONS = (
 
 
 def _from_validation_error(exc: ValidationError) -> ScenarioError:
-    path, msg = _format_error(exc.errors()[0])
-    more = len(exc.errors()) - 1
+    errors = exc.errors()
+    path, msg = _format_error(errors[0])
+    same = [_format_error(e)[1] for e in errors[1:] if _format_error(e)[0] == path]
+    if same:  # the members of a union (``3.0`` or ``"adaptive"``): one line for all
+        got = msg.rpartition(", got ")[2]
+        options = [m.rpartition(", got ")[0].removeprefix("must be ") for m in [msg, *same]]
+        msg = f"must be {' or '.join(options)}, got {got}"
+    more = len(errors) - 1 - len(same)
     if more:
         msg += f" (and {more} more error{'s' if more > 1 else ''})"
     return ScenarioError(path, msg)
@@ -565,10 +578,21 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def _parse_scalar(text: str) -> Any:
+    """A command-line value as YAML (``0.3`` -> 0.3, ``[a, b]`` -> list); unlike YAML 1.1,
+    ``1e3`` and ``1e-3`` are numbers."""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):
+        try:
+            return float(value) if value.strip().lower() not in _NOT_NUMBERS else value
+        except ValueError:
+            return value
+    return value
+
+
+_NOT_NUMBERS = {"nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
 
 
 def apply_overrides(sc: Scenario, overrides: Mapping[str, Any]) -> Scenario:

@@ -22,7 +22,13 @@ from typing import Any
 
 import yaml
 
-from qfl.scenario import Scenario, ScenarioError, apply_overrides, load_scenario
+from qfl.scenario import (
+    Scenario,
+    ScenarioError,
+    _parse_scalar,
+    apply_overrides,
+    load_scenario,
+)
 
 __all__ = [
     "EXECUTORS",
@@ -129,16 +135,7 @@ def _split_values(raw: str) -> list[Any]:
             cur += ch
     if cur.strip():
         out.append(cur)
-    parsed = []
-    for v in out:
-        v = v.strip()
-        if not v:
-            continue
-        try:
-            parsed.append(yaml.safe_load(v))
-        except yaml.YAMLError:
-            parsed.append(v)
-    return parsed
+    return [_parse_scalar(v.strip()) for v in out if v.strip()]
 
 
 def load_sweep_file(path: str | Path) -> SweepSpec:
@@ -205,7 +202,7 @@ def sweep_points(spec: SweepSpec) -> list[SweepPoint]:
             sc = apply_overrides(spec.base, values)
         except ScenarioError as exc:
             bad = next((k for k in keys if exc.path.startswith(k.split("[")[0])), None)
-            where = f"--set {bad}" if bad else exc.path
+            where = f"--set {exc.path}" if bad else exc.path
             raise ScenarioError(where, exc.message) from None
         points.append(SweepPoint(i, values, sc))
     return points
@@ -356,7 +353,7 @@ def run_sweep(
     points = sweep_points(spec)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "points").mkdir(exist_ok=True)
-    meta = {
+    meta: dict[str, Any] = {
         "name": spec.name,
         "base": spec.base.name,
         "grid": {k: list(v) for k, v in spec.grid.items()},

@@ -11,8 +11,28 @@ from typing import Any
 __all__ = ["ParameterError", "QflError", "UnknownNameError"]
 
 
+def _rebuild(cls: type[QflError], args: tuple[Any, ...], state: dict[str, Any]) -> QflError:
+    obj = cls.__new__(cls)
+    Exception.__init__(obj, *args)
+    obj.__dict__.update(state)
+    return obj
+
+
 class QflError(Exception):
-    """Base class of every error raised by ``qkd``, ``network`` and ``qfl``."""
+    """Base class of every error raised by ``qkd``, ``network`` and ``qfl``.
+
+    Errors survive pickling (worker processes, Ray) whatever their constructor's signature.
+
+    Examples
+    --------
+    >>> import pickle
+    >>> e = pickle.loads(pickle.dumps(ParameterError("length_km", -5, ">= 0")))
+    >>> str(e), e.value
+    ('length_km: must be >= 0, got -5', -5)
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
 
 
 class ParameterError(QflError, ValueError):

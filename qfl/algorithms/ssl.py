@@ -67,7 +67,7 @@ from qfl.models.resnet_ssl import (
     init_parameters,
 )
 from qfl.transport import Transport
-from qkd.errors import ParameterError, QflError, UnknownNameError
+from qkd.errors import ParameterError, UnknownNameError
 
 __all__ = [
     "DOWNLOAD_TAG",
@@ -486,14 +486,15 @@ class FedSimCLR:
                                 tag=DOWNLOAD_TAG)  # fmt: skip
         return size * len(self.clients)
 
-    def _download(self, client: Hashable) -> Params:
+    def _download(self, client: Hashable) -> Params | None:
         got = [m for m in self.transport.receive(client) if m.tag == DOWNLOAD_TAG]
-        if not got:
-            raise QflError(f"client {client!r}: no global model arrived in round {self.round}")
-        return dict(got[-1].payload)
+        return dict(got[-1].payload) if got else None
 
     def local_training(self) -> tuple[int, tuple[float, ...]]:
         """Clients: receive, train on their unlabeled images, upload.
+
+        A client whose global model did not arrive this round (its transfer failed on the
+        network) sits the round out (its loss is NaN).
 
         Returns
         -------
@@ -501,25 +502,31 @@ class FedSimCLR:
             Bytes uploaded and each client's mean loss.
         """
         downloads = [self._download(c) for c in self.clients]
-        stacked = {k: torch.stack([d[k] for d in downloads]) for k in self.params}
+        present = [i for i, d in enumerate(downloads) if d is not None]
+        if not present:
+            return 0, (float("nan"),) * len(self.clients)
+        stacked = {k: torch.stack([downloads[i][k] for i in present]) for k in self.params}  # type: ignore[index]
         state = self._trainer.init_state(stacked)
         round_seed = _derive(self.seed, self.round)
+        data = self._round_data(round_seed)
         trained, _, stats = self._trainer.train_epochs(
             stacked,
             state,
-            self._round_data(round_seed),
+            [data[i] for i in present],
             self.config.local_epochs,
             seed=_int_seed(_derive(round_seed, 0)),
         )
         total = 0
-        for i, client in enumerate(self.clients):
-            upload = {k: trained[k][i].detach().to("cpu").clone() for k in self.params}
+        losses = [float("nan")] * len(self.clients)
+        for j, i in enumerate(present):
+            client = self.clients[i]
+            losses[i] = float(stats.loss[j].nanmean())
+            upload = {k: trained[k][j].detach().to("cpu").clone() for k in self.params}
             size = payload_bytes(upload)
             payload = ClientUpdate(upload, len(self.unlabeled[i]), self.round)
             self.transport.send(client, self.server, payload, n_bytes=size, tag=UPLOAD_TAG)
             total += size
-        losses = tuple(float(v) for v in stats.loss.nanmean(dim=1))
-        return total, losses
+        return total, tuple(losses)
 
     def aggregate_updates(self) -> int:
         """Server: FedAvg over the uploads of this round. Returns how many arrived."""

@@ -152,6 +152,8 @@ def simulate(
     table.add_row(
         "transfers delivered / failed", f"{s['transfers_delivered']} / {s['transfers_failed']}"
     )
+    if s.get("transfers_dropped"):
+        table.add_row("models never received (faults, no key)", str(s["transfers_dropped"]))
     table.add_row("wall time", _fmt_time(s["wall_s"]["total_s"]))
     console.print(table)
     console.print(f"run folder: {folder}", markup=False)

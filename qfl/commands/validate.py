@@ -18,12 +18,14 @@ def validate(
     files: Annotated[list[Path], typer.Argument(help="Scenario YAML files to check.")],
 ) -> None:
     """Check scenario files; exit status 2 and one line naming the bad field if one is not valid."""
+    from qfl.cosim.netbuild import check_network
+
     out = Console(highlight=False, soft_wrap=True)
     for f in files:
         sc = load_scenario(f)
-        n_nodes = len(sc.topology.nodes) or "file"
+        topo = check_network(sc)  # the network half must accept it too (reachability...)
         out.print(
-            f"{f}: ok ({sc.name}: {n_nodes} nodes, {len(sc.topology.links)} links, "
+            f"{f}: ok ({sc.name}: {len(topo.nodes)} nodes, {len(topo.links)} links, "
             f"{sc.learning.method} on {sc.learning.dataset})",
             markup=False,
         )

@@ -23,6 +23,7 @@ from network import QKDNetwork
 from qfl.cosim.replay import ReplayTransport
 from qfl.cosim.schedule import ComputeProfile, Timeline, decentralized_schedule, server_schedule
 from qfl.scenario import Scenario, ScenarioError
+from qkd.errors import ParameterError
 
 __all__ = ["EvalRow", "LearningJob", "make_job"]
 
@@ -70,6 +71,11 @@ def _identity(sc: Scenario, clients: Sequence[str], extra: dict[str, Any] | None
         "extra": extra or {},
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _learning_error(exc: ParameterError) -> ScenarioError:
+    """A learning method's parameter error, as an error on the scenario's ``learning`` field."""
+    return ScenarioError(f"learning.{exc.name}", f"must be {exc.allowed}, got {exc.value!r}")
 
 
 def _rows(
@@ -127,13 +133,17 @@ class DecentralizedJob:
                 engine=lr.engine,
             )
             self.n_senders = self.config.n_senders(n)
-        except ValueError as exc:
-            raise ScenarioError("learning", str(exc)) from None
+        except ParameterError as exc:
+            raise ScenarioError(
+                f"learning.{exc.name}", f"must be {exc.allowed}, got {exc.value!r}"
+            ) from None
         train, test = load_fashion_mnist()
         try:
             self.clients, self.test = make_clients(train, test, self.setup)
-        except ValueError as exc:
-            raise ScenarioError("learning.classes_per_client", str(exc)) from None
+        except ParameterError as exc:
+            raise ScenarioError(
+                f"learning.{exc.name}", f"must be {exc.allowed}, got {exc.value!r}"
+            ) from None
         self.model = FeatureCNN(in_channels=1, num_classes=10, image_size=28)
         fwd = float(count_flops(self.model, (1, 28, 28)))
         bf = sc.compute.backward_factor
@@ -250,8 +260,10 @@ class FedAvgJob:
                 fedavg=self.config,
                 seed=sc.seed,
             )
-        except ValueError as exc:
-            raise ScenarioError("learning", str(exc)) from None
+        except ParameterError as exc:
+            raise ScenarioError(
+                f"learning.{exc.name}", f"must be {exc.allowed}, got {exc.value!r}"
+            ) from None
         self.trains, self.holds = client_data(self.exp)
         if dataset == "fashion-mnist":
             _, test = load_fashion_mnist()
@@ -353,6 +365,134 @@ class FedAvgJob:
             on_eval(r + 1, rows)
 
 
+class SSLJob:
+    """SSL-backbone FL: federated SimCLR (phase 1) through the server, then task heads.
+
+    The first client node holds Flowers102, the second Intel scenes (``learning.clients``
+    or the client nodes in file order); each keeps 25 % labeled. Phase 1's encoder
+    downloads and uploads go through the network (server rounds); phase 2 (heads on the
+    frozen encoder, evaluated on each client's unlabeled part, as the paper does) is local
+    and runs at every evaluation.
+    """
+
+    def __init__(
+        self, sc: Scenario, clients: Sequence[str], flops: Sequence[float], server: str
+    ) -> None:
+        import numpy as np
+
+        from qfl.algorithms.fedavg import payload_bytes
+        from qfl.algorithms.ssl import HeadConfig, SimCLRConfig
+        from qfl.experiments.ssl import SSLExperiment, load_clients
+        from qfl.models import ProjectionHead, SimCLRNet, count_flops
+
+        lr = sc.learning
+        if len(clients) != 2:
+            raise ScenarioError(
+                "learning.clients",
+                f"must name 2 client nodes (Flowers102, Intel) for ssl-backbone, "
+                f"got {len(clients)}",
+            )
+        self.sc = sc
+        self.names = tuple(clients)
+        self.server = server
+        depth = 50 if lr.model == "resnet50" else 18
+        try:
+            self.pretrain = SimCLRConfig(
+                rounds=lr.rounds,
+                local_epochs=lr.local_epochs,
+                batch_size=max(2, lr.batch_size),
+                lr=lr.lr,
+                engine=lr.engine,
+            )
+            self.heads = HeadConfig(epochs=100, lr=1e-2)
+            self.exp = SSLExperiment(
+                image_size=lr.image_size,
+                depth=depth,
+                width=lr.width,
+                norm_groups=4,
+                projection_dim=64,
+                labeled_fraction=0.25,
+                pretrain=self.pretrain,
+                heads=self.heads,
+                seed=sc.seed,
+            )
+        except ParameterError as exc:
+            raise ScenarioError(
+                f"learning.{exc.name}", f"must be {exc.allowed}, got {exc.value!r}"
+            ) from None
+        self.clients = load_clients(image_size=lr.image_size, labeled_fraction=0.25, seed=sc.seed)
+        self.encoder = self.exp.encoder()
+        self.net = SimCLRNet(
+            self.encoder,
+            ProjectionHead(self.encoder.feature_dim, out_dim=64, seed=int(
+                np.random.SeedSequence(sc.seed, spawn_key=(1, 1)).generate_state(1)[0])),
+        )  # fmt: skip
+        fwd = float(count_flops(self.net, (3, lr.image_size, lr.image_size)))
+        bf = sc.compute.backward_factor
+        size = payload_bytes(dict(self.net.named_parameters()))
+        self.profile = ComputeProfile(
+            clients=self.names,
+            train_sizes=tuple(len(c.unlabeled) for c in self.clients),
+            flops_per_s=tuple(float(f) for f in flops),
+            train_flops_per_sample=(2 * fwd * bf,) * 2,  # two augmented views per image
+            fuse_flops_per_sample=(0.0, 0.0),
+            upload_bytes=(size, size),
+            download_bytes=(size, size),
+            local_epochs=lr.local_epochs,
+        )
+
+    def schedule(
+        self, env: simpy.Environment, net: QKDNetwork, rounds: int, tl: Timeline
+    ) -> Generator[simpy.Event, Any, None]:
+        """Synchronous server rounds of federated SimCLR."""
+        return server_schedule(env, net, self.profile, self.server, rounds, tl, tag="encoder")
+
+    def identity(self) -> str:
+        """Hash of the learning inputs."""
+        return _identity(self.sc, self.names, {"server": self.server})
+
+    def execute(self, tl: Timeline, eval_rounds: set[int], on_eval: OnEval) -> None:
+        """Run the completed SimCLR rounds; at each evaluation train and score the heads."""
+        import numpy as np
+
+        from qfl.algorithms.fedavg import star_transport
+        from qfl.algorithms.ssl import FedSimCLR, train_heads
+
+        index: dict[str, Any] = {nm: i for i, nm in enumerate(self.names)}
+        index[self.server] = "server"
+        dropped = [(r, index[s], index[d]) for r, s, d, _ in tl.dropped]
+        star = star_transport([0, 1], "server")
+        transport = ReplayTransport({n: star.neighbours(n) for n in star.nodes}, dropped)
+        fed = FedSimCLR(
+            self.net,
+            [c.unlabeled for c in self.clients],
+            self.pretrain,
+            transport=transport,
+            seed=np.random.SeedSequence(self.sc.seed, spawn_key=(2,)),
+        )
+        for r in range(tl.rounds_done):
+            transport.round = r
+            fed.run_round()
+            if (r + 1) not in eval_rounds:
+                continue
+            enc = {
+                k.removeprefix("encoder."): v
+                for k, v in fed.params.items()
+                if k.startswith("encoder.")
+            }
+            tasks = train_heads(
+                self.encoder,
+                enc,
+                self.clients,
+                self.heads,
+                seed=np.random.SeedSequence(self.sc.seed, spawn_key=(3,)),
+            )
+            accs = [float(t.accuracy) for t in tasks]
+            rows = [EvalRow(r + 1, nm, math.nan, a) for nm, a in zip(self.names, accs, strict=True)]
+            rows.append(EvalRow(r + 1, "mean", math.nan, sum(accs) / len(accs)))
+            on_eval(r + 1, rows)
+
+
 def make_job(
     sc: Scenario, clients: Sequence[str], flops: Sequence[float], server: str | None
 ) -> LearningJob:
@@ -377,4 +517,6 @@ def make_job(
         )
     if method in ("fedavg", "fedavg-multiexit"):
         return FedAvgJob(sc, clients, flops, server)
+    if method == "ssl-backbone":
+        return SSLJob(sc, clients, flops, server)
     raise ScenarioError("learning.method", f"{method!r} is not supported by the co-simulation yet")

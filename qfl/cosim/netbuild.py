@@ -26,23 +26,34 @@ from network import (
     read_topology,
 )
 from network.faults import Fault
-from qfl.scenario import Scenario, ScenarioError, check_node_refs
-from qkd.errors import QflError
+from qfl.scenario import Scenario, ScenarioError, check_fault_links, check_node_refs
+from qkd.errors import QflError, UnknownNameError
 from qkd.params import QKDSystem, get_preset
 
-__all__ = ["build_cipher", "build_faults", "build_topology", "qkd_system"]
+__all__ = [
+    "build_cipher",
+    "build_faults",
+    "build_topology",
+    "check_network",
+    "learning_clients",
+    "learning_server",
+    "qkd_system",
+]
 
 
-def qkd_system(sc: Scenario, preset: str | None = None) -> QKDSystem:
-    """The QKD system of a link: the preset with the scenario's ``qkd`` overrides."""
+def qkd_system(sc: Scenario, preset: str | None = None, *, where: str = "") -> QKDSystem:
+    """The QKD system of a link: the preset with the scenario's ``qkd`` overrides.
+
+    ``where`` is the YAML path of the link's ``preset`` (for the error message).
+    """
     q = sc.qkd
     name = preset or q.preset
     try:
         system = get_preset(name)
-    except QflError as exc:
-        raise ScenarioError(
-            "qkd.preset" if preset is None else "topology.links[].preset", str(exc)
-        ) from None
+    except UnknownNameError as exc:
+        path = "qkd.preset" if preset is None else (where or "topology.links[].preset")
+        allowed = ", ".join(repr(c) for c in exc.choices)
+        raise ScenarioError(path, f"must be one of {allowed}, got {name!r}") from None
     if q.misalignment is not None:
         system = system.replace(misalignment=q.misalignment)
     if q.detector_efficiency is not None or q.dark_count_prob is not None:
@@ -75,7 +86,7 @@ def _link_spec(sc: Scenario, i: int, a: str, b: str, length_km: float) -> LinkSp
             b=b,
             length_km=float(length_km),
             attenuation_db_per_km=lk.attenuation_db_per_km if lk is not None else None,
-            system=qkd_system(sc, preset),
+            system=qkd_system(sc, preset, where=f"topology.links[{i}].preset"),
             skr_bps=lk.skr_bps if lk is not None else None,
             capacity_bits=float(
                 lk.pool_capacity_bits if lk and lk.pool_capacity_bits else q.pool_capacity_bits
@@ -89,6 +100,8 @@ def _link_spec(sc: Scenario, i: int, a: str, b: str, length_km: float) -> LinkSp
             latency_s=lk.latency_s if lk is not None else None,
             block_bits=q.block_bits,
         )
+    except ScenarioError:
+        raise
     except QflError as exc:
         raise ScenarioError(
             f"topology.links[{i}]" if i >= 0 else "topology.file", str(exc)
@@ -126,6 +139,7 @@ def build_topology(sc: Scenario) -> TopologySpec:
                 if n not in names:
                     raise ScenarioError(f"{field_name}[{j}]", f"unknown node {n!r} in {topo.file}")
         check_node_refs(sc, names)
+        check_fault_links(sc, {frozenset((lk.a, lk.b)) for lk in raw.links})
         nodes = tuple(replace(n, flops_per_s=default_flops) for n in raw.nodes)
         links = tuple(_link_spec(sc, -1, lk.a, lk.b, lk.length_km) for lk in raw.links)
     else:
@@ -206,3 +220,62 @@ def learning_server(sc: Scenario, topo: TopologySpec) -> str | None:
         return sc.learning.server
     servers: Sequence[str] = [n.name for n in topo.nodes if n.role == "server"]
     return servers[0] if servers else None
+
+
+_DECENTRALIZED = ("def-fd", "def-kt", "gossip-avg")
+
+
+def check_network(sc: Scenario, topo: TopologySpec | None = None) -> TopologySpec:
+    """Check what the network half needs, without simulating or training anything.
+
+    The topology builds (presets, lengths, key rates), the network accepts it with the
+    scenario's cipher (a pool must hold one message's key), there are learning clients
+    (at least two for the decentralized methods), and every learning node can reach every
+    other over the links (an isolated client could never exchange a model).
+
+    Returns
+    -------
+    TopologySpec
+        The built topology (``topo`` if given).
+
+    Raises
+    ------
+    ScenarioError
+        Naming the YAML path of the problem.
+    """
+    import networkx as nx
+    import simpy
+
+    from network import QKDNetwork
+
+    if topo is None:
+        topo = build_topology(sc)
+    clients = learning_clients(sc, topo)
+    if not clients:
+        raise ScenarioError("learning.clients", "no client nodes (give some nodes role: client)")
+    if sc.learning.method in _DECENTRALIZED and len(clients) < 2:
+        raise ScenarioError(
+            "learning.clients",
+            f"method {sc.learning.method!r} needs at least 2 clients, got {len(clients)}: "
+            f"{', '.join(clients)}",
+        )
+    server = learning_server(sc, topo)
+    involved = [*clients, *([server] if server is not None else [])]
+    graph = nx.Graph()
+    graph.add_nodes_from(n.name for n in topo.nodes)
+    graph.add_edges_from((lk.a, lk.b) for lk in topo.links)
+    home = nx.node_connected_component(graph, involved[0])
+    for name in involved[1:]:
+        if name not in home:
+            raise ScenarioError(
+                "topology.links",
+                f"node {name!r} cannot reach {involved[0]!r}: no chain of links joins them, "
+                "so they could never exchange a model; link every learning node into one network",
+            )
+    try:
+        QKDNetwork(simpy.Environment(), topo, build_cipher(sc), seed=sc.seed)
+    except QflError as exc:
+        if "capacity_bits" in str(exc):
+            raise ScenarioError("qkd.pool_capacity_bits", str(exc)) from None
+        raise ScenarioError("topology", f"the network rejects this scenario: {exc}") from None
+    return topo

@@ -43,7 +43,7 @@ from qfl.cosim.jobs import EvalRow, LearningJob, make_job
 from qfl.cosim.netbuild import (
     build_cipher,
     build_faults,
-    build_topology,
+    check_network,
     learning_clients,
     learning_server,
 )
@@ -96,11 +96,9 @@ def simulate_network(sc: Scenario, *, job: LearningJob | None = None) -> Network
         Anything in the scenario the network or the learning method rejects, with its path.
     """
     t0 = time.perf_counter()
-    topo = build_topology(sc)
+    topo = check_network(sc)
     clients = learning_clients(sc, topo)
     speed = {n.name: n.flops_per_s for n in topo.nodes}
-    if not clients:
-        raise ScenarioError("learning.clients", "no client nodes (give some nodes role: client)")
     if job is None:
         job = make_job(sc, clients, [speed[c] for c in clients], learning_server(sc, topo))
     env = simpy.Environment()
@@ -108,7 +106,7 @@ def simulate_network(sc: Scenario, *, job: LearningJob | None = None) -> Network
         net = QKDNetwork(env, topo, build_cipher(sc), seed=sc.seed)
         schedule_faults(env, net, build_faults(sc))
         tl = Timeline()
-        run_schedule(env, job.schedule(env, net, sc.learning.rounds, tl), sc.horizon_s)
+        run_schedule(env, job.schedule(env, net, sc.learning.rounds, tl), sc.horizon_s, tl)
     except ScenarioError:
         raise
     except QflError as exc:
@@ -263,6 +261,7 @@ def summarize_run(
         "transfers_delivered": net_sum.delivered,
         "transfers_failed": net_sum.failed,
         "transfers_in_progress": net_sum.in_progress,
+        "transfers_dropped": len(tl.dropped),  # model exchanges the learners never received
         "key_generated_bits": net_sum.key_generated_bits,
         "key_consumed_bits": net_sum.key_consumed_bits,
         "key_wasted_bits": net_sum.key_wasted_bits,

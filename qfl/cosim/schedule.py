@@ -24,13 +24,14 @@ thing at a time by construction (senders and receivers are disjoint).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import simpy
 
-from network import QKDNetwork, TransferRecord
+from network import NetworkError, QKDNetwork, TransferRecord
 
 __all__ = [
     "ComputeProfile",
@@ -116,6 +117,15 @@ class Timeline:
     dropped: set[tuple[int, str, str, str]] = field(default_factory=set)
     ops: list[dict[str, Any]] = field(default_factory=list)
     participants: list[tuple[int, ...]] = field(default_factory=list)
+    # Fires when the network can no longer change (no event left) while transfers still
+    # wait: a fault with no way round that is never repaired. Those transfers then fail.
+    _stalled: simpy.Event | None = field(default=None, repr=False, compare=False)
+
+    def stalled_event(self, env: simpy.Environment) -> simpy.Event:
+        """The event that fires when the run stalls (see :func:`run_schedule`)."""
+        if self._stalled is None or self._stalled.triggered:
+            self._stalled = env.event()
+        return self._stalled
 
     def structure(self) -> tuple[Any, ...]:
         """What the learning depends on (no times): rounds, drops, participants."""
@@ -137,11 +147,22 @@ def _send(
     tag: str,
 ) -> Generator[simpy.Event, Any, bool]:
     start = env.now
-    rec: TransferRecord = yield net.transfer(src, dst, int(n_bytes), tag=f"r{r}/{tag}")
-    ok = rec.status == "delivered"
+    try:
+        proc = net.transfer(src, dst, int(n_bytes), tag=f"r{r}/{tag}")
+    except NetworkError as exc:  # e.g. a link with no key rate and too little key left
+        why = str(exc)
+    else:
+        stalled = tl.stalled_event(env)
+        yield proc | stalled
+        if proc.triggered:
+            rec = cast(TransferRecord, proc.value)
+            why = "" if rec.status == "delivered" else rec.reason or "failed"
+        else:
+            why = "blocked by a fault that is never repaired"
+    ok = not why
     if not ok:
         tl.dropped.add((r, src, dst, tag))
-    _op(tl, r, src, f"send:{tag}->{dst}" + ("" if ok else " (failed)"), start, env.now)
+    _op(tl, r, src, f"send:{tag}->{dst}" + ("" if ok else f" (failed: {why})"), start, env.now)
     return ok
 
 
@@ -231,10 +252,25 @@ def run_schedule(
     env: simpy.Environment,
     process: Generator[simpy.Event, Any, None],
     horizon_s: float | None,
+    tl: Timeline | None = None,
 ) -> None:
-    """Run a schedule process to its end, or until the horizon."""
+    """Run a schedule process to its end, or until the horizon.
+
+    If the network runs out of events while the schedule still waits (transfers blocked by
+    a fault with no way round that is never repaired: nothing can change any more), the
+    waiting transfers are given up as failed (``tl``'s stall event), and the run goes on.
+    """
     proc = env.process(process)
-    if horizon_s is None:
-        env.run(until=proc)
-    else:
-        env.run(until=env.any_of([proc, env.timeout(max(0.0, horizon_s - env.now))]))
+    while not proc.processed:
+        t = env.peek()
+        if t == math.inf:
+            stalled = tl._stalled if tl is not None else None
+            if stalled is None or stalled.triggered or not stalled.callbacks:
+                break  # nothing waits on the network: the schedule cannot go on
+            stalled.succeed()
+            continue
+        if horizon_s is not None and t > horizon_s:
+            break
+        env.step()
+    if horizon_s is not None and not proc.processed and env.now < horizon_s:
+        env.run(until=horizon_s)

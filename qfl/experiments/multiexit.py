@@ -152,6 +152,10 @@ class MultiExitExperiment:
         ResNet base width (channels ``w, 2w, 2w, 4w, 4w``); LSTM hidden size for HAR.
     stem_stride : int
         ResNet stem stride (1: blocks at 28/14/7 px; 2: at 14/7/4 px, about 4x cheaper).
+    exit_pool : int
+        Each ResNet exit average-pools to an ``exit_pool x exit_pool`` grid (default 4; 1 is
+        global average pooling, which starves the shallow exit: see
+        :mod:`qfl.models.multiexit`).
     C : float
         Distillation weight (1.0 = the authors' 0.5 in their parametrisation).
     temperature : float or "adaptive"
@@ -182,6 +186,7 @@ class MultiExitExperiment:
     pool_size: int | None = None
     width: int = 16
     stem_stride: int = 1
+    exit_pool: int = 4
     C: float = 1.0
     temperature: float | str = "adaptive"
     target_maxprob: float = 0.5
@@ -206,6 +211,8 @@ class MultiExitExperiment:
                 raise UnknownNameError("temperature", self.temperature, ("adaptive",))
         elif not self.temperature > 0:
             raise ParameterError("temperature", self.temperature, "> 0 or 'adaptive'")
+        if isinstance(self.exit_pool, bool) or self.exit_pool < 1:
+            raise ParameterError("exit_pool", self.exit_pool, "an integer >= 1")
         if not 0 < self.target_accuracy <= 1:
             raise ParameterError("target_accuracy", self.target_accuracy, "in (0, 1]")
         if isinstance(self.finetune_epochs, bool) or self.finetune_epochs < 0:
@@ -288,6 +295,7 @@ def _model(exp: MultiExitExperiment, multi_exit: bool) -> MultiExitResNet | Mult
             10,
             width=exp.width,
             stem_stride=exp.stem_stride,
+            exit_pool=exp.exit_pool,
             exit_after=(1, 3, 5) if multi_exit else (5,),
         )
     # Same seed for both: the backbone is drawn first, so ME and baseline share it.

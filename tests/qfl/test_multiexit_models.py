@@ -20,6 +20,7 @@ from qfl.losses_multiexit import (
 from qfl.models.multiexit import (
     MultiExitLSTM,
     MultiExitResNet,
+    _AdaptiveAvgPool,
     deepest_affordable_exit,
     exit_flops,
     exit_parameter_mask,
@@ -76,6 +77,7 @@ def test_single_exit_baseline_has_only_the_last_exit() -> None:
         ({"exit_after": (3, 1, 5)}, "exit_after"),
         ({"dropout": 1.0}, r"dropout: must be in \[0, 1\)"),
         ({"num_classes": 1}, "num_classes"),
+        ({"exit_pool": 0}, "exit_pool: must be an integer >= 1"),
     ],
 )
 def test_resnet_rejects_bad_parameters(kwargs: dict, match: str) -> None:
@@ -89,6 +91,25 @@ def test_active_exits_is_validated() -> None:
         net.active_exits = 4
     with pytest.raises(ParameterError, match="max_exit"):
         exit_parameter_mask(net, 0)
+
+
+@pytest.mark.parametrize("size", [4, 7, 14, 28])
+@pytest.mark.parametrize("bins", [1, 2, 4])
+def test_exit_pooling_equals_adaptive_avg_pool(size: int, bins: int) -> None:
+    x = torch.randn(3, 5, size, size, generator=_gen(size + bins))
+    pool = _AdaptiveAvgPool(bins)
+    torch.testing.assert_close(pool(x), F.adaptive_avg_pool2d(x, bins), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("exit_pool", [1, 4])
+def test_exits_pool_to_a_grid_then_dropout_then_linear(exit_pool: int) -> None:
+    net = MultiExitResNet(width=4, stem_stride=2, exit_pool=exit_pool).eval()
+    # blocks 1, 3, 5 have 4, 8, 16 channels; the linear layer sees every cell of the grid
+    assert [e.fc.in_features for e in net.exits] == [c * exit_pool**2 for c in (4, 8, 16)]
+    x = torch.randn(2, 1, 28, 28, generator=_gen(9))
+    h = net.blocks[0](net.stem(x))
+    expected = net.exits[0].fc(F.adaptive_avg_pool2d(h, exit_pool).flatten(1))
+    torch.testing.assert_close(net(x)[0], expected)
 
 
 def test_groupnorm_resnet_output_does_not_depend_on_the_batch() -> None:
@@ -171,7 +192,7 @@ def test_exit_parameter_mask_is_exactly_what_each_exit_depends_on(kind: str) -> 
 
 
 def test_exit_flops_and_assignment() -> None:
-    costs = exit_flops(MultiExitResNet(width=8), (1, 28, 28))
+    costs = exit_flops(MultiExitResNet(width=8, exit_pool=1), (1, 28, 28))
     assert len(costs) == 3 and costs[0] < costs[1] < costs[2]
     # stem + block 1 at 28x28 with 8 channels: 2 * 784 * 9 * (1*8 + 8*8 + 8*8) MACs, + exit fc
     assert costs[0] == 2 * 784 * 9 * (8 + 64 + 64) + 2 * 8 * 10

@@ -1,0 +1,320 @@
+"""Co-simulation semantics: transfer timing, faults, horizon, key-rate scaling, Ctrl-C.
+
+Most tests run only the network half (:func:`simulate_network`: no training); the few that
+train use three clients, 50 samples each and one or two rounds on the sequential engine.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import simpy
+import yaml
+
+from network import LinkSpec, NodeSpec, OneTimePad, QKDNetwork, TopologySpec
+from qfl.cosim import ReplayTransport, run_scenario, simulate_network
+from qfl.cosim.netbuild import build_topology, check_network
+from qfl.cosim.run import execute_learning, summarize_run, write_network_outputs
+from qfl.cosim.schedule import ComputeProfile, Timeline, run_schedule, server_schedule
+from qfl.scenario import Scenario, ScenarioError
+
+Tiny = Callable[..., dict[str, Any]]
+C_KM_S = 299_792.458
+
+
+def scenario(d: dict[str, Any]) -> Scenario:
+    return Scenario.model_validate(d)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def two_clients(tiny: Tiny, link: dict[str, Any], **patch: Any) -> Scenario:
+    """Clients a and b joined by one link; one OTP model transfer per round."""
+    d = tiny(
+        {
+            "topology": {
+                "nodes": [{"name": "a", "flops_per_s": 1e9}, {"name": "b", "flops_per_s": 2e9}],
+                "links": [{"a": "a", "b": "b", **link}],
+            },
+            "cipher": {"policy": "otp"},
+            **patch,
+        }
+    )
+    return scenario(d)
+
+
+# ------------------------------------------------------------------------------ physics
+
+
+def test_otp_transfer_time_is_key_wait_plus_transmit_plus_latency(
+    tiny: Tiny, fmnist: Path, tmp_path: Path
+) -> None:
+    skr, bw, latency = 2.0e5, 1.0e8, 0.004
+    sc = two_clients(
+        tiny, {"length_km": 30, "skr_bps": skr, "bandwidth_bps": bw, "latency_s": latency}
+    )
+    nrun = simulate_network(sc)
+    write_network_outputs(nrun, tmp_path)
+    rows = read_rows(tmp_path / "transfers.csv")
+    assert len(rows) == 1  # 2 clients: one sender per round, one round
+    row = rows[0]
+    prof = nrun.job.profile
+    src = prof.clients.index(row["src"])
+    dst = prof.clients.index(row["dst"])
+    n_bytes = prof.upload_bytes[src]
+    assert int(row["n_bytes"]) == n_bytes and row["status"] == "delivered"
+    # The sender trains, then asks for key: the pool (empty at t=0) has filled for t_request.
+    t_request = prof.train_s(src)
+    key_bits = 8 * n_bytes + 256  # one-time pad + a 256-bit one-time MAC key
+    wait = key_bits / skr - t_request
+    transmit = 8 * n_bytes / bw
+    assert float(row["t_request"]) == pytest.approx(t_request, rel=1e-9)
+    assert float(row["key_wait_s"]) == pytest.approx(wait, rel=1e-9)
+    assert float(row["transmit_s"]) == pytest.approx(transmit, rel=1e-9)
+    assert float(row["propagation_s"]) == pytest.approx(latency, rel=1e-9)
+    assert float(row["t_end"]) - float(row["t_request"]) == pytest.approx(
+        wait + transmit + latency, rel=1e-9
+    )
+    assert float(row["key_bits_total"]) == pytest.approx(key_bits)
+    # The receiver fuses after the delivery; that ends the round.
+    assert nrun.timeline.round_end_s == [pytest.approx(float(row["t_end"]) + prof.fuse_s(dst))]
+    assert nrun.net.summary().key_consumed_bits == pytest.approx(key_bits)
+
+
+def test_latency_defaults_to_fibre_length(tiny: Tiny, fmnist: Path) -> None:
+    sc = two_clients(tiny, {"length_km": 30, "skr_bps": 1e9})
+    rec = simulate_network(sc).net.records[0]
+    assert rec.propagation_s == pytest.approx(30 * 1.468 / C_KM_S, rel=1e-6)
+
+
+def test_rate_scale_scales_every_link(tiny: Tiny, fmnist: Path, tmp_path: Path) -> None:
+    d = tiny()
+    d["topology"]["links"][0]["skr_bps"] = 1234.0  # a measured rate is scaled too
+    rates = {}
+    for scale in (1.0, 0.25):
+        d["qkd"]["rate_scale"] = scale
+        nrun = simulate_network(scenario(d))
+        write_network_outputs(nrun, tmp_path / str(scale))
+        topo = json.loads((tmp_path / str(scale) / "topology.json").read_text())
+        rates[scale] = {(lk["a"], lk["b"]): lk["skr_bps"] for lk in topo["links"]}
+    assert rates[1.0][("a", "r")] == pytest.approx(1234.0)
+    assert set(rates[1.0]) == set(rates[0.25]) and len(rates[1.0]) == 4
+    for pair, r in rates[1.0].items():
+        assert r > 0
+        assert rates[0.25][pair] == pytest.approx(0.25 * r, rel=1e-12)
+    # longer fibre, less key (same preset)
+    assert rates[1.0][("a", "r")] != rates[1.0][("b", "r")]
+    assert rates[1.0][("b", "r")] > rates[1.0][("c", "r")] > rates[1.0][("a", "b")]
+
+
+def test_horizon_cuts_rounds(tiny: Tiny, fmnist: Path) -> None:
+    links = [{"a": "a", "b": "r", "length_km": 5, "skr_bps": 1e5}]
+    links += [{"a": n, "b": "r", "length_km": 5, "skr_bps": 1e5} for n in ("b", "c")]
+    d = tiny({"cipher": {"policy": "otp"}, "learning": {"rounds": 5}})
+    d["topology"]["links"] = links
+    full = simulate_network(scenario(d)).timeline
+    assert full.rounds_done == 5
+    horizon = (full.round_end_s[1] + full.round_end_s[2]) / 2
+    d["horizon_s"] = horizon
+    nrun = simulate_network(scenario(d))
+    cut = nrun.timeline
+    assert cut.rounds_done == 2
+    assert cut.round_end_s == pytest.approx(full.round_end_s[:2])
+    assert nrun.net.env.now == pytest.approx(horizon)
+    # the third round's transfer was under way at the horizon
+    assert [r.status for r in nrun.net.in_progress()] == ["in_progress"]
+
+
+# ------------------------------------------------------------------------------- faults
+
+
+def test_permanent_link_cut_fails_the_transfer_and_the_learner_drops_it(
+    tiny: Tiny, fmnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The only link is cut for good while the sender trains: its model can never arrive.
+    sc = two_clients(
+        tiny,
+        {"length_km": 10, "skr_bps": 1e7},
+        faults=[{"kind": "link-cut", "at_s": 0.01, "link": ["a", "b"]}],
+    )
+    nrun = simulate_network(sc)
+    tl = nrun.timeline
+    assert tl.rounds_done == 1  # no hang: the blocked transfer is given up
+    assert len(tl.dropped) == 1
+    (r, src, dst, tag) = next(iter(tl.dropped))
+    assert (r, tag) == (0, "model") and {src, dst} == {"a", "b"}
+    ops = [o["op"] for o in tl.ops]
+    assert any(op.startswith(f"send:model->{dst} (failed:") for op in ops)
+    assert "fuse" not in ops
+    write_network_outputs(nrun, tmp_path)
+    transfers = read_rows(tmp_path / "transfers.csv")
+    assert [t["status"] for t in transfers] == ["in_progress"]
+    faults = read_rows(tmp_path / "faults.csv")
+    assert len(faults) == 1 and "cut" in faults[0]["kind"]
+    summary = summarize_run(nrun, [], status="complete", wall={})
+    assert (summary["transfers_dropped"], summary["transfers_in_progress"]) == (1, 1)
+
+    transports: list[ReplayTransport] = []
+
+    class Spy(ReplayTransport):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            transports.append(self)
+
+    monkeypatch.setattr("qfl.cosim.jobs.ReplayTransport", Spy)
+    evals: list[int] = []
+    execute_learning(nrun, lambda rnd, rows: evals.append(rnd))
+    assert evals == [1]
+    assert sum(t.n_dropped for t in transports) == 1  # the learner never got the model
+
+
+def test_temporary_link_cut_delays_the_transfer(tiny: Tiny, fmnist: Path) -> None:
+    sc = two_clients(
+        tiny,
+        {"length_km": 10, "skr_bps": 1e7},
+        faults=[{"kind": "link-cut", "at_s": 0.01, "until_s": 50.0, "link": ["a", "b"]}],
+    )
+    nrun = simulate_network(sc)
+    assert nrun.timeline.dropped == set()
+    (rec,) = nrun.net.records
+    assert rec.status == "delivered"
+    assert rec.t_end > 50.0  # it waited for the repair
+
+
+def test_link_without_key_drops_transfers_instead_of_hanging(tiny: Tiny, fmnist: Path) -> None:
+    sc = two_clients(tiny, {"length_km": 10, "skr_bps": 0.0}, learning={"rounds": 2})
+    nrun = simulate_network(sc)
+    tl = nrun.timeline
+    assert tl.rounds_done == 2
+    assert {d[0] for d in tl.dropped} == {0, 1}
+    failed = [o["op"] for o in tl.ops if "(failed:" in o["op"]]
+    assert len(failed) == 2 and all("produces no key" in op for op in failed)
+    summary = summarize_run(nrun, [], status="complete", wall={})
+    assert summary["transfers_dropped"] == 2 and summary["key_consumed_bits"] == 0
+
+
+def test_server_schedule_with_a_client_cut_off() -> None:
+    # Network half only: a server s and two clients; c2's link is cut for good at t=1.5,
+    # while c2 trains in round 1 (a round: ~8 ms of key, 1 s of training, ~8 ms of key).
+    env = simpy.Environment()
+    links = (
+        LinkSpec("s", "c1", 1.0, skr_bps=1e6, latency_s=0.001, bandwidth_bps=1e9),
+        LinkSpec("s", "c2", 1.0, skr_bps=1e6, latency_s=0.001, bandwidth_bps=1e9),
+    )
+    topo = TopologySpec(
+        nodes=(NodeSpec("s", role="server"), NodeSpec("c1"), NodeSpec("c2")), links=links
+    )
+    net = QKDNetwork(env, topo, OneTimePad())
+    profile = ComputeProfile(
+        clients=("c1", "c2"),
+        train_sizes=(10, 10),
+        flops_per_s=(1e6, 1e6),
+        train_flops_per_sample=(1e5, 1e5),
+        fuse_flops_per_sample=(0.0, 0.0),
+        upload_bytes=(1000, 1000),
+        download_bytes=(1000, 1000),
+    )
+
+    def cut() -> Any:
+        yield env.timeout(1.5)
+        net.cut_link("s", "c2")
+
+    env.process(cut())
+    tl = Timeline()
+    run_schedule(env, server_schedule(env, net, profile, "s", 2, tl), None, tl)
+    assert tl.rounds_done == 2
+    # round 0: both updates arrive; round 1: c2's upload cannot (the server goes on)
+    assert tl.participants == [(0, 1), (0,)]
+    assert tl.dropped == {(1, "c2", "s", "update")}
+    key_bits = 8 * 1000 + 256
+    down = key_bits / 1e6 + 8000 / 1e9 + 0.001  # key, transmit, latency
+    assert tl.round_end_s[0] == pytest.approx(down + profile.train_s(0) + 8000 / 1e9 + 0.001)
+
+
+def test_replay_transport_drops_only_the_failed_round() -> None:
+    t = ReplayTransport(2, dropped=[(1, 0, 1)])
+    t.send(0, 1, "r0", n_bytes=1, tag="model")
+    t.round = 1
+    t.send(0, 1, "r1", n_bytes=1, tag="model")
+    t.send(1, 0, "back", n_bytes=1, tag="model")
+    assert [m.payload for m in t.receive(1)] == ["r0"]
+    assert [m.payload for m in t.receive(0)] == ["back"]
+    assert t.n_dropped == 1
+
+
+def test_isolated_client_is_a_clear_error(tiny: Tiny) -> None:
+    d = tiny()
+    d["topology"]["nodes"].append({"name": "island"})
+    with pytest.raises(ScenarioError, match=r"topology.links: node 'island' cannot reach"):
+        check_network(scenario(d))
+
+
+def test_build_topology_resolves_nodes_and_links(tiny: Tiny) -> None:
+    topo = build_topology(scenario(tiny()))
+    assert [lk.name for lk in topo.links] == ["a-r", "b-r", "c-r", "a-b"]
+    assert [n.role for n in topo.nodes] == ["client", "client", "client", "relay"]
+    assert topo.nodes[3].flops_per_s == 5e11  # compute.default_flops_per_s
+
+
+@pytest.mark.parametrize("method", ["def-kt", "gossip-avg"])
+def test_other_decentralized_methods_run(method: str, tiny: Tiny, fmnist: Path) -> None:
+    sc = scenario(tiny({"learning": {"method": method}}))
+    result = run_scenario(sc, None, plots=False)
+    s = result.summary
+    assert s["status"] == "complete" and s["method"] == method and s["rounds_done"] == 1
+    assert 0.0 <= s["final_global_acc"] <= 1.0
+    assert [r.node for r in result.rows] == ["a", "b", "c", "mean"]
+    assert s["transfers_delivered"] >= 1 and s["key_consumed_bits"] > 0
+
+
+# ------------------------------------------------------------------------------- Ctrl-C
+
+
+def test_ctrl_c_leaves_a_consistent_run_folder(
+    tiny: Tiny, fmnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C in the middle of training: right after round 1 was evaluated and written,
+    # inside the job's round loop, with round 2 still to train.
+    import qfl.cosim.run
+    from qfl.cli import main
+
+    real = qfl.cosim.run.execute_learning
+    seen: list[int] = []
+
+    def interrupted(nrun: Any, on_eval: Any, **kw: Any) -> None:
+        def once(r: int, rows: list[Any]) -> None:
+            on_eval(r, rows)
+            seen.append(r)
+            raise KeyboardInterrupt
+
+        real(nrun, once, **kw)
+
+    monkeypatch.setattr(qfl.cosim.run, "execute_learning", interrupted)
+    d = tiny({"learning": {"rounds": 2, "eval_every": 1}, "outputs": {"plots": True}})
+    scen = tmp_path / "s.yaml"
+    scen.write_text(yaml.safe_dump(d))
+    folder = tmp_path / "run"
+    assert main(["simulate", str(scen), "--out", str(folder)]) == 130
+    assert seen == [1]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert summary["rounds_done"] == 2 and summary["rounds_evaluated"] == 1
+    metrics = read_rows(folder / "metrics.csv")
+    assert len(metrics) == 4  # three clients and their mean, round 1 only
+    assert {m["round"] for m in metrics} == {"1"}
+    assert summary["final_global_acc"] == pytest.approx(
+        float(next(m["global_acc"] for m in metrics if m["node"] == "mean")), abs=1e-6
+    )
+    for name in ("transfers.csv", "keypools.csv", "ops.csv", "faults.csv"):
+        read_rows(folder / name)  # parseable
+    assert json.loads((folder / "topology.json").read_text())["links"]
+    assert (folder / "accuracy.png").stat().st_size > 0  # drawn from what was computed
+    assert not list(folder.rglob("*.tmp"))

@@ -59,6 +59,8 @@ from torch import nn
 from qfl.data import TensorDataset
 from qfl.engine import BatchedTrainer, SequentialTrainer, default_logits, evaluate, sgd
 from qfl.losses import FEATURE_LOSSES, DefFDLoss, cross_entropy, kd_loss
+from qfl.seeding import derive_seed as _derive
+from qfl.seeding import int_seed as _int_seed
 from qfl.transport import Message, Transport
 from qkd.errors import ParameterError, UnknownNameError
 
@@ -85,19 +87,6 @@ Seed = int | np.random.SeedSequence
 
 # Independent random streams derived from the one seed.
 _PLAN, _INIT, _LOCAL, _FUSE = 0, 1, 2, 3
-
-
-def _derive(seed: Seed, *key: int) -> np.random.SeedSequence:
-    """A child seed sequence for ``key``, independent of the order in which it is asked for."""
-    if isinstance(seed, np.random.SeedSequence):
-        return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, *key))
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ParameterError("seed", seed, "an int >= 0 or a numpy SeedSequence")
-    return np.random.SeedSequence(int(seed), spawn_key=key)
-
-
-def _int_seed(seq: np.random.SeedSequence) -> int:
-    return int(seq.generate_state(1, dtype=np.uint32)[0])
 
 
 # --------------------------------------------------------------------------- configuration

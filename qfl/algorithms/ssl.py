@@ -66,6 +66,8 @@ from qfl.models.resnet_ssl import (
     SimCLRNet,
     init_parameters,
 )
+from qfl.seeding import derive_seed as _derive
+from qfl.seeding import int_seed as _int_seed
 from qfl.transport import Transport
 from qkd.errors import ParameterError, UnknownNameError
 
@@ -102,18 +104,6 @@ _PRETRAIN, _HEADS, _CENTRAL, _HEAD_INIT = 0, 1, 2, 3
 # fold_in tags separating the uses of a step key.
 _VIEW_TAG = 0x5EED
 _MASK_VALUE = -1.0e9
-
-
-def _derive(seed: Seed, *key: int) -> np.random.SeedSequence:
-    if isinstance(seed, np.random.SeedSequence):
-        return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, *key))
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ParameterError("seed", seed, "an int >= 0 or a numpy SeedSequence")
-    return np.random.SeedSequence(int(seed), spawn_key=key)
-
-
-def _int_seed(seq: np.random.SeedSequence) -> int:
-    return int(seq.generate_state(1, dtype=np.uint32)[0])
 
 
 def _positive_int(name: str, value: int) -> None:

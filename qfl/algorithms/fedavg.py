@@ -44,6 +44,7 @@ from torch.func import functional_call
 from qfl.data import TensorDataset
 from qfl.engine import BatchedTrainer, SequentialTrainer, optim
 from qfl.models.multiexit import MultiExitModel, exit_parameter_mask, truncated
+from qfl.seeding import derive_seed as _derive
 from qfl.transport import InMemoryTransport, Message, Transport
 from qkd.errors import ParameterError, UnknownNameError
 
@@ -74,18 +75,6 @@ LossFn = Callable[[Any, torch.Tensor, Any], torch.Tensor]
 
 # Independent random streams derived from the one seed.
 _LOCAL, _FINETUNE = 0, 1
-
-
-def _derive(seed: Seed, *key: int) -> np.random.SeedSequence:
-    if isinstance(seed, np.random.SeedSequence):
-        return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, *key))
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ParameterError("seed", seed, "an int >= 0 or a numpy SeedSequence")
-    return np.random.SeedSequence(int(seed), spawn_key=key)
-
-
-def _int_seed(seq: np.random.SeedSequence) -> int:
-    return int(seq.generate_state(1, dtype=np.uint32)[0])
 
 
 # --------------------------------------------------------------------------- pure math

@@ -9,7 +9,7 @@ from torch import nn
 
 from qkd.errors import ParameterError
 
-__all__ = ["FeatureCNN", "MaxPool2x2"]
+__all__ = ["FeatureCNN"]
 
 
 def _conv_out(size: int, n_pools: int) -> int:
@@ -18,34 +18,8 @@ def _conv_out(size: int, n_pools: int) -> int:
     return size
 
 
-class MaxPool2x2(nn.Module):
-    """2x2 max-pooling with stride 2 (floor mode), written as a reshape and a max.
-
-    Same values as ``nn.MaxPool2d(2)``. On the CPU it is faster, and under ``vmap`` it
-    avoids the memory-layout copies of the batching rule of ``max_pool2d`` (about 1.7x
-    faster batched training of :class:`FeatureCNN` for 24 clients, measured with
-    ``benchmarks/bench_engine.py``). Gradients agree with ``nn.MaxPool2d`` except on exact
-    ties inside a window, where the gradient is shared instead of given to one element.
-
-    Examples
-    --------
-    >>> x = torch.arange(16.0).reshape(1, 1, 4, 4)
-    >>> torch.equal(MaxPool2x2()(x), nn.MaxPool2d(2)(x))
-    True
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Pool the last two axes."""
-        *lead, h, w = x.shape
-        h2, w2 = h // 2, w // 2
-        x = x[..., : 2 * h2, : 2 * w2]
-        return x.reshape(*lead, h2, 2, w2, 2).amax(dim=(-3, -1))
-
-
 class FeatureCNN(nn.Module):
     """Three ``conv 3x3 (padding 1) -> ReLU -> max-pool 2x2`` blocks, then one linear layer.
-
-    Max-pooling is :class:`MaxPool2x2` (same values as ``nn.MaxPool2d(2)``, faster batched).
 
     The forward pass returns the logits together with the output of each block, so that
     feature-map distillation (Def-FD) can compare them between two models. The default
@@ -102,7 +76,7 @@ class FeatureCNN(nn.Module):
                 nn.Sequential(
                     nn.Conv2d(prev, width, kernel_size=3, padding=1),
                     nn.ReLU(),
-                    MaxPool2x2(),
+                    nn.MaxPool2d(2),
                 )
             )
             prev = width

@@ -237,7 +237,11 @@ class LearningSpec(_Frozen):
     image_size: Annotated[int, Field(ge=8)] = 32
     target_accuracy: Annotated[float, Field(gt=0, le=1)] = 0.75
     eval_every: Annotated[int, Field(ge=1)] = 1
-    engine: Literal["batched", "sequential"] = "batched"
+    engine: Literal["auto", "batched", "sequential"] = Field(
+        "auto",
+        description="Training engine: clients vectorized (batched) or one after another; "
+        "auto = batched on a GPU, sequential on a CPU (faster there, see benchmarks/README.md).",
+    )
 
 
 class ComputeSpec(_Frozen):

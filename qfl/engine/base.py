@@ -108,9 +108,15 @@ class TrainerBase:
         *,
         batch_size: int = 32,
         drop_last: bool = False,
+        chunk_size: int | None = None,
         device: torch.device | str | None = None,
         loss_of: LossOf | None = None,
     ) -> None:
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        ):
+            raise ParameterError("chunk_size", chunk_size, "None or an integer >= 1")
+        self.chunk_size = chunk_size
         if not isinstance(model, nn.Module):
             raise ParameterError("model", type(model).__name__, "a torch.nn.Module")
         if (loss_fn is None) == (loss_of is None):

@@ -21,12 +21,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from qfl.engine.base import LossFn, LossOf, TrainerBase, TrainStats
+from qfl.engine.base import TrainerBase, TrainStats
 from qfl.engine.batcher import Seed, SupervisedData
-from qfl.engine.optim import FunctionalOptimizer, OptState
+from qfl.engine.optim import OptState
 from qfl.engine.stack import Tree, index_tree
 from qkd.errors import ParameterError, QflError
 
@@ -94,32 +93,8 @@ class BatchedTrainer(TrainerBase):
     [6, 6]
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        loss_fn: LossFn | None,
-        optimizer: FunctionalOptimizer,
-        *,
-        batch_size: int = 32,
-        drop_last: bool = False,
-        chunk_size: int | None = None,
-        device: torch.device | str | None = None,
-        loss_of: LossOf | None = None,
-    ) -> None:
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            batch_size=batch_size,
-            drop_last=drop_last,
-            device=device,
-            loss_of=loss_of,
-        )
-        if chunk_size is not None and (
-            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-        ):
-            raise ParameterError("chunk_size", chunk_size, "None or an integer >= 1")
-        self.chunk_size = chunk_size
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._value_and_grads = vmap(
             grad_and_value(self._objective), in_dims=(0, 0, None, 0, 0), randomness="error"
         )

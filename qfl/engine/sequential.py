@@ -15,11 +15,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import nn
 
-from qfl.engine.base import LossFn, LossOf, TrainerBase, TrainStats
+from qfl.engine.base import TrainerBase, TrainStats
 from qfl.engine.batcher import Seed, SupervisedData
-from qfl.engine.optim import FunctionalOptimizer, OptState
+from qfl.engine.optim import OptState
 from qfl.engine.stack import Tree, load_into
 
 __all__ = ["SequentialTrainer"]
@@ -37,29 +36,6 @@ class SequentialTrainer(TrainerBase):
     chunk_size : int or None
         Accepted for interface compatibility and ignored (one client at a time).
     """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        loss_fn: LossFn | None,
-        optimizer: FunctionalOptimizer,
-        *,
-        batch_size: int = 32,
-        drop_last: bool = False,
-        chunk_size: int | None = None,
-        device: torch.device | str | None = None,
-        loss_of: LossOf | None = None,
-    ) -> None:
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            batch_size=batch_size,
-            drop_last=drop_last,
-            device=device,
-            loss_of=loss_of,
-        )
-        self.chunk_size = chunk_size
 
     def train_epochs(
         self,

@@ -130,12 +130,18 @@ class DecentralizedJob:
             eval_every=lr.eval_every,
             seed=sc.seed,
         )
+        if not isinstance(lr.temperature, float | int):
+            raise ScenarioError(
+                "learning.temperature",
+                f"must be a number > 0 for {lr.method} (the adaptive schedule is multi-exit's), "
+                f"got {lr.temperature!r}",
+            )
         try:
             self.config = DefFDConfig(
                 method=lr.method,
                 feature_loss=lr.feature_loss,
                 gamma=lr.gamma,
-                temperature=lr.temperature,
+                temperature=float(lr.temperature),
                 local_epochs=lr.local_epochs,
                 fusion_epochs=lr.fusion_epochs,
                 lr=lr.lr,

@@ -216,19 +216,34 @@ def plot_sweep(
     groups: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
         groups[str(r.get(group, "") or "all")].append(r)
+    # Time to the target accuracy if any point reached it, else when the last round ended.
+    reached = any(math.isfinite(_num(r.get("time_to_target_s"))) for r in rows)
+    t_key, t_label = (
+        ("time_to_target_s", "time to target")
+        if reached
+        else ("sim_time_end_s", "end of last round")
+    )
     for i, (name, rs) in enumerate(sorted(groups.items())):
         rs = sorted(rs, key=lambda r: _num(r[x]))
         xs = [_num(r[x]) for r in rs]
-        acc = [100 * _num(r.get("final_global_acc")) for r in rs]
-        ttt = [_num(r.get("time_to_target_s")) / 60 for r in rs]
+        acc = [100 * _num(r.get("final_global_acc", r.get("final_local_acc"))) for r in rs]
+        if all(math.isnan(a) for a in acc):
+            acc = [100 * _num(r.get("final_local_acc")) for r in rs]
+        ttt = [_num(r.get(t_key)) / 60 for r in rs]
         ax.plot(xs, acc, "-o", color=f"C{i}", label=f"{name}: final accuracy")
-        ax2.plot(xs, ttt, "--s", color=f"C{i}", alpha=0.7, label=f"{name}: time to target")
+        ax2.plot(xs, ttt, "--s", color=f"C{i}", alpha=0.7, label=f"{name}: {t_label}")
+        none = [xv for xv, r in zip(xs, rs, strict=True) if _num(r.get("rounds_done")) == 0]
+        if none:
+            ax.plot(none, [0.0] * len(none), "x", color=f"C{i}", ms=9,
+                    label=f"{name}: no round completed")  # fmt: skip
     positive = [_num(r[x]) for r in rows if _num(r[x]) > 0]
     if positive and max(positive) / min(positive) > 20:
         ax.set_xscale("log")
     ax.set_xlabel(x_label)
     ax.set_ylabel("final global accuracy (%)")
-    ax2.set_ylabel("time to target accuracy (min)")
+    ax2.set_ylabel(
+        "time to target accuracy (min)" if reached else "simulated time of the last round (min)"
+    )
     ax.grid(alpha=0.3)
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()

@@ -180,3 +180,17 @@ def test_scenario_error_survives_pickling() -> None:
     assert isinstance(err, ScenarioError)
     assert (err.path, err.message) == ("learning.rounds", "must be >= 1, got 0")
     assert str(err) == "learning.rounds: must be >= 1, got 0"
+
+
+def test_shipped_sweep_file_expands_to_valid_points() -> None:
+    from pathlib import Path
+
+    from qfl.sweep import load_sweep_file, sweep_points
+
+    path = Path(__file__).resolve().parents[2] / "scenarios" / "sweeps" / "metro-keyrate.yaml"
+    spec = load_sweep_file(path)
+    points = sweep_points(spec)
+    assert len(points) == 8
+    assert {p.scenario.cipher.policy for p in points} == {"otp", "aes-256-gcm"}
+    assert all(p.scenario.horizon_s == 600 for p in points)
+    assert spec.series == "cipher.policy"

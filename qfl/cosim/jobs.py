@@ -91,6 +91,18 @@ def _learning_error(exc: ParameterError) -> ScenarioError:
     return ScenarioError(f"learning.{exc.name}", f"must be {exc.allowed}, got {exc.value!r}")
 
 
+def _star_replay(names: Sequence[str], server: str, tl: Timeline) -> ReplayTransport:
+    """The server methods' transport: clients ``0..n-1`` and ``"server"`` on a star, minus
+    the transfers the network failed to deliver."""
+    from qfl.algorithms.fedavg import star_transport
+
+    index: dict[str, Any] = {nm: i for i, nm in enumerate(names)}
+    index[server] = "server"
+    dropped = [(r, index[s], index[d]) for r, s, d, _ in tl.dropped]
+    star = star_transport(list(range(len(names))), "server")
+    return ReplayTransport({node: star.neighbours(node) for node in star.nodes}, dropped)
+
+
 def _rows(
     r: int, names: Sequence[str], glob: Sequence[float], local: Sequence[float]
 ) -> list[EvalRow]:
@@ -340,15 +352,10 @@ class FedAvgJob:
         """Run the completed rounds; evaluations go to ``on_eval``."""
         import torch
 
-        from qfl.algorithms.fedavg import FedAvg, exit_accuracies, star_transport
+        from qfl.algorithms.fedavg import FedAvg, exit_accuracies
 
         n = len(self.names)
-        index: dict[str, Any] = {nm: i for i, nm in enumerate(self.names)}
-        index[self.server] = "server"
-        dropped = [(r, index[s], index[d]) for r, s, d, _ in tl.dropped]
-        star = star_transport(list(range(n)), "server")
-        adjacency = {node: star.neighbours(node) for node in star.nodes}
-        transport = ReplayTransport(adjacency, dropped)
+        transport = _star_replay(self.names, self.server, tl)
         fed = FedAvg(
             self.model,
             self.trains,
@@ -474,14 +481,9 @@ class SSLJob:
         """Run the completed SimCLR rounds; at each evaluation train and score the heads."""
         import numpy as np
 
-        from qfl.algorithms.fedavg import star_transport
         from qfl.algorithms.ssl import FedSimCLR, train_heads
 
-        index: dict[str, Any] = {nm: i for i, nm in enumerate(self.names)}
-        index[self.server] = "server"
-        dropped = [(r, index[s], index[d]) for r, s, d, _ in tl.dropped]
-        star = star_transport([0, 1], "server")
-        transport = ReplayTransport({n: star.neighbours(n) for n in star.nodes}, dropped)
+        transport = _star_replay(self.names, self.server, tl)
         fed = FedSimCLR(
             self.net,
             [c.unlabeled for c in self.clients],

@@ -195,7 +195,7 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--transfers", type=int, default=100_000)
     ap.add_argument("--horizon", type=float, default=DAY_S)
-    ap.add_argument("--naive-window", type=float, default=300.0)
+    ap.add_argument("--naive-window", type=float, default=3600.0)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     t_start = time.perf_counter()

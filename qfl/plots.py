@@ -226,8 +226,8 @@ def plot_sweep(
     for i, (name, rs) in enumerate(sorted(groups.items())):
         rs = sorted(rs, key=lambda r: _num(r[x]))
         xs = [_num(r[x]) for r in rs]
-        acc = [100 * _num(r.get("final_global_acc", r.get("final_local_acc"))) for r in rs]
-        if all(math.isnan(a) for a in acc):
+        acc = [100 * _num(r.get("final_global_acc")) for r in rs]
+        if all(math.isnan(a) for a in acc):  # methods without a global test set (SSL)
             acc = [100 * _num(r.get("final_local_acc")) for r in rs]
         ttt = [_num(r.get(t_key)) / 60 for r in rs]
         ax.plot(xs, acc, "-o", color=f"C{i}", label=f"{name}: final accuracy")

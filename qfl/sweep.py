@@ -341,7 +341,12 @@ def run_sweep(
         The sweep table, a row per point.
     """
     from qfl.cosim.jobs import EvalRow
-    from qfl.cosim.run import simulate_network, summarize_run, write_network_outputs
+    from qfl.cosim.run import (
+        eval_rounds_for,
+        simulate_network,
+        summarize_run,
+        write_network_outputs,
+    )
 
     if executor not in EXECUTORS:
         raise ScenarioError(
@@ -400,8 +405,6 @@ def run_sweep(
         for i in g:
             p = by_point[i]
             nr = nruns[i]
-            from qfl.cosim.run import eval_rounds_for
-
             mine = eval_rounds_for(nr.timeline.rounds_done, p.scenario.learning.eval_every)
             prow = [r for r in all_rows if r.round in mine]
             pdir = folder / "points" / p.slug
@@ -494,12 +497,12 @@ def _table_row(
 
 
 def _write_metrics(pdir: Path, nrun: Any, rows: Sequence[Any]) -> None:
-    from qfl.cosim.run import METRIC_COLUMNS, _metric_row
+    from qfl.cosim.run import METRIC_COLUMNS, metric_row
 
     tmp = pdir / "metrics.csv.tmp"
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(METRIC_COLUMNS))
         w.writeheader()
         for r in rows:
-            w.writerow(_metric_row(r, nrun.timeline.round_end_s[r.round - 1]))
+            w.writerow(metric_row(r, nrun.timeline.round_end_s[r.round - 1]))
     tmp.replace(pdir / "metrics.csv")

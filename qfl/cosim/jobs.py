@@ -165,16 +165,12 @@ class DecentralizedJob:
             )
             self.n_senders = self.config.n_senders(n)
         except ParameterError as exc:
-            raise ScenarioError(
-                f"learning.{exc.name}", f"must be {exc.allowed}, got {exc.value!r}"
-            ) from None
+            raise _learning_error(exc) from None
         train, test = load_fashion_mnist()
         try:
             self.clients, self.test = make_clients(train, test, self.setup)
         except ParameterError as exc:
-            raise ScenarioError(
-                f"learning.{exc.name}", f"must be {exc.allowed}, got {exc.value!r}"
-            ) from None
+            raise _learning_error(exc) from None
         self.model = FeatureCNN(in_channels=1, num_classes=10, image_size=28)
         fwd = float(count_flops(self.model, (1, 28, 28)))
         bf = sc.compute.backward_factor
@@ -292,9 +288,7 @@ class FedAvgJob:
                 seed=sc.seed,
             )
         except ParameterError as exc:
-            raise ScenarioError(
-                f"learning.{exc.name}", f"must be {exc.allowed}, got {exc.value!r}"
-            ) from None
+            raise _learning_error(exc) from None
         self.trains, self.holds = client_data(self.exp)
         if dataset == "fashion-mnist":
             _, test = load_fashion_mnist()
@@ -443,9 +437,7 @@ class SSLJob:
                 seed=sc.seed,
             )
         except ParameterError as exc:
-            raise ScenarioError(
-                f"learning.{exc.name}", f"must be {exc.allowed}, got {exc.value!r}"
-            ) from None
+            raise _learning_error(exc) from None
         self.clients = load_clients(image_size=lr.image_size, labeled_fraction=0.25, seed=sc.seed)
         self.encoder = self.exp.encoder()
         self.net = SimCLRNet(

@@ -57,6 +57,7 @@ __all__ = [
     "RunResult",
     "eval_rounds_for",
     "execute_learning",
+    "metric_row",
     "run_scenario",
     "simulate_network",
     "summarize_run",
@@ -205,7 +206,8 @@ def write_network_outputs(nrun: NetworkRun, folder: Path) -> None:
     )
 
 
-def _metric_row(row: EvalRow, t: float) -> dict[str, Any]:
+def metric_row(row: EvalRow, t: float) -> dict[str, Any]:
+    """One ``metrics.csv`` row: an evaluation at simulated time ``t`` (blank where n/a)."""
     return {
         "sim_time_s": t,
         "round": row.round,
@@ -320,7 +322,7 @@ def run_scenario(
         t = nrun.timeline.round_end_s[r - 1]
         rows.extend(new)
         if writer is not None and metrics_fh is not None:
-            writer.writerows(_metric_row(x, t) for x in new)
+            writer.writerows(metric_row(x, t) for x in new)
             metrics_fh.flush()
         if on_eval is not None:
             on_eval(r, t, new)

@@ -8,6 +8,13 @@ Convolutions with a batched weight become one grouped convolution, so one Python
 serves every client of the group: the per-client loop's interpreter and dispatch overhead is
 paid once instead of ``n_clients`` times.
 
+On a CPU, a plain :class:`qfl.models.FeatureCNN` (the Def-FD CNN) trained with ``loss_fn``
+takes a faster route with the same results: :func:`qfl.engine.stacked_cnn.stacked_forward`
+evaluates all clients in one layout with fused pooling kernels (:mod:`qfl.engine.kernels`),
+the per-client losses are mapped over its stacked outputs, and autograd gives every
+client's gradient from the sum of the losses (clients share no parameters). ``fused``
+chooses: ``None`` (default) takes it where it applies and the kernels are built.
+
 Memory is bounded by ``chunk_size`` clients per vectorized call. Randomness never comes from
 torch's global generator: ``vmap`` runs with ``randomness="error"``, dropout modules are
 replaced by :class:`qfl.engine.random.KeyedDropout` and fed each client's step key (see
@@ -23,6 +30,7 @@ from typing import Any
 import torch
 from torch.func import functional_call, grad_and_value, vmap
 
+from qfl.engine import kernels, stacked_cnn
 from qfl.engine.base import TrainerBase, TrainStats
 from qfl.engine.batcher import Seed, SupervisedData
 from qfl.engine.optim import OptState
@@ -77,6 +85,10 @@ class BatchedTrainer(TrainerBase):
     loss_of : LossOf or None
         Instead of ``loss_fn``, a low-level objective ``loss_of(params, buffers, batch, key)``
         (see :class:`qfl.engine.base.LossOf`), e.g. for SimCLR's two-view loss.
+    fused : bool or None
+        The fused CPU route for ``FeatureCNN`` (see the module docstring): ``None`` where it
+        applies and its kernels can be built, ``False`` never (always ``vmap``), ``True``
+        required (an error where it does not apply).
 
     Examples
     --------
@@ -93,8 +105,22 @@ class BatchedTrainer(TrainerBase):
     [6, 6]
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fused: bool | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if fused not in (None, True, False):
+            raise ParameterError("fused", fused, "None, True or False")
+        applies = (
+            stacked_cnn.supports(self.train_model)
+            and self.loss_fn is not None
+            and not self.dropout_names
+            and not self.buffers
+        )
+        if fused and not applies:
+            raise ParameterError(
+                "fused", fused, "False or None unless the model is a FeatureCNN and loss_fn is set"
+            )
+        self.fused = fused
+        self._fused_applies = applies
         self._value_and_grads = vmap(
             grad_and_value(self._objective), in_dims=(0, 0, None, 0, 0), randomness="error"
         )
@@ -114,6 +140,44 @@ class BatchedTrainer(TrainerBase):
 
     def _teacher_forward(self, tparams: Tree, cbuf: Tree, shared: Tree, x: torch.Tensor) -> Any:
         return functional_call(self.eval_model, shared | cbuf | tparams, (x,))
+
+    # -- the fused CPU route (FeatureCNN) ------------------------------------------------
+
+    def _use_fused(self, device: torch.device) -> bool:
+        """Whether this run takes the fused route (see the class docstring)."""
+        if not self._fused_applies or self.fused is False:
+            return False
+        ok = device.type == "cpu" and kernels.available()
+        if self.fused and not ok:
+            raise QflError(
+                "fused=True needs a CPU device and the qfl CPU kernels (a C++ compiler and "
+                "ninja to build them; see qfl.engine.kernels)"
+            )
+        if ok:
+            kernels.tune_allocator()
+        return ok
+
+    def _fused_value_and_grads(
+        self, params: Tree, batch: dict[str, Any], teacher: Tree | None
+    ) -> tuple[Tree, torch.Tensor]:
+        """Per-client gradients and losses of ``params`` on ``batch`` (stacked over clients)."""
+        leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
+        extra = {k: v for k, v in batch.items() if k not in _RESERVED}
+        with torch.enable_grad():
+            out = stacked_cnn.stacked_forward(leaves, batch["x"])
+            t_out = None
+            if teacher is not None:
+                with torch.no_grad():
+                    t_out = stacked_cnn.stacked_forward(teacher, batch["x"])
+            per_client = vmap(
+                self.supervised_loss,
+                in_dims=(0, 0, None if t_out is None else 0, 0),
+                randomness="error",
+            )
+            losses = per_client(out, batch["y"], t_out, extra)
+            names = list(leaves)
+            grads = torch.autograd.grad(losses.sum(), [leaves[k] for k in names])
+        return dict(zip(names, grads, strict=True)), losses.detach()
 
     # -- one step over a set of clients -------------------------------------------------
 
@@ -142,6 +206,7 @@ class BatchedTrainer(TrainerBase):
         """One optimizer step of the clients ``sel`` on ``batch`` (stacked over them);
         updates ``run["params"]`` and ``run["state"]`` and returns the losses ``[size]``."""
         c = run["c"]
+        fused = self._use_fused(run["device"])
         losses = []
         for pos, csel in self._chunks(sel, size):
             p = _take(run["params"], csel)
@@ -149,6 +214,14 @@ class BatchedTrainer(TrainerBase):
             b = {k: v[pos] for k, v in batch.items()}
             for k, v in run["inputs"].items():
                 b[k] = v[csel]
+            if fused:
+                teacher = None
+                if run["teacher"] is not None:
+                    teacher = {k: _take(run["teacher"], csel)[k] for k in self.param_names}
+                grads, loss = self._fused_value_and_grads(p, b, teacher)
+                self._apply_update(run, p, grads, csel, c)
+                losses.append(loss)
+                continue
             if run["teacher"] is not None:
                 with torch.no_grad():
                     b["teacher_outputs"] = self._teacher(
@@ -164,14 +237,20 @@ class BatchedTrainer(TrainerBase):
                         "qfl.engine.random from the step key"
                     ) from err
                 raise
-            state = {slot: _take(t, csel) for slot, t in run["state"].items()}
-            mask = {k: m[csel] for k, m in run["masks"].items()}
-            new_p, new_s = self.optimizer.update(p, grads, state, mask or None)
-            _put(run["params"], new_p, csel, c)
-            for slot, tree in new_s.items():
-                _put(run["state"][slot], tree, csel, c)
+            self._apply_update(run, p, grads, csel, c)
             losses.append(loss.detach())
         return torch.cat(losses)
+
+    def _apply_update(
+        self, run: dict[str, Any], p: Tree, grads: Tree, csel: slice | torch.Tensor, c: int
+    ) -> None:
+        """The optimizer step of the clients ``csel``, written into ``run``."""
+        state = {slot: _take(t, csel) for slot, t in run["state"].items()}
+        mask = {k: m[csel] for k, m in run["masks"].items()}
+        new_p, new_s = self.optimizer.update(p, grads, state, mask or None)
+        _put(run["params"], new_p, csel, c)
+        for slot, tree in new_s.items():
+            _put(run["state"][slot], tree, csel, c)
 
     # -- public entry points ------------------------------------------------------------
 

@@ -1,0 +1,322 @@
+"""Fused CPU kernels for the client-stacked CNN (ReLU + 2x2 max-pooling, forward and backward).
+
+Eager PyTorch spends most of a small CNN's CPU training step outside the convolutions: the
+max-pooling kernels with indices, ``where``/scatter in the backward, and layout copies
+around them each take a full pass over the largest activations. These four kernels do each
+pooling step in one pass, in the layouts the stacked forward of :mod:`qfl.engine.stacked_cnn`
+keeps throughout (the channel axis, all clients' channels side by side, innermost), with
+the exact semantics of ``F.max_pool2d`` after ``F.relu``: the first maximum of a window in
+row-major order receives the gradient, NaN propagates.
+
+The C++ source is compiled once per machine with ``torch.utils.cpp_extension.load_inline``
+(a C++ compiler and ninja are needed; the build is cached in torch's extension folder,
+``$TORCH_EXTENSIONS_DIR``). Where it cannot be built, :func:`available` returns ``False``
+and the batched trainer falls back to its ``vmap`` path, which gives the same numbers.
+Set ``QFL_KERNELS=0`` to disable them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import sys
+from functools import cache
+from typing import Any
+
+import torch
+
+__all__ = ["ConvPhasePoolReLU", "PoolReLU2x2", "available", "tune_allocator"]
+
+_log = logging.getLogger(__name__)
+
+_SOURCE = r"""
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+// The first maximum of four values in order (NaN wins, as in max_pool2d): its index.
+#define QFL_ARGMAX4(A, B, C, D, M, K)                     \
+  float M = (A); int K = 0;                               \
+  { float v_ = (B); bool t_ = (v_ > M) || (v_ != v_);      \
+    M = t_ ? v_ : M; K = t_ ? 1 : K;                      \
+    v_ = (C); t_ = (v_ > M) || (v_ != v_);                 \
+    M = t_ ? v_ : M; K = t_ ? 2 : K;                      \
+    v_ = (D); t_ = (v_ > M) || (v_ != v_);                 \
+    M = t_ ? v_ : M; K = t_ ? 3 : K; }
+
+// The maximum of four values in order, NaN propagating (the value of QFL_ARGMAX4).
+#define QFL_MAX4(A, B, C, D, M)                                     \
+  float M = (A);                                                    \
+  { float v_ = (B); M = ((v_ > M) || (v_ != v_)) ? v_ : M;           \
+    v_ = (C); M = ((v_ > M) || (v_ != v_)) ? v_ : M;                 \
+    v_ = (D); M = ((v_ > M) || (v_ != v_)) ? v_ : M; }
+
+// ReLU that keeps NaN (as torch.relu).
+#define QFL_RELU(M) (((M) > 0.f) || ((M) != (M)) ? (M) : 0.f)
+
+// relu(max_k(h[c, k, l, o] + b[c, o])) over the 4 pooling phases k: h [C, 4, L, O] -> [L, C, O].
+torch::Tensor phase_pool_fwd(torch::Tensor h, torch::Tensor b) {
+  const int64_t C = h.size(0), L = h.size(2), O = h.size(3);
+  auto out = torch::empty({L, C, O}, h.options());
+  const float* __restrict__ hp = h.data_ptr<float>();
+  const float* __restrict__ bp = b.data_ptr<float>();
+  float* __restrict__ op = out.data_ptr<float>();
+  // Blocks of positions, split between threads: a block's [64, C, O] output rows stay in
+  // cache across the clients.
+  at::parallel_for(0, (L + 63) / 64, 1, [&](int64_t blk0, int64_t blk1) {
+  for (int64_t l0 = 64 * blk0; l0 < L && l0 < 64 * blk1; l0 += 64) {
+  const int64_t l1 = l0 + 64 < L ? l0 + 64 : L;
+  for (int64_t c = 0; c < C; ++c) {
+    const float* __restrict__ bc = bp + c * O;
+    for (int64_t l = l0; l < l1; ++l) {
+      const float* __restrict__ h0 = hp + (c * 4 * L + l) * O;
+      const float* __restrict__ h1 = h0 + L * O;
+      const float* __restrict__ h2 = h1 + L * O;
+      const float* __restrict__ h3 = h2 + L * O;
+      float* __restrict__ o = op + (l * C + c) * O;
+#pragma omp simd
+      for (int64_t j = 0; j < O; ++j) {
+        QFL_MAX4(h0[j] + bc[j], h1[j] + bc[j], h2[j] + bc[j], h3[j] + bc[j], m);
+        o[j] = QFL_RELU(m);
+      }
+    }
+  }
+  }
+  });
+  return out;
+}
+
+// Gradient of conv-as-GEMM + phase_pool_fwd with respect to the filters and the bias, without
+// forming the gradient of h: g, out [L, C, O]; h [C, 4, L, O]; b [C, O]; cols [C, K, 4L]
+// (h[c, p, l, :] = W[c] cols[c, :, p L + l]) -> gw [C, K, O], gb [C, O]. The gradient of each
+// output reaches only its window's first maximum p*, so gw[c, k, o] = sum_l v[l, o] cols[c, k,
+// p*(l, o) L + l] with v the ReLU-masked gradient.
+std::vector<torch::Tensor> phase_pool_bwd(torch::Tensor g, torch::Tensor out, torch::Tensor h,
+                                          torch::Tensor b, torch::Tensor cols) {
+  const int64_t L = g.size(0), C = g.size(1), O = g.size(2), K = cols.size(1);
+  const int64_t nblk = (L + 63) / 64;
+  // Per block of positions, then summed: a fixed summation order whatever the threads.
+  auto gw_blk = torch::zeros({nblk, C, K, O}, g.options());
+  auto gb_blk = torch::zeros({nblk, C, O}, g.options());
+  const float* __restrict__ gp = g.data_ptr<float>();
+  const float* __restrict__ op = out.data_ptr<float>();
+  const float* __restrict__ hp = h.data_ptr<float>();
+  const float* __restrict__ bp = b.data_ptr<float>();
+  const float* __restrict__ cp = cols.data_ptr<float>();
+  float* __restrict__ gwp = gw_blk.data_ptr<float>();
+  float* __restrict__ gbp = gb_blk.data_ptr<float>();
+  at::parallel_for(0, nblk, 1, [&](int64_t blk0, int64_t blk1) {
+    std::vector<float> vbuf(O);
+    std::vector<int32_t> kbuf(O);
+    float* __restrict__ vv = vbuf.data();
+    int32_t* __restrict__ kv = kbuf.data();
+    for (int64_t blk = blk0; blk < blk1; ++blk) {
+      const int64_t l0 = 64 * blk, l1 = l0 + 64 < L ? l0 + 64 : L;
+      for (int64_t c = 0; c < C; ++c) {
+        const float* __restrict__ bc = bp + c * O;
+        const float* __restrict__ cc = cp + c * K * 4 * L;
+        float* __restrict__ gwc = gwp + (blk * C + c) * K * O;
+        float* __restrict__ gbc = gbp + (blk * C + c) * O;
+        for (int64_t l = l0; l < l1; ++l) {
+          const float* __restrict__ gr = gp + (l * C + c) * O;
+          const float* __restrict__ orow = op + (l * C + c) * O;
+          const float* __restrict__ h0 = hp + (c * 4 * L + l) * O;
+          const float* __restrict__ h1 = h0 + L * O;
+          const float* __restrict__ h2 = h1 + L * O;
+          const float* __restrict__ h3 = h2 + L * O;
+#pragma omp simd
+          for (int64_t j = 0; j < O; ++j) {
+            QFL_ARGMAX4(h0[j] + bc[j], h1[j] + bc[j], h2[j] + bc[j], h3[j] + bc[j], m, k);
+            (void)m;
+            const float v = orow[j] > 0.f ? gr[j] : 0.f;
+            vv[j] = v;
+            kv[j] = k;
+            gbc[j] += v;
+          }
+          for (int64_t q = 0; q < K; ++q) {
+            const float* __restrict__ col = cc + q * 4 * L + l;
+            const float s0 = col[0], s1 = col[L], s2 = col[2 * L], s3 = col[3 * L];
+            float* __restrict__ acc = gwc + q * O;
+#pragma omp simd
+            for (int64_t j = 0; j < O; ++j) {
+              const int k = kv[j];
+              const float s = k == 0 ? s0 : (k == 1 ? s1 : (k == 2 ? s2 : s3));
+              acc[j] += vv[j] * s;
+            }
+          }
+        }
+      }
+    }
+  });
+  return {gw_blk.sum(0), gb_blk.sum(0)};
+}
+
+// relu(max_pool2d(x, 2)) on channels-last x [N, H, W, R] -> [N, H/2, W/2, R].
+torch::Tensor pool2_fwd(torch::Tensor x) {
+  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), R = x.size(3);
+  const int64_t H2 = H / 2, W2 = W / 2;
+  auto out = torch::empty({N, H2, W2, R}, x.options());
+  const float* __restrict__ xp = x.data_ptr<float>();
+  float* __restrict__ op = out.data_ptr<float>();
+  at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
+  for (int64_t n = n0; n < n1; ++n) {
+    for (int64_t i = 0; i < H2; ++i) {
+      for (int64_t j = 0; j < W2; ++j) {
+        const float* __restrict__ a = xp + ((n * H + 2 * i) * W + 2 * j) * R;
+        const float* __restrict__ b = a + R;
+        const float* __restrict__ c = a + W * R;
+        const float* __restrict__ d = c + R;
+        float* __restrict__ o = op + ((n * H2 + i) * W2 + j) * R;
+#pragma omp simd
+        for (int64_t r = 0; r < R; ++r) {
+          QFL_MAX4(a[r], b[r], c[r], d[r], m);
+          o[r] = QFL_RELU(m);
+        }
+      }
+    }
+  }
+  });
+  return out;
+}
+
+// Gradient of pool2_fwd: g, out [N, H/2, W/2, R], x [N, H, W, R] -> gx [N, H, W, R].
+torch::Tensor pool2_bwd(torch::Tensor g, torch::Tensor out, torch::Tensor x) {
+  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), R = x.size(3);
+  const int64_t H2 = H / 2, W2 = W / 2;
+  auto gx = torch::empty({N, H, W, R}, g.options());
+  const float* __restrict__ gp = g.data_ptr<float>();
+  const float* __restrict__ op = out.data_ptr<float>();
+  const float* __restrict__ xp = x.data_ptr<float>();
+  float* __restrict__ gxp = gx.data_ptr<float>();
+  at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
+  for (int64_t n = n0; n < n1; ++n) {
+    for (int64_t i = 0; i < H2; ++i) {
+      for (int64_t j = 0; j < W2; ++j) {
+        const int64_t p = ((n * H + 2 * i) * W + 2 * j) * R;
+        const float* __restrict__ a = xp + p;
+        const float* __restrict__ b = a + R;
+        const float* __restrict__ c = a + W * R;
+        const float* __restrict__ d = c + R;
+        float* __restrict__ ga = gxp + p;
+        float* __restrict__ gbb = ga + R;
+        float* __restrict__ gc = ga + W * R;
+        float* __restrict__ gd = gc + R;
+        const int64_t q = ((n * H2 + i) * W2 + j) * R;
+        const float* __restrict__ gr = gp + q;
+        const float* __restrict__ orow = op + q;
+#pragma omp simd
+        for (int64_t r = 0; r < R; ++r) {
+          QFL_ARGMAX4(a[r], b[r], c[r], d[r], m, k);
+          (void)m;
+          const float v = orow[r] > 0.f ? gr[r] : 0.f;
+          ga[r] = k == 0 ? v : 0.f;
+          gbb[r] = k == 1 ? v : 0.f;
+          gc[r] = k == 2 ? v : 0.f;
+          gd[r] = k == 3 ? v : 0.f;
+        }
+      }
+      if (W % 2) {  // the last column is outside every window
+        std::memset(gxp + ((n * H + 2 * i) * W + W - 1) * R, 0, sizeof(float) * R);
+        std::memset(gxp + ((n * H + 2 * i + 1) * W + W - 1) * R, 0, sizeof(float) * R);
+      }
+    }
+    if (H % 2) {  // and so is the last row
+      std::memset(gxp + ((n * H + H - 1) * W) * R, 0, sizeof(float) * W * R);
+    }
+  }
+  });
+  return gx;
+}
+"""
+
+_FUNCTIONS = ["phase_pool_fwd", "phase_pool_bwd", "pool2_fwd", "pool2_bwd"]
+_FLAGS = ["-O3", "-march=native", "-fopenmp"]
+
+
+@cache
+def _module() -> Any:
+    """The compiled extension, or ``None`` where it cannot be built or is disabled."""
+    if os.environ.get("QFL_KERNELS", "1") == "0":
+        return None
+    from torch.utils import cpp_extension
+
+    digest = hashlib.sha256((_SOURCE + " ".join(_FLAGS) + platform.machine()).encode())
+    name = f"qfl_cnn_kernels_{digest.hexdigest()[:12]}"
+    try:
+        return cpp_extension.load_inline(
+            name, [_SOURCE], functions=_FUNCTIONS, extra_cflags=_FLAGS, verbose=False
+        )
+    except Exception as err:  # no compiler, no ninja, a read-only cache, ...
+        _log.warning("qfl CPU kernels unavailable (%s); using the vmap path", err)
+        return None
+
+
+def available() -> bool:
+    """Whether the fused CPU kernels are built (compiling them on the first call)."""
+    return _module() is not None
+
+
+@cache
+def tune_allocator() -> bool:
+    """Keep freed large CPU blocks in the process heap (glibc only); returns whether it did.
+
+    glibc returns every freed block above its mmap threshold (at most 32 MB) to the system,
+    so each step's large activations are page-faulted in afresh, which costs as much as the
+    arithmetic on them. Raising the mmap and trim thresholds keeps those blocks for reuse
+    (the process keeps its peak heap). Called by the batched trainer on CPU.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = libc.mallopt(m_mmap_threshold, 1 << 30) == 1
+    return ok and libc.mallopt(m_trim_threshold, (1 << 31) - 1) == 1
+
+
+class ConvPhasePoolReLU(torch.autograd.Function):
+    """Block 1 of the stacked CNN: ``relu(maxpool2x2(conv3x3(x) + b))`` for every client.
+
+    Takes the phase-ordered columns ``cols [C, K, 4 L]`` of the input (see
+    :func:`qfl.engine.stacked_cnn.phase_columns`), the filters ``w [C, O, K]`` and the bias
+    ``b [C, O]``; returns ``[L, C, O]``. Differentiable in ``w`` and ``b`` (the columns are
+    data: no gradient flows to them).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, cols: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        c, k, n4 = cols.shape
+        h = torch.bmm(cols.transpose(1, 2), w.transpose(1, 2)).view(c, 4, n4 // 4, w.shape[1])
+        b = b.contiguous()
+        out = _module().phase_pool_fwd(h, b)
+        ctx.save_for_backward(out, h, b, cols)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[None, torch.Tensor, torch.Tensor]:
+        out, h, b, cols = ctx.saved_tensors
+        gw, gb = _module().phase_pool_bwd(g.contiguous(), out, h, b, cols.contiguous())
+        return None, gw.transpose(1, 2), gb
+
+
+class PoolReLU2x2(torch.autograd.Function):
+    """``relu(max_pool2d(x, 2))`` on a channels-last ``x [N, H, W, R]`` -> ``[N, H/2, W/2, R]``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous()
+        out = _module().pool2_fwd(x)
+        ctx.save_for_backward(out, x)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
+        out, x = ctx.saved_tensors
+        return _module().pool2_bwd(g.contiguous(), out, x)

@@ -1,0 +1,116 @@
+"""The Def-FD CNN evaluated for many clients at once, in layouts chosen for a CPU.
+
+``vmap`` over :class:`qfl.models.FeatureCNN` turns each convolution into a grouped one but
+keeps the per-client layout around it, so every step pays for permutes into and out of the
+grouped layout, a max-pooling kernel (with indices, run twice by vmap's batching rule) per
+block, and the first layer's single-input-channel convolution, which oneDNN runs at a few
+GFLOP/s. This module instead keeps every activation in one layout, ``[batch, height, width,
+client x channel]`` (channels-last with all clients' channels side by side), which is both
+what a grouped convolution reads and writes fastest and what the fused kernels of
+:mod:`qfl.engine.kernels` pool in one pass:
+
+- block 1 (one input channel, or few): the 3x3 convolution is one GEMM per client over
+  image columns gathered *by pooling phase*, so the four positions of each 2x2 window land
+  in four contiguous slices and max-pooling becomes an elementwise maximum of four slices
+  (fused with the bias and the ReLU, :class:`~qfl.engine.kernels.ConvPhasePoolReLU`, whose
+  backward forms the filters' gradient directly from the columns);
+- blocks 2 and 3: one grouped convolution over all clients, then ReLU + max-pool fused
+  (:class:`~qfl.engine.kernels.PoolReLU2x2`);
+- the linear layer: one batched matrix product.
+
+The results equal the model's own forward (max-pooling's tie rule included, so gradients
+match) up to float rounding; autograd differentiates it. It is used by
+:class:`qfl.engine.BatchedTrainer` on CPU when the kernels are available.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qfl.engine.kernels import ConvPhasePoolReLU, PoolReLU2x2
+from qfl.models.cnn import FeatureCNN
+
+__all__ = ["phase_columns", "stacked_forward", "supports"]
+
+Outputs = tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def supports(model: nn.Module) -> bool:
+    """Whether :func:`stacked_forward` implements ``model`` (a plain ``FeatureCNN``)."""
+    return type(model) is FeatureCNN
+
+
+def phase_columns(x: torch.Tensor) -> torch.Tensor:
+    """Image columns of a padded 3x3 convolution, ordered by 2x2 pooling phase.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``[C, N, Cin, H, W]`` (clients, batch, channels, height, width).
+
+    Returns
+    -------
+    torch.Tensor
+        ``[C, Cin * 9, 4 * N * (H // 2) * (W // 2)]``: column ``((p * 2 + q) * N + n) * h2 *
+        w2 + i * w2 + j`` holds the 3x3 x ``Cin`` patch centred on pixel ``(2i + p, 2j + q)``
+        of image ``n``, so a GEMM with the filters gives the convolution's output at the four
+        positions of each pooling window in four contiguous slices.
+    """
+    c, n, ci, h, w = x.shape
+    hp, wp = h + 2, w + 2
+    xp = F.pad(x.reshape(c * n * ci, h, w), (1, 1, 1, 1))
+    h2, w2 = h // 2, w // 2
+    view = xp.as_strided(
+        (c, ci, 3, 3, 2, 2, n, h2, w2),
+        (n * ci * hp * wp, hp * wp, wp, 1, wp, 1, ci * hp * wp, 2 * wp, 2),
+    )
+    return view.reshape(c, ci * 9, 4 * n * h2 * w2)
+
+
+def _channels(out: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``out [N, H, W, C*O]`` -> (feature map view ``[C, N, O, H, W]``, conv input view
+    ``[N, C*O, H, W]`` in channels-last memory)."""
+    n, h, w, co = out.shape
+    feat = out.view(n, h, w, c, co // c).permute(3, 0, 4, 1, 2)
+    return feat, out.permute(0, 3, 1, 2)
+
+
+def stacked_forward(params: Mapping[str, torch.Tensor], x: torch.Tensor) -> Outputs:
+    """``FeatureCNN`` forward of every client on its own batch.
+
+    Parameters
+    ----------
+    params : mapping of str to torch.Tensor
+        Stacked ``FeatureCNN`` parameters ``[C, ...]`` (see :func:`qfl.engine.stack_models`).
+    x : torch.Tensor
+        ``[C, N, Cin, H, W]`` float32 on the CPU.
+
+    Returns
+    -------
+    logits : torch.Tensor
+        ``[C, N, classes]``.
+    features : tuple of torch.Tensor
+        The three blocks' outputs, ``[C, N, channels, h, w]`` each (strided views).
+    """
+    c, n = x.shape[:2]
+    w1, b1 = params["blocks.0.0.weight"], params["blocks.0.0.bias"]
+    o1 = w1.shape[1]
+    h2, w2 = x.shape[3] // 2, x.shape[4] // 2
+    out = ConvPhasePoolReLU.apply(phase_columns(x), w1.reshape(c, o1, -1), b1)
+    f1, a = _channels(out.view(n, h2, w2, c * o1), c)
+    feats = [f1]
+    for k in (1, 2):
+        wk, bk = params[f"blocks.{k}.0.weight"], params[f"blocks.{k}.0.bias"]
+        z = F.conv2d(
+            a, wk.reshape(-1, *wk.shape[2:]), bk.reshape(-1), padding=1, groups=c
+        ).contiguous(memory_format=torch.channels_last)
+        f, a = _channels(PoolReLU2x2.apply(z.permute(0, 2, 3, 1)), c)
+        feats.append(f)
+    f3 = feats[2]
+    flat = f3.reshape(c, n, -1)
+    logits = torch.baddbmm(params["fc.bias"].unsqueeze(1), flat, params["fc.weight"].transpose(1, 2))
+    return logits, (feats[0], feats[1], f3)

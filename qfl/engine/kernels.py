@@ -59,88 +59,101 @@ _SOURCE = r"""
 // ReLU that keeps NaN (as torch.relu).
 #define QFL_RELU(M) (((M) > 0.f) || ((M) != (M)) ? (M) : 0.f)
 
-// relu(max_k(h[c, k, l, o] + b[c, o])) over the 4 pooling phases k: h [C, 4, L, O] -> [L, C, O].
-torch::Tensor phase_pool_fwd(torch::Tensor h, torch::Tensor b) {
+// relu(max_k(h[c, k, l, o] + b[c, o])) over the 4 pooling phases k: h [C, 4, L, O] -> out
+// [L, C, O] and the phase of each maximum, idx int32 [L, C, O] (int32 keeps
+// the loops at 16 lanes, which O = 16 fills).
+std::vector<torch::Tensor> phase_pool_fwd(torch::Tensor h, torch::Tensor b) {
   const int64_t C = h.size(0), L = h.size(2), O = h.size(3);
   auto out = torch::empty({L, C, O}, h.options());
+  auto idx = torch::empty({L, C, O}, h.options().dtype(torch::kInt32));
   const float* __restrict__ hp = h.data_ptr<float>();
   const float* __restrict__ bp = b.data_ptr<float>();
   float* __restrict__ op = out.data_ptr<float>();
+  int32_t* __restrict__ ip = idx.data_ptr<int32_t>();
   // Blocks of positions, split between threads: a block's [64, C, O] output rows stay in
   // cache across the clients.
   at::parallel_for(0, (L + 63) / 64, 1, [&](int64_t blk0, int64_t blk1) {
-  for (int64_t l0 = 64 * blk0; l0 < L && l0 < 64 * blk1; l0 += 64) {
-  const int64_t l1 = l0 + 64 < L ? l0 + 64 : L;
-  for (int64_t c = 0; c < C; ++c) {
-    const float* __restrict__ bc = bp + c * O;
-    for (int64_t l = l0; l < l1; ++l) {
-      const float* __restrict__ h0 = hp + (c * 4 * L + l) * O;
-      const float* __restrict__ h1 = h0 + L * O;
-      const float* __restrict__ h2 = h1 + L * O;
-      const float* __restrict__ h3 = h2 + L * O;
-      float* __restrict__ o = op + (l * C + c) * O;
+    for (int64_t blk = blk0; blk < blk1; ++blk) {
+      const int64_t l0 = 64 * blk, l1 = l0 + 64 < L ? l0 + 64 : L;
+      for (int64_t c = 0; c < C; ++c) {
+        const float* __restrict__ bc = bp + c * O;
+        for (int64_t l = l0; l < l1; ++l) {
+          const float* __restrict__ h0 = hp + (c * 4 * L + l) * O;
+          const float* __restrict__ h1 = h0 + L * O;
+          const float* __restrict__ h2 = h1 + L * O;
+          const float* __restrict__ h3 = h2 + L * O;
+          float* __restrict__ o = op + (l * C + c) * O;
+          int32_t* __restrict__ ix = ip + (l * C + c) * O;
 #pragma omp simd
-      for (int64_t j = 0; j < O; ++j) {
-        QFL_MAX4(h0[j] + bc[j], h1[j] + bc[j], h2[j] + bc[j], h3[j] + bc[j], m);
-        o[j] = QFL_RELU(m);
+          for (int64_t j = 0; j < O; ++j) {
+            QFL_ARGMAX4(h0[j] + bc[j], h1[j] + bc[j], h2[j] + bc[j], h3[j] + bc[j], m, k);
+            o[j] = QFL_RELU(m);
+            ix[j] = k;
+          }
+        }
       }
     }
-  }
-  }
   });
-  return out;
+  return {out, idx};
 }
 
 // Gradient of conv-as-GEMM + phase_pool_fwd with respect to the filters and the bias, without
-// forming the gradient of h: g, out [L, C, O]; h [C, 4, L, O]; b [C, O]; cols [C, K, 4L]
-// (h[c, p, l, :] = W[c] cols[c, :, p L + l]) -> gw [C, K, O], gb [C, O]. The gradient of each
-// output reaches only its window's first maximum p*, so gw[c, k, o] = sum_l v[l, o] cols[c, k,
-// p*(l, o) L + l] with v the ReLU-masked gradient.
-std::vector<torch::Tensor> phase_pool_bwd(torch::Tensor g, torch::Tensor out, torch::Tensor h,
-                                          torch::Tensor b, torch::Tensor cols) {
-  const int64_t L = g.size(0), C = g.size(1), O = g.size(2), K = cols.size(1);
+// forming the gradient of h: g, out, idx [L, C, O]; cols [C, K, 4L] (h[c, p, l, :] = W[c]
+// cols[c, :, p L + l]) -> gw [C, K, O], gb [C, O]. The gradient of each output reaches only
+// its window's first maximum p* = idx, so gw[c, k, o] = sum_l v[l, o] cols[c, k, p* L + l]
+// with v the ReLU-masked gradient.
+// OT: the channel count O as a compile-time constant (0: read at run time), so that the short
+// loops over the channels compile to straight-line vector code for the usual widths.
+template <int64_t OT>
+std::vector<torch::Tensor> phase_pool_bwd_impl(torch::Tensor g, torch::Tensor out,
+                                               torch::Tensor idx, torch::Tensor cols) {
+  const int64_t L = g.size(0), C = g.size(1), O = OT ? OT : g.size(2), K = cols.size(1);
   const int64_t nblk = (L + 63) / 64;
   // Per block of positions, then summed: a fixed summation order whatever the threads.
   auto gw_blk = torch::zeros({nblk, C, K, O}, g.options());
   auto gb_blk = torch::zeros({nblk, C, O}, g.options());
   const float* __restrict__ gp = g.data_ptr<float>();
   const float* __restrict__ op = out.data_ptr<float>();
-  const float* __restrict__ hp = h.data_ptr<float>();
-  const float* __restrict__ bp = b.data_ptr<float>();
+  const int32_t* __restrict__ ip = idx.data_ptr<int32_t>();
   const float* __restrict__ cp = cols.data_ptr<float>();
   float* __restrict__ gwp = gw_blk.data_ptr<float>();
   float* __restrict__ gbp = gb_blk.data_ptr<float>();
   at::parallel_for(0, nblk, 1, [&](int64_t blk0, int64_t blk1) {
     std::vector<float> vbuf(O);
     std::vector<int32_t> kbuf(O);
+    std::vector<float> cbuf(64 * 4 * K);  // a block's columns [k][phase][l], kept in L1
     float* __restrict__ vv = vbuf.data();
     int32_t* __restrict__ kv = kbuf.data();
+    float* __restrict__ cb = cbuf.data();
     for (int64_t blk = blk0; blk < blk1; ++blk) {
       const int64_t l0 = 64 * blk, l1 = l0 + 64 < L ? l0 + 64 : L;
       for (int64_t c = 0; c < C; ++c) {
-        const float* __restrict__ bc = bp + c * O;
         const float* __restrict__ cc = cp + c * K * 4 * L;
         float* __restrict__ gwc = gwp + (blk * C + c) * K * O;
         float* __restrict__ gbc = gbp + (blk * C + c) * O;
+        for (int64_t qp = 0; qp < 4 * K; ++qp) {
+          std::memcpy(cb + qp * 64, cc + qp * L + l0, sizeof(float) * (l1 - l0));
+          if (l1 < L) {  // this client's columns of the next block: into L2 by then
+            for (int64_t e = 0; e < 64 && l1 + e < L; e += 16) {
+              __builtin_prefetch(cc + qp * L + l1 + e, 0, 2);
+            }
+          }
+        }
         for (int64_t l = l0; l < l1; ++l) {
           const float* __restrict__ gr = gp + (l * C + c) * O;
           const float* __restrict__ orow = op + (l * C + c) * O;
-          const float* __restrict__ h0 = hp + (c * 4 * L + l) * O;
-          const float* __restrict__ h1 = h0 + L * O;
-          const float* __restrict__ h2 = h1 + L * O;
-          const float* __restrict__ h3 = h2 + L * O;
+          const int32_t* __restrict__ ix = ip + (l * C + c) * O;
 #pragma omp simd
           for (int64_t j = 0; j < O; ++j) {
-            QFL_ARGMAX4(h0[j] + bc[j], h1[j] + bc[j], h2[j] + bc[j], h3[j] + bc[j], m, k);
-            (void)m;
             const float v = orow[j] > 0.f ? gr[j] : 0.f;
             vv[j] = v;
-            kv[j] = k;
+            kv[j] = ix[j];
             gbc[j] += v;
           }
+          const float* __restrict__ cl = cb + (l - l0);
           for (int64_t q = 0; q < K; ++q) {
-            const float* __restrict__ col = cc + q * 4 * L + l;
-            const float s0 = col[0], s1 = col[L], s2 = col[2 * L], s3 = col[3 * L];
+            const float* __restrict__ cq = cl + q * 4 * 64;
+            const float s0 = cq[0], s1 = cq[64], s2 = cq[128], s3 = cq[192];
             float* __restrict__ acc = gwc + q * O;
 #pragma omp simd
             for (int64_t j = 0; j < O; ++j) {
@@ -156,13 +169,26 @@ std::vector<torch::Tensor> phase_pool_bwd(torch::Tensor g, torch::Tensor out, to
   return {gw_blk.sum(0), gb_blk.sum(0)};
 }
 
-// relu(max_pool2d(x, 2)) on channels-last x [N, H, W, R] -> [N, H/2, W/2, R].
-torch::Tensor pool2_fwd(torch::Tensor x) {
+std::vector<torch::Tensor> phase_pool_bwd(torch::Tensor g, torch::Tensor out, torch::Tensor idx,
+                                          torch::Tensor cols) {
+  switch (g.size(2)) {
+    case 8: return phase_pool_bwd_impl<8>(g, out, idx, cols);
+    case 16: return phase_pool_bwd_impl<16>(g, out, idx, cols);
+    case 32: return phase_pool_bwd_impl<32>(g, out, idx, cols);
+    default: return phase_pool_bwd_impl<0>(g, out, idx, cols);
+  }
+}
+
+// relu(max_pool2d(x, 2)) on channels-last x [N, H, W, R] -> out [N, H/2, W/2, R] and the
+// window position of each maximum, idx int32 [N, H/2, W/2, R] (row-major: 0 1 / 2 3).
+std::vector<torch::Tensor> pool2_fwd(torch::Tensor x) {
   const int64_t N = x.size(0), H = x.size(1), W = x.size(2), R = x.size(3);
   const int64_t H2 = H / 2, W2 = W / 2;
   auto out = torch::empty({N, H2, W2, R}, x.options());
+  auto idx = torch::empty({N, H2, W2, R}, x.options().dtype(torch::kInt32));
   const float* __restrict__ xp = x.data_ptr<float>();
   float* __restrict__ op = out.data_ptr<float>();
+  int32_t* __restrict__ ip = idx.data_ptr<int32_t>();
   at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
   for (int64_t n = n0; n < n1; ++n) {
     for (int64_t i = 0; i < H2; ++i) {
@@ -172,36 +198,34 @@ torch::Tensor pool2_fwd(torch::Tensor x) {
         const float* __restrict__ c = a + W * R;
         const float* __restrict__ d = c + R;
         float* __restrict__ o = op + ((n * H2 + i) * W2 + j) * R;
+        int32_t* __restrict__ ix = ip + ((n * H2 + i) * W2 + j) * R;
 #pragma omp simd
         for (int64_t r = 0; r < R; ++r) {
-          QFL_MAX4(a[r], b[r], c[r], d[r], m);
+          QFL_ARGMAX4(a[r], b[r], c[r], d[r], m, k);
           o[r] = QFL_RELU(m);
+          ix[r] = k;
         }
       }
     }
   }
   });
-  return out;
+  return {out, idx};
 }
 
-// Gradient of pool2_fwd: g, out [N, H/2, W/2, R], x [N, H, W, R] -> gx [N, H, W, R].
-torch::Tensor pool2_bwd(torch::Tensor g, torch::Tensor out, torch::Tensor x) {
-  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), R = x.size(3);
-  const int64_t H2 = H / 2, W2 = W / 2;
+// Gradient of pool2_fwd: g, out, idx [N, H/2, W/2, R] -> gx [N, H, W, R].
+torch::Tensor pool2_bwd(torch::Tensor g, torch::Tensor out, torch::Tensor idx, int64_t H,
+                        int64_t W) {
+  const int64_t N = g.size(0), H2 = g.size(1), W2 = g.size(2), R = g.size(3);
   auto gx = torch::empty({N, H, W, R}, g.options());
   const float* __restrict__ gp = g.data_ptr<float>();
   const float* __restrict__ op = out.data_ptr<float>();
-  const float* __restrict__ xp = x.data_ptr<float>();
+  const int32_t* __restrict__ ip = idx.data_ptr<int32_t>();
   float* __restrict__ gxp = gx.data_ptr<float>();
   at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
   for (int64_t n = n0; n < n1; ++n) {
     for (int64_t i = 0; i < H2; ++i) {
       for (int64_t j = 0; j < W2; ++j) {
         const int64_t p = ((n * H + 2 * i) * W + 2 * j) * R;
-        const float* __restrict__ a = xp + p;
-        const float* __restrict__ b = a + R;
-        const float* __restrict__ c = a + W * R;
-        const float* __restrict__ d = c + R;
         float* __restrict__ ga = gxp + p;
         float* __restrict__ gbb = ga + R;
         float* __restrict__ gc = ga + W * R;
@@ -209,10 +233,10 @@ torch::Tensor pool2_bwd(torch::Tensor g, torch::Tensor out, torch::Tensor x) {
         const int64_t q = ((n * H2 + i) * W2 + j) * R;
         const float* __restrict__ gr = gp + q;
         const float* __restrict__ orow = op + q;
+        const int32_t* __restrict__ ix = ip + q;
 #pragma omp simd
         for (int64_t r = 0; r < R; ++r) {
-          QFL_ARGMAX4(a[r], b[r], c[r], d[r], m, k);
-          (void)m;
+          const int k = ix[r];
           const float v = orow[r] > 0.f ? gr[r] : 0.f;
           ga[r] = k == 0 ? v : 0.f;
           gbb[r] = k == 1 ? v : 0.f;
@@ -232,6 +256,7 @@ torch::Tensor pool2_bwd(torch::Tensor g, torch::Tensor out, torch::Tensor x) {
   });
   return gx;
 }
+
 """
 
 _FUNCTIONS = ["phase_pool_fwd", "phase_pool_bwd", "pool2_fwd", "pool2_bwd"]
@@ -294,15 +319,14 @@ class ConvPhasePoolReLU(torch.autograd.Function):
     def forward(ctx: Any, cols: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         c, k, n4 = cols.shape
         h = torch.bmm(cols.transpose(1, 2), w.transpose(1, 2)).view(c, 4, n4 // 4, w.shape[1])
-        b = b.contiguous()
-        out = _module().phase_pool_fwd(h, b)
-        ctx.save_for_backward(out, h, b, cols)
+        out, idx = _module().phase_pool_fwd(h, b.contiguous())
+        ctx.save_for_backward(out, idx, cols)
         return out
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[None, torch.Tensor, torch.Tensor]:
-        out, h, b, cols = ctx.saved_tensors
-        gw, gb = _module().phase_pool_bwd(g.contiguous(), out, h, b, cols.contiguous())
+        out, idx, cols = ctx.saved_tensors
+        gw, gb = _module().phase_pool_bwd(g.contiguous(), out, idx, cols.contiguous())
         return None, gw.transpose(1, 2), gb
 
 
@@ -311,12 +335,12 @@ class PoolReLU2x2(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous()
-        out = _module().pool2_fwd(x)
-        ctx.save_for_backward(out, x)
+        out, idx = _module().pool2_fwd(x.contiguous())
+        ctx.save_for_backward(out, idx)
+        ctx.hw = (x.shape[1], x.shape[2])
         return out
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
-        out, x = ctx.saved_tensors
-        return _module().pool2_bwd(g.contiguous(), out, x)
+        out, idx = ctx.saved_tensors
+        return _module().pool2_bwd(g.contiguous(), out, idx, *ctx.hw)

@@ -206,7 +206,8 @@ class BatchedTrainer(TrainerBase):
         """One optimizer step of the clients ``sel`` on ``batch`` (stacked over them);
         updates ``run["params"]`` and ``run["state"]`` and returns the losses ``[size]``."""
         c = run["c"]
-        fused = self._use_fused(run["device"])
+        if self._use_fused(run["device"]):
+            return self._fused_update(run, sel, size, batch)
         losses = []
         for pos, csel in self._chunks(sel, size):
             p = _take(run["params"], csel)
@@ -214,14 +215,6 @@ class BatchedTrainer(TrainerBase):
             b = {k: v[pos] for k, v in batch.items()}
             for k, v in run["inputs"].items():
                 b[k] = v[csel]
-            if fused:
-                teacher = None
-                if run["teacher"] is not None:
-                    teacher = {k: _take(run["teacher"], csel)[k] for k in self.param_names}
-                grads, loss = self._fused_value_and_grads(p, b, teacher)
-                self._apply_update(run, p, grads, csel, c)
-                losses.append(loss)
-                continue
             if run["teacher"] is not None:
                 with torch.no_grad():
                     b["teacher_outputs"] = self._teacher(
@@ -239,6 +232,29 @@ class BatchedTrainer(TrainerBase):
                 raise
             self._apply_update(run, p, grads, csel, c)
             losses.append(loss.detach())
+        return torch.cat(losses)
+
+    def _fused_update(
+        self, run: dict[str, Any], sel: slice | torch.Tensor, size: int, batch: dict[str, Any]
+    ) -> torch.Tensor:
+        """:meth:`_update` on the fused route: gradients chunk by chunk (memory), then one
+        optimizer step for all the clients (fewer small operations)."""
+        parts: list[Tree] = []
+        losses = []
+        for pos, csel in self._chunks(sel, size):
+            b = {k: v[pos] for k, v in batch.items()}
+            for k, v in run["inputs"].items():
+                b[k] = v[csel]
+            teacher = None
+            if run["teacher"] is not None:
+                teacher = {k: _take(run["teacher"], csel)[k] for k in self.param_names}
+            grads, loss = self._fused_value_and_grads(_take(run["params"], csel), b, teacher)
+            parts.append(grads)
+            losses.append(loss)
+        grads = (
+            parts[0] if len(parts) == 1 else {k: torch.cat([g[k] for g in parts]) for k in parts[0]}
+        )
+        self._apply_update(run, _take(run["params"], sel), grads, sel, run["c"])
         return torch.cat(losses)
 
     def _apply_update(

@@ -112,5 +112,7 @@ def stacked_forward(params: Mapping[str, torch.Tensor], x: torch.Tensor) -> Outp
         feats.append(f)
     f3 = feats[2]
     flat = f3.reshape(c, n, -1)
-    logits = torch.baddbmm(params["fc.bias"].unsqueeze(1), flat, params["fc.weight"].transpose(1, 2))
+    logits = torch.baddbmm(
+        params["fc.bias"].unsqueeze(1), flat, params["fc.weight"].transpose(1, 2)
+    )
     return logits, (feats[0], feats[1], f3)

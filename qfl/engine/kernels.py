@@ -27,8 +27,9 @@ from functools import cache
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["ConvPhasePoolReLU", "PoolReLU2x2", "available", "tune_allocator"]
+__all__ = ["ConvPoolReLU", "PoolReLU2x2", "available", "tune_allocator"]
 
 _log = logging.getLogger(__name__)
 
@@ -59,36 +60,71 @@ _SOURCE = r"""
 // ReLU that keeps NaN (as torch.relu).
 #define QFL_RELU(M) (((M) > 0.f) || ((M) != (M)) ? (M) : 0.f)
 
-// relu(max_k(h[c, k, l, o] + b[c, o])) over the 4 pooling phases k: h [C, 4, L, O] -> out
-// [L, C, O] and the phase of each maximum, idx int32 [L, C, O] (int32 keeps
-// the loops at 16 lanes, which O = 16 fills).
-std::vector<torch::Tensor> phase_pool_fwd(torch::Tensor h, torch::Tensor b) {
-  const int64_t C = h.size(0), L = h.size(2), O = h.size(3);
-  auto out = torch::empty({L, C, O}, h.options());
-  auto idx = torch::empty({L, C, O}, h.options().dtype(torch::kInt32));
-  const float* __restrict__ hp = h.data_ptr<float>();
+// Block 1 of the stacked CNN, forward: relu(maxpool2x2(conv3x3(x) + b)) for every client,
+// the convolution computed directly at the four positions of each pooling window.
+// xp [C, N, Ci, H + 2, W + 2] (zero-padded input), wt [C, K, O] (K = Ci * 9 taps, tap
+// (ci, dy, dx) = ci * 9 + dy * 3 + dx), b [C, O] -> out [L, C, O] (L = N (H/2) (W/2)
+// pooled positions, row-major) and idx int32 [L, C, O], the window position (row-major:
+// 0 1 / 2 3) of each first maximum. OT: O as a compile-time constant (0: at run time), so
+// the loops over the channels become straight-line vector code; int32 indices keep them at
+// 16 lanes.
+template <int64_t OT>
+std::vector<torch::Tensor> conv_pool_fwd_impl(torch::Tensor xp, torch::Tensor wt,
+                                              torch::Tensor b) {
+  const int64_t C = xp.size(0), N = xp.size(1), Ci = xp.size(2), Hp = xp.size(3),
+                Wp = xp.size(4), K = wt.size(1), O = OT ? OT : wt.size(2);
+  const int64_t H2 = (Hp - 2) / 2, W2 = (Wp - 2) / 2, L = N * H2 * W2;
+  auto out = torch::empty({L, C, O}, xp.options());
+  auto idx = torch::empty({L, C, O}, xp.options().dtype(torch::kInt32));
+  const float* __restrict__ xpp = xp.data_ptr<float>();
+  const float* __restrict__ wp = wt.data_ptr<float>();
   const float* __restrict__ bp = b.data_ptr<float>();
   float* __restrict__ op = out.data_ptr<float>();
   int32_t* __restrict__ ip = idx.data_ptr<int32_t>();
-  // Blocks of positions, split between threads: a block's [64, C, O] output rows stay in
-  // cache across the clients.
-  at::parallel_for(0, (L + 63) / 64, 1, [&](int64_t blk0, int64_t blk1) {
-    for (int64_t blk = blk0; blk < blk1; ++blk) {
-      const int64_t l0 = 64 * blk, l1 = l0 + 64 < L ? l0 + 64 : L;
+  at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
+    // With O known at compile time the four accumulators are a local array the compiler
+    // keeps in vector registers.
+    constexpr int64_t OA = OT > 0 ? OT : 1;
+    float acc_local[4 * OA];
+    std::vector<float> accbuf(OT > 0 ? 0 : 4 * O);
+    float* __restrict__ acc = OT > 0 ? acc_local : accbuf.data();
+    for (int64_t n = n0; n < n1; ++n) {
       for (int64_t c = 0; c < C; ++c) {
+        const float* __restrict__ img = xpp + (c * N + n) * Ci * Hp * Wp;
+        const float* __restrict__ wc = wp + c * K * O;
         const float* __restrict__ bc = bp + c * O;
-        for (int64_t l = l0; l < l1; ++l) {
-          const float* __restrict__ h0 = hp + (c * 4 * L + l) * O;
-          const float* __restrict__ h1 = h0 + L * O;
-          const float* __restrict__ h2 = h1 + L * O;
-          const float* __restrict__ h3 = h2 + L * O;
-          float* __restrict__ o = op + (l * C + c) * O;
-          int32_t* __restrict__ ix = ip + (l * C + c) * O;
+        for (int64_t i = 0; i < H2; ++i) {
+          for (int64_t j = 0; j < W2; ++j) {
+            for (int64_t p = 0; p < 4; ++p) {
 #pragma omp simd
-          for (int64_t j = 0; j < O; ++j) {
-            QFL_ARGMAX4(h0[j] + bc[j], h1[j] + bc[j], h2[j] + bc[j], h3[j] + bc[j], m, k);
-            o[j] = QFL_RELU(m);
-            ix[j] = k;
+              for (int64_t o = 0; o < O; ++o) acc[p * O + o] = bc[o];
+            }
+            for (int64_t ci = 0; ci < Ci; ++ci) {
+              const float* __restrict__ win = img + (ci * Hp + 2 * i) * Wp + 2 * j;
+              for (int64_t dy = 0; dy < 3; ++dy) {
+                for (int64_t dx = 0; dx < 3; ++dx) {
+                  const float* __restrict__ wk = wc + (ci * 9 + dy * 3 + dx) * O;
+                  const float s0 = win[dy * Wp + dx], s1 = win[dy * Wp + dx + 1];
+                  const float s2 = win[(dy + 1) * Wp + dx], s3 = win[(dy + 1) * Wp + dx + 1];
+#pragma omp simd
+                  for (int64_t o = 0; o < O; ++o) {
+                    acc[o] += s0 * wk[o];
+                    acc[O + o] += s1 * wk[o];
+                    acc[2 * O + o] += s2 * wk[o];
+                    acc[3 * O + o] += s3 * wk[o];
+                  }
+                }
+              }
+            }
+            const int64_t l = (n * H2 + i) * W2 + j;
+            float* __restrict__ orow = op + (l * C + c) * O;
+            int32_t* __restrict__ ix = ip + (l * C + c) * O;
+#pragma omp simd
+            for (int64_t o = 0; o < O; ++o) {
+              QFL_ARGMAX4(acc[o], acc[O + o], acc[2 * O + o], acc[3 * O + o], m, k);
+              orow[o] = QFL_RELU(m);
+              ix[o] = k;
+            }
           }
         }
       }
@@ -97,17 +133,17 @@ std::vector<torch::Tensor> phase_pool_fwd(torch::Tensor h, torch::Tensor b) {
   return {out, idx};
 }
 
-// Gradient of conv-as-GEMM + phase_pool_fwd with respect to the filters and the bias, without
-// forming the gradient of h: g, out, idx [L, C, O]; cols [C, K, 4L] (h[c, p, l, :] = W[c]
-// cols[c, :, p L + l]) -> gw [C, K, O], gb [C, O]. The gradient of each output reaches only
-// its window's first maximum p* = idx, so gw[c, k, o] = sum_l v[l, o] cols[c, k, p* L + l]
-// with v the ReLU-masked gradient.
-// OT: the channel count O as a compile-time constant (0: read at run time), so that the short
-// loops over the channels compile to straight-line vector code for the usual widths.
+// Block 1, backward: the gradient of the filters and the bias, without forming the gradient
+// of the convolution's output: g, out, idx [L, C, O]; xp, as above -> gw [C, K, O], gb [C, O].
+// The gradient of each pooled output reaches only its window's first maximum (idx), so
+// gw[c, k, o] = sum_l v[l, o] x(c, l, idx[l, c, o], k) with v the ReLU-masked gradient and
+// x(c, l, p, k) the input under tap k at window position p of pooled position l.
 template <int64_t OT>
-std::vector<torch::Tensor> phase_pool_bwd_impl(torch::Tensor g, torch::Tensor out,
-                                               torch::Tensor idx, torch::Tensor cols) {
-  const int64_t L = g.size(0), C = g.size(1), O = OT ? OT : g.size(2), K = cols.size(1);
+std::vector<torch::Tensor> conv_pool_bwd_impl(torch::Tensor g, torch::Tensor out,
+                                              torch::Tensor idx, torch::Tensor xp) {
+  const int64_t L = g.size(0), C = g.size(1), O = OT ? OT : g.size(2);
+  const int64_t N = xp.size(1), Ci = xp.size(2), Hp = xp.size(3), Wp = xp.size(4), K = Ci * 9;
+  const int64_t W2 = (Wp - 2) / 2, H2 = (Hp - 2) / 2, S = H2 * W2;
   const int64_t nblk = (L + 63) / 64;
   // Per block of positions, then summed: a fixed summation order whatever the threads.
   auto gw_blk = torch::zeros({nblk, C, K, O}, g.options());
@@ -115,51 +151,57 @@ std::vector<torch::Tensor> phase_pool_bwd_impl(torch::Tensor g, torch::Tensor ou
   const float* __restrict__ gp = g.data_ptr<float>();
   const float* __restrict__ op = out.data_ptr<float>();
   const int32_t* __restrict__ ip = idx.data_ptr<int32_t>();
-  const float* __restrict__ cp = cols.data_ptr<float>();
+  const float* __restrict__ xpp = xp.data_ptr<float>();
   float* __restrict__ gwp = gw_blk.data_ptr<float>();
   float* __restrict__ gbp = gb_blk.data_ptr<float>();
   at::parallel_for(0, nblk, 1, [&](int64_t blk0, int64_t blk1) {
     std::vector<float> vbuf(O);
     std::vector<int32_t> kbuf(O);
-    std::vector<float> cbuf(64 * 4 * K);  // a block's columns [k][phase][l], kept in L1
+    std::vector<float> cbuf(64 * 4 * K);  // a block's input taps [k][window position][l]
     float* __restrict__ vv = vbuf.data();
     int32_t* __restrict__ kv = kbuf.data();
     float* __restrict__ cb = cbuf.data();
+    (void)N;
     for (int64_t blk = blk0; blk < blk1; ++blk) {
       const int64_t l0 = 64 * blk, l1 = l0 + 64 < L ? l0 + 64 : L;
       for (int64_t c = 0; c < C; ++c) {
-        const float* __restrict__ cc = cp + c * K * 4 * L;
-        float* __restrict__ gwc = gwp + (blk * C + c) * K * O;
-        float* __restrict__ gbc = gbp + (blk * C + c) * O;
-        for (int64_t qp = 0; qp < 4 * K; ++qp) {
-          std::memcpy(cb + qp * 64, cc + qp * L + l0, sizeof(float) * (l1 - l0));
-          if (l1 < L) {  // this client's columns of the next block: into L2 by then
-            for (int64_t e = 0; e < 64 && l1 + e < L; e += 16) {
-              __builtin_prefetch(cc + qp * L + l1 + e, 0, 2);
+        for (int64_t l = l0; l < l1; ++l) {
+          const int64_t n = l / S, i = l % S / W2, j = l % W2;
+          for (int64_t ci = 0; ci < Ci; ++ci) {
+            const float* __restrict__ win = xpp + (((c * N + n) * Ci + ci) * Hp + 2 * i) * Wp + 2 * j;
+            for (int64_t t = 0; t < 9; ++t) {
+              const int64_t dy = t / 3, dx = t % 3;
+              float* __restrict__ dst = cb + ((ci * 9 + t) * 4) * 64 + (l - l0);
+              dst[0] = win[dy * Wp + dx];
+              dst[64] = win[dy * Wp + dx + 1];
+              dst[128] = win[(dy + 1) * Wp + dx];
+              dst[192] = win[(dy + 1) * Wp + dx + 1];
             }
           }
         }
+        float* __restrict__ gwc = gwp + (blk * C + c) * K * O;
+        float* __restrict__ gbc = gbp + (blk * C + c) * O;
         for (int64_t l = l0; l < l1; ++l) {
           const float* __restrict__ gr = gp + (l * C + c) * O;
           const float* __restrict__ orow = op + (l * C + c) * O;
           const int32_t* __restrict__ ix = ip + (l * C + c) * O;
 #pragma omp simd
-          for (int64_t j = 0; j < O; ++j) {
-            const float v = orow[j] > 0.f ? gr[j] : 0.f;
-            vv[j] = v;
-            kv[j] = ix[j];
-            gbc[j] += v;
+          for (int64_t o = 0; o < O; ++o) {
+            const float v = orow[o] > 0.f ? gr[o] : 0.f;
+            vv[o] = v;
+            kv[o] = ix[o];
+            gbc[o] += v;
           }
           const float* __restrict__ cl = cb + (l - l0);
           for (int64_t q = 0; q < K; ++q) {
             const float* __restrict__ cq = cl + q * 4 * 64;
             const float s0 = cq[0], s1 = cq[64], s2 = cq[128], s3 = cq[192];
-            float* __restrict__ acc = gwc + q * O;
+            float* __restrict__ accq = gwc + q * O;
 #pragma omp simd
-            for (int64_t j = 0; j < O; ++j) {
-              const int k = kv[j];
+            for (int64_t o = 0; o < O; ++o) {
+              const int k = kv[o];
               const float s = k == 0 ? s0 : (k == 1 ? s1 : (k == 2 ? s2 : s3));
-              acc[j] += vv[j] * s;
+              accq[o] += vv[o] * s;
             }
           }
         }
@@ -169,14 +211,21 @@ std::vector<torch::Tensor> phase_pool_bwd_impl(torch::Tensor g, torch::Tensor ou
   return {gw_blk.sum(0), gb_blk.sum(0)};
 }
 
-std::vector<torch::Tensor> phase_pool_bwd(torch::Tensor g, torch::Tensor out, torch::Tensor idx,
-                                          torch::Tensor cols) {
-  switch (g.size(2)) {
-    case 8: return phase_pool_bwd_impl<8>(g, out, idx, cols);
-    case 16: return phase_pool_bwd_impl<16>(g, out, idx, cols);
-    case 32: return phase_pool_bwd_impl<32>(g, out, idx, cols);
-    default: return phase_pool_bwd_impl<0>(g, out, idx, cols);
+#define QFL_DISPATCH_O(O, FN, ...)                    \
+  switch (O) {                                        \
+    case 8: return FN<8>(__VA_ARGS__);                \
+    case 16: return FN<16>(__VA_ARGS__);              \
+    case 32: return FN<32>(__VA_ARGS__);              \
+    default: return FN<0>(__VA_ARGS__);               \
   }
+
+std::vector<torch::Tensor> conv_pool_fwd(torch::Tensor xp, torch::Tensor wt, torch::Tensor b) {
+  QFL_DISPATCH_O(wt.size(2), conv_pool_fwd_impl, xp, wt, b)
+}
+
+std::vector<torch::Tensor> conv_pool_bwd(torch::Tensor g, torch::Tensor out, torch::Tensor idx,
+                                         torch::Tensor xp) {
+  QFL_DISPATCH_O(g.size(2), conv_pool_bwd_impl, g, out, idx, xp)
 }
 
 // relu(max_pool2d(x, 2)) on channels-last x [N, H, W, R] -> out [N, H/2, W/2, R] and the
@@ -259,7 +308,7 @@ torch::Tensor pool2_bwd(torch::Tensor g, torch::Tensor out, torch::Tensor idx, i
 
 """
 
-_FUNCTIONS = ["phase_pool_fwd", "phase_pool_bwd", "pool2_fwd", "pool2_bwd"]
+_FUNCTIONS = ["conv_pool_fwd", "conv_pool_bwd", "pool2_fwd", "pool2_bwd"]
 _FLAGS = ["-O3", "-march=native", "-fopenmp"]
 
 
@@ -306,28 +355,30 @@ def tune_allocator() -> bool:
     return ok and libc.mallopt(m_trim_threshold, (1 << 31) - 1) == 1
 
 
-class ConvPhasePoolReLU(torch.autograd.Function):
-    """Block 1 of the stacked CNN: ``relu(maxpool2x2(conv3x3(x) + b))`` for every client.
+class ConvPoolReLU(torch.autograd.Function):
+    """Block 1 of the stacked CNN: ``relu(maxpool2x2(conv3x3(x, padding=1) + b))`` for every
+    client, in one pass (the convolution evaluated only where the pooling looks).
 
-    Takes the phase-ordered columns ``cols [C, K, 4 L]`` of the input (see
-    :func:`qfl.engine.stacked_cnn.phase_columns`), the filters ``w [C, O, K]`` and the bias
-    ``b [C, O]``; returns ``[L, C, O]``. Differentiable in ``w`` and ``b`` (the columns are
-    data: no gradient flows to them).
+    Takes ``x [C, N, Ci, H, W]``, the filters ``w [C, O, Ci, 3, 3]`` and the bias ``b [C, O]``;
+    returns ``[L, C, O]`` with ``L = N (H // 2) (W // 2)`` pooled positions in row-major
+    order. Differentiable in ``w`` and ``b`` (``x`` is data: no gradient flows to it).
     """
 
     @staticmethod
-    def forward(ctx: Any, cols: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        c, k, n4 = cols.shape
-        h = torch.bmm(cols.transpose(1, 2), w.transpose(1, 2)).view(c, 4, n4 // 4, w.shape[1])
-        out, idx = _module().phase_pool_fwd(h, b.contiguous())
-        ctx.save_for_backward(out, idx, cols)
+    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        c, n, ci, h, wd = x.shape
+        xp = F.pad(x.reshape(c * n * ci, h, wd), (1, 1, 1, 1)).view(c, n, ci, h + 2, wd + 2)
+        wt = w.reshape(c, w.shape[1], -1).transpose(1, 2).contiguous()
+        out, idx = _module().conv_pool_fwd(xp, wt, b.contiguous())
+        ctx.save_for_backward(out, idx, xp)
+        ctx.w_shape = w.shape
         return out
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[None, torch.Tensor, torch.Tensor]:
-        out, idx, cols = ctx.saved_tensors
-        gw, gb = _module().phase_pool_bwd(g.contiguous(), out, idx, cols.contiguous())
-        return None, gw.transpose(1, 2), gb
+        out, idx, xp = ctx.saved_tensors
+        gw, gb = _module().conv_pool_bwd(g.contiguous(), out, idx, xp)
+        return None, gw.transpose(1, 2).reshape(ctx.w_shape), gb
 
 
 class PoolReLU2x2(torch.autograd.Function):

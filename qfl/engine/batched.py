@@ -41,6 +41,10 @@ __all__ = ["BatchedTrainer"]
 
 _RESERVED = ("x", "y", "teacher_outputs")
 
+#: Clients per pass on the fused CPU route when ``chunk_size`` is not given: measured fastest
+#: for FeatureCNN at batch 32 on a 2-core machine (a pass's activations stay in cache).
+FUSED_CHUNK = 8
+
 
 def _take(tree: Mapping[str, torch.Tensor], sel: slice | torch.Tensor) -> Tree:
     return index_tree(tree, sel)
@@ -78,7 +82,7 @@ class BatchedTrainer(TrainerBase):
         Drop each client's last, partial batch.
     chunk_size : int or None
         At most this many clients per vectorized call (bounds memory); ``None``: all the
-        clients of a group at once.
+        clients of a group at once (on the fused route: :data:`FUSED_CHUNK`).
     device : torch.device or str or None
         Where to train (``"cuda"`` if available); ``None``: the device of the parameters.
         Results are returned on this device.
@@ -182,10 +186,11 @@ class BatchedTrainer(TrainerBase):
     # -- one step over a set of clients -------------------------------------------------
 
     def _chunks(
-        self, sel: slice | torch.Tensor, size: int
+        self, sel: slice | torch.Tensor, size: int, chunk: int | None = None
     ) -> list[tuple[slice, slice | torch.Tensor]]:
-        """Split a selection of ``size`` clients into (position in the group, clients)."""
-        cs = self.chunk_size or size
+        """Split a selection of ``size`` clients into (position in the group, clients), at
+        most ``chunk`` (default ``chunk_size``, else all) clients each."""
+        cs = chunk or self.chunk_size or size
         out: list[tuple[slice, slice | torch.Tensor]] = []
         for a in range(0, size, cs):
             b = min(a + cs, size)
@@ -241,7 +246,7 @@ class BatchedTrainer(TrainerBase):
         optimizer step for all the clients (fewer small operations)."""
         parts: list[Tree] = []
         losses = []
-        for pos, csel in self._chunks(sel, size):
+        for pos, csel in self._chunks(sel, size, self.chunk_size or FUSED_CHUNK):
             b = {k: v[pos] for k, v in batch.items()}
             for k, v in run["inputs"].items():
                 b[k] = v[csel]

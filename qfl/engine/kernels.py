@@ -1,18 +1,27 @@
-"""Fused CPU kernels for the client-stacked CNN (ReLU + 2x2 max-pooling, forward and backward).
+"""Fused CPU kernels for the client-stacked CNN (convolution, ReLU, 2x2 max-pooling).
 
 Eager PyTorch spends most of a small CNN's CPU training step outside the convolutions: the
-max-pooling kernels with indices, ``where``/scatter in the backward, and layout copies
-around them each take a full pass over the largest activations. These four kernels do each
-pooling step in one pass, in the layouts the stacked forward of :mod:`qfl.engine.stacked_cnn`
-keeps throughout (the channel axis, all clients' channels side by side, innermost), with
-the exact semantics of ``F.max_pool2d`` after ``F.relu``: the first maximum of a window in
-row-major order receives the gradient, NaN propagates.
+max-pooling kernels with indices, ``where``/scatter in the backward, layout copies around
+them, and oneDNN's slow path for a single-input-channel convolution each take a full pass
+over the largest activations. Four kernels replace them, in the layouts the stacked forward
+of :mod:`qfl.engine.stacked_cnn` keeps throughout (the channel axis, all clients' channels
+side by side, innermost):
 
-The C++ source is compiled once per machine with ``torch.utils.cpp_extension.load_inline``
-(a C++ compiler and ninja are needed; the build is cached in torch's extension folder,
-``$TORCH_EXTENSIONS_DIR``). Where it cannot be built, :func:`available` returns ``False``
-and the batched trainer falls back to its ``vmap`` path, which gives the same numbers.
-Set ``QFL_KERNELS=0`` to disable them.
+- ``conv_pool_fwd`` / ``conv_pool_bwd``: block 1 (3x3 convolution + bias + ReLU + 2x2
+  max-pooling) in one pass, evaluating the convolution only at the pooling windows; the
+  backward forms the filters' and the bias's gradients directly;
+- ``pool2_fwd`` / ``pool2_bwd``: ReLU + 2x2 max-pooling of a channels-last map.
+
+They keep the exact semantics of ``F.max_pool2d`` after ``F.relu``: the first maximum of a
+window in row-major order receives the gradient, NaN propagates. Summation orders are fixed
+(per block of positions, whatever the threads), so results are deterministic.
+
+The C++ source is compiled on first use with ``torch.utils.cpp_extension.load_inline`` for
+the machine it runs on (``-march=native``; a C++ compiler and ninja are needed, the build
+is cached in torch's extension folder, ``$TORCH_EXTENSIONS_DIR``, under a name that hashes
+the source, the flags and the CPU). Where it cannot be built, :func:`available` returns
+``False`` and the batched trainer takes its ``vmap`` path, which gives the same numbers up
+to float rounding. Set ``QFL_KERNELS=0`` to disable them.
 """
 
 from __future__ import annotations
@@ -161,14 +170,14 @@ std::vector<torch::Tensor> conv_pool_bwd_impl(torch::Tensor g, torch::Tensor out
     float* __restrict__ vv = vbuf.data();
     int32_t* __restrict__ kv = kbuf.data();
     float* __restrict__ cb = cbuf.data();
-    (void)N;
     for (int64_t blk = blk0; blk < blk1; ++blk) {
       const int64_t l0 = 64 * blk, l1 = l0 + 64 < L ? l0 + 64 : L;
       for (int64_t c = 0; c < C; ++c) {
         for (int64_t l = l0; l < l1; ++l) {
           const int64_t n = l / S, i = l % S / W2, j = l % W2;
           for (int64_t ci = 0; ci < Ci; ++ci) {
-            const float* __restrict__ win = xpp + (((c * N + n) * Ci + ci) * Hp + 2 * i) * Wp + 2 * j;
+            const float* __restrict__ win =
+                xpp + (((c * N + n) * Ci + ci) * Hp + 2 * i) * Wp + 2 * j;
             for (int64_t t = 0; t < 9; ++t) {
               const int64_t dy = t / 3, dx = t % 3;
               float* __restrict__ dst = cb + ((ci * 9 + t) * 4) * 64 + (l - l0);
@@ -187,7 +196,7 @@ std::vector<torch::Tensor> conv_pool_bwd_impl(torch::Tensor g, torch::Tensor out
           const int32_t* __restrict__ ix = ip + (l * C + c) * O;
 #pragma omp simd
           for (int64_t o = 0; o < O; ++o) {
-            const float v = orow[o] > 0.f ? gr[o] : 0.f;
+            const float v = orow[o] <= 0.f ? 0.f : gr[o];  // as threshold_backward: NaN passes
             vv[o] = v;
             kv[o] = ix[o];
             gbc[o] += v;
@@ -286,7 +295,7 @@ torch::Tensor pool2_bwd(torch::Tensor g, torch::Tensor out, torch::Tensor idx, i
 #pragma omp simd
         for (int64_t r = 0; r < R; ++r) {
           const int k = ix[r];
-          const float v = orow[r] > 0.f ? gr[r] : 0.f;
+          const float v = orow[r] <= 0.f ? 0.f : gr[r];  // as threshold_backward: NaN passes
           ga[r] = k == 0 ? v : 0.f;
           gbb[r] = k == 1 ? v : 0.f;
           gc[r] = k == 2 ? v : 0.f;
@@ -312,6 +321,16 @@ _FUNCTIONS = ["conv_pool_fwd", "conv_pool_bwd", "pool2_fwd", "pool2_bwd"]
 _FLAGS = ["-O3", "-march=native", "-fopenmp"]
 
 
+def _cpu_id() -> str:
+    """The CPU model and flags (``-march=native`` builds differ between CPUs)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            lines = [ln for ln in fh if ln.startswith(("model name", "flags"))][:2]
+    except OSError:
+        lines = []
+    return platform.machine() + platform.processor() + "".join(lines)
+
+
 @cache
 def _module() -> Any:
     """The compiled extension, or ``None`` where it cannot be built or is disabled."""
@@ -319,7 +338,7 @@ def _module() -> Any:
         return None
     from torch.utils import cpp_extension
 
-    digest = hashlib.sha256((_SOURCE + " ".join(_FLAGS) + platform.machine()).encode())
+    digest = hashlib.sha256((_SOURCE + " ".join(_FLAGS) + _cpu_id()).encode())
     name = f"qfl_cnn_kernels_{digest.hexdigest()[:12]}"
     try:
         return cpp_extension.load_inline(

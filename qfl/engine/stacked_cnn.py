@@ -2,24 +2,24 @@
 
 ``vmap`` over :class:`qfl.models.FeatureCNN` turns each convolution into a grouped one but
 keeps the per-client layout around it, so every step pays for permutes into and out of the
-grouped layout, a max-pooling kernel (with indices, run twice by vmap's batching rule) per
-block, and the first layer's single-input-channel convolution, which oneDNN runs at a few
+grouped layout, a max-pooling kernel with indices per block (run twice by vmap's batching
+rule), and the first layer's single-input-channel convolution, which oneDNN runs at a few
 GFLOP/s. This module instead keeps every activation in one layout, ``[batch, height, width,
-client x channel]`` (channels-last with all clients' channels side by side), which is both
-what a grouped convolution reads and writes fastest and what the fused kernels of
+client x channel]`` (channels-last, all clients' channels side by side), which is what a
+grouped convolution reads and writes fastest and what the kernels of
 :mod:`qfl.engine.kernels` pool in one pass:
 
-- block 1 (one input channel, or few): the 3x3 convolution is one GEMM per client over
-  image columns gathered *by pooling phase*, so the four positions of each 2x2 window land
-  in four contiguous slices and max-pooling becomes an elementwise maximum of four slices
-  (fused with the bias and the ReLU, :class:`~qfl.engine.kernels.ConvPhasePoolReLU`, whose
-  backward forms the filters' gradient directly from the columns);
-- blocks 2 and 3: one grouped convolution over all clients, then ReLU + max-pool fused
-  (:class:`~qfl.engine.kernels.PoolReLU2x2`);
+- block 1: convolution, bias, ReLU and max-pooling in one kernel that evaluates the 3x3
+  convolution only at the four positions of each pooling window
+  (:class:`~qfl.engine.kernels.ConvPoolReLU`; its backward forms the filters' gradient
+  straight from the input, without the gradient of the full-resolution map);
+- blocks 2 and 3: one grouped convolution over all clients, then ReLU + max-pooling fused
+  (:class:`~qfl.engine.kernels.PoolReLU2x2`); on an odd-sized map (7x7 in block 3) the
+  convolution skips the last row and column, which the pooling drops (27 % less work);
 - the linear layer: one batched matrix product.
 
-The results equal the model's own forward (max-pooling's tie rule included, so gradients
-match) up to float rounding; autograd differentiates it. It is used by
+The outputs equal the model's own forward up to float rounding, max-pooling's tie rule
+included, so the gradients that autograd takes through it match too. It is used by
 :class:`qfl.engine.BatchedTrainer` on CPU when the kernels are available.
 """
 
@@ -34,7 +34,7 @@ from torch import nn
 from qfl.engine.kernels import ConvPoolReLU, PoolReLU2x2
 from qfl.models.cnn import FeatureCNN
 
-__all__ = ["phase_columns", "stacked_forward", "supports"]
+__all__ = ["stacked_forward", "supports"]
 
 Outputs = tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
@@ -42,33 +42,6 @@ Outputs = tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 def supports(model: nn.Module) -> bool:
     """Whether :func:`stacked_forward` implements ``model`` (a plain ``FeatureCNN``)."""
     return type(model) is FeatureCNN
-
-
-def phase_columns(x: torch.Tensor) -> torch.Tensor:
-    """Image columns of a padded 3x3 convolution, ordered by 2x2 pooling phase.
-
-    Parameters
-    ----------
-    x : torch.Tensor
-        ``[C, N, Cin, H, W]`` (clients, batch, channels, height, width).
-
-    Returns
-    -------
-    torch.Tensor
-        ``[C, Cin * 9, 4 * N * (H // 2) * (W // 2)]``: column ``((p * 2 + q) * N + n) * h2 *
-        w2 + i * w2 + j`` holds the 3x3 x ``Cin`` patch centred on pixel ``(2i + p, 2j + q)``
-        of image ``n``, so a GEMM with the filters gives the convolution's output at the four
-        positions of each pooling window in four contiguous slices.
-    """
-    c, n, ci, h, w = x.shape
-    hp, wp = h + 2, w + 2
-    xp = F.pad(x.reshape(c * n * ci, h, w), (1, 1, 1, 1))
-    h2, w2 = h // 2, w // 2
-    view = xp.as_strided(
-        (c, ci, 3, 3, 2, 2, n, h2, w2),
-        (n * ci * hp * wp, hp * wp, wp, 1, wp, 1, ci * hp * wp, 2 * wp, 2),
-    )
-    return view.reshape(c, ci * 9, 4 * n * h2 * w2)
 
 
 def _channels(out: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -240,7 +240,8 @@ class LearningSpec(_Frozen):
     engine: Literal["auto", "batched", "sequential"] = Field(
         "auto",
         description="Training engine: clients vectorized (batched) or one after another; "
-        "auto = batched on a GPU, sequential on a CPU (faster there, see benchmarks/README.md).",
+        "auto = batched on a GPU, and on a CPU for Def-FD / gossip (the CNN's fused CPU "
+        "kernels); sequential otherwise (faster there, see benchmarks/README.md).",
     )
 
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import vmap
 
-from qfl.engine import BatchedTrainer, SequentialTrainer, kernels, sgd, stack_models
+from qfl.engine import BatchedTrainer, SequentialTrainer, evaluate, kernels, sgd, stack_models
 from qfl.engine.stacked_cnn import stacked_forward, supports
 from qfl.losses import DefFDLoss
 from qfl.models import FeatureCNN
@@ -156,3 +156,23 @@ def test_kernels_can_be_disabled(monkeypatch) -> None:
         monkeypatch.delenv("QFL_KERNELS")
         kernels._module.cache_clear()
     assert kernels.available()
+
+
+def test_evaluate_fused_equals_vmap_shared_and_per_client() -> None:
+    models = _models(4)
+    params, _ = stack_models(models)
+    gen = torch.Generator().manual_seed(6)
+    x, y = torch.rand(70, 1, 28, 28, generator=gen), torch.randint(0, 10, (70,), generator=gen)
+    own = [(x[i * 10 : i * 10 + 7 + i], y[i * 10 : i * 10 + 7 + i]) for i in range(4)]
+    for data in ((x, y), own):
+        fast = evaluate(models[0], params, data, batch_size=16, chunk_size=3, fused=True)
+        slow = evaluate(models[0], params, data, batch_size=16, chunk_size=3, fused=False)
+        assert torch.equal(fast, slow)
+        ref = torch.tensor(
+            [
+                float((m(xx)[0].argmax(-1) == yy).double().mean())
+                for m, (xx, yy) in zip(models, own if data is own else [(x, y)] * 4, strict=True)
+            ],
+            dtype=torch.float64,
+        )
+        torch.testing.assert_close(fast, ref)

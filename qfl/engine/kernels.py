@@ -338,6 +338,10 @@ def _module() -> Any:
         return None
     from torch.utils import cpp_extension
 
+    # ninja from pip lives beside the interpreter, on PATH only in an activated environment
+    bindir = os.path.dirname(sys.executable)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", "")])
     digest = hashlib.sha256((_SOURCE + " ".join(_FLAGS) + _cpu_id()).encode())
     name = f"qfl_cnn_kernels_{digest.hexdigest()[:12]}"
     try:

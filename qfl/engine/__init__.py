@@ -6,6 +6,8 @@
 - :mod:`~qfl.engine.random`: keyed (counter-based) randomness that works under ``vmap``;
 - :class:`BatchedTrainer` (``torch.func`` + ``vmap``) and :class:`SequentialTrainer` (the
   per-client ``torch.optim`` reference) with the same interface;
+- :mod:`~qfl.engine.stacked_cnn` and :mod:`~qfl.engine.kernels`: the batched trainer's fused
+  CPU route for the Def-FD CNN (one layout for all clients, C++ conv/ReLU/pool kernels);
 - :func:`evaluate`: accuracy of many clients' models at once.
 
 Typical use::

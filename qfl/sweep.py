@@ -331,7 +331,8 @@ def run_sweep(
         Where the distinct learning jobs run: local processes, a Ray cluster (``address``;
         None starts a local one), or this process.
     resume : bool
-        Skip points whose run folder already holds a complete ``summary.json``.
+        Skip points whose run folder already holds a complete ``summary.json`` for the same
+        resolved scenario (a point whose scenario changed is run again).
     on_point : callable, optional
         ``on_point(done, total, row)`` after each point is written.
 
@@ -373,7 +374,12 @@ def run_sweep(
     for p in points:
         pdir = folder / "points" / p.slug
         done = _read_summary(pdir)
-        if resume and done is not None and done.get("status") == "complete":
+        if (
+            resume
+            and done is not None
+            and done.get("status") == "complete"
+            and _same_scenario(pdir, p.scenario)
+        ):
             rows[p.index] = _table_row(spec, p, done, resumed=True)
             continue
         todo.append(p)
@@ -454,6 +460,18 @@ def _x_label(x: str) -> str:
         "min_skr_bps": "slowest link's secret key rate (bit/s)",
         "key_budget_bits": "key generated in the run (bits)",
     }.get(x, x)
+
+
+def _same_scenario(pdir: Path, scenario: Any) -> bool:
+    """Whether the point folder's ``scenario.yaml`` is ``scenario`` (resume reruns a point
+    whose sweep file or base scenario changed since)."""
+    import yaml
+
+    try:
+        stored = yaml.safe_load((pdir / "scenario.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+    return bool(stored == scenario.model_dump(mode="json"))
 
 
 def _read_summary(pdir: Path) -> dict[str, Any] | None:

@@ -130,6 +130,17 @@ def test_resume_skips_finished_points(
     status, _ = run_cli([*args, "--out", str(out), "--resume", "--no-plots"])
     assert status == 0 and tasks == [[]]  # nothing left to do
     assert [r["resumed"] for r in read_rows(out / "sweep.csv")] == ["True"] * 3
+    # A point finished under another scenario (the sweep or base file changed) is run again.
+    stale = out / "points" / before[2]["slug"] / "scenario.yaml"
+    stale.write_text(stale.read_text().replace("seed: ", "seed: 9", 1))
+    tasks.clear()
+    status, _ = run_cli([*args, "--out", str(out), "--resume", "--no-plots"])
+    assert status == 0 and len(tasks) == 1 and len(tasks[0]) == 1
+    assert [r["resumed"] for r in read_rows(out / "sweep.csv")] == ["True", "True", "False"]
+    assert (
+        load_scenario(stale).seed
+        == load_scenario(stale.parent.parent / before[0]["slug"] / "scenario.yaml").seed
+    )
 
 
 def test_plot_redraws_sweep_and_run_folders(

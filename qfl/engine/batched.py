@@ -211,7 +211,10 @@ class BatchedTrainer(TrainerBase):
         """One optimizer step of the clients ``sel`` on ``batch`` (stacked over them);
         updates ``run["params"]`` and ``run["state"]`` and returns the losses ``[size]``."""
         c = run["c"]
-        if self._use_fused(run["device"]):
+        float32 = batch["x"].dtype == torch.float32 and all(
+            v.dtype == torch.float32 for v in run["params"].values()
+        )
+        if float32 and self._use_fused(run["device"]):  # the kernels are float32
             return self._fused_update(run, sel, size, batch)
         losses = []
         for pos, csel in self._chunks(sel, size):

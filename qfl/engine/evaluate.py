@@ -152,6 +152,7 @@ def evaluate(
         fused is not False
         and stacked_cnn.supports(model)
         and dev.type == "cpu"
+        and all(v.dtype == torch.float32 for v in params.values())
         and not cbuf
         and not shared_b
         and kernels.available()
@@ -159,6 +160,7 @@ def evaluate(
         kernels.tune_allocator()
 
         def fwd(p: Tree, cb: Tree, sb: Tree, x: torch.Tensor) -> Any:
+            x = x.to(torch.float32)
             if single:
                 x = x.unsqueeze(0).expand(n_clients(p), *x.shape)
             return stacked_cnn.stacked_forward(p, x)

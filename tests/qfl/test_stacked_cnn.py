@@ -176,3 +176,14 @@ def test_evaluate_fused_equals_vmap_shared_and_per_client() -> None:
             dtype=torch.float64,
         )
         torch.testing.assert_close(fast, ref)
+
+
+def test_float64_models_take_the_vmap_route() -> None:
+    models = [m.double() for m in _models(2)]
+    params, _ = stack_models(models)
+    data = [(torch.rand(6, 1, 28, 28, dtype=torch.float64), torch.randint(0, 10, (6,)))] * 2
+    tr = BatchedTrainer(models[0], lambda o, y, t: F.cross_entropy(o[0], y), sgd(0.1))
+    out, _, _ = tr.train_epochs(params, tr.init_state(params), data, 1, seed=0)
+    assert all(v.dtype == torch.float64 for v in out.values())
+    acc = evaluate(models[0], out, data)
+    assert acc.shape == (2,) and bool(torch.isfinite(acc).all())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.func import vmap
 
 from qfl.engine import BatchedTrainer, SequentialTrainer, evaluate, kernels, sgd, stack_models
@@ -187,3 +189,28 @@ def test_float64_models_take_the_vmap_route() -> None:
     assert all(v.dtype == torch.float64 for v in out.values())
     acc = evaluate(models[0], out, data)
     assert acc.shape == (2,) and bool(torch.isfinite(acc).all())
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 3),
+    h=st.integers(2, 9),
+    w=st.integers(2, 9),
+    r=st.integers(1, 40),
+    levels=st.integers(2, 5),
+    seed=st.integers(0, 2**16),
+)
+def test_pool_kernel_matches_torch_property(n, h, w, r, levels, seed) -> None:
+    """Any shape (odd sizes, channel counts off the vector width) and many exact ties (values
+    drawn from a few levels): values and gradients equal relu + max_pool2d's."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randint(-1, levels, (n, h, w, r), generator=gen).float()
+    zz = z.clone().requires_grad_()
+    out = kernels.PoolReLU2x2.apply(zz)
+    ref_in = z.permute(0, 3, 1, 2).clone().requires_grad_()
+    ref = F.max_pool2d(F.relu(ref_in), 2).permute(0, 2, 3, 1)
+    assert torch.equal(out, ref)
+    g = torch.randn(out.shape, generator=gen)
+    (gz,) = torch.autograd.grad(out, zz, g)
+    (gr,) = torch.autograd.grad(ref, ref_in, g)
+    assert torch.equal(gz, gr.permute(0, 2, 3, 1))

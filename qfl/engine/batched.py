@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch.func import functional_call, grad_and_value, vmap
 
-from qfl.engine import kernels, stacked_cnn
+from qfl.engine import stacked_cnn
 from qfl.engine.base import TrainerBase, TrainStats
 from qfl.engine.batcher import Seed, SupervisedData
 from qfl.engine.optim import OptState
@@ -151,14 +151,12 @@ class BatchedTrainer(TrainerBase):
         """Whether this run takes the fused route (see the class docstring)."""
         if not self._fused_applies or self.fused is False:
             return False
-        ok = device.type == "cpu" and kernels.available()
+        ok = stacked_cnn.runnable_on(device)
         if self.fused and not ok:
             raise QflError(
                 "fused=True needs a CPU device and the qfl CPU kernels (a C++ compiler and "
                 "ninja to build them; see qfl.engine.kernels)"
             )
-        if ok:
-            kernels.tune_allocator()
         return ok
 
     def _fused_value_and_grads(

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from qfl.engine import kernels, stacked_cnn
+from qfl.engine import stacked_cnn
 from qfl.engine.base import resolve_device
 from qfl.engine.batcher import SupervisedData, _data_xy
 from qfl.engine.stack import Tree, index_tree, n_clients
@@ -147,23 +147,23 @@ def evaluate(
         return functional_call(template, sb | cb | p, (x,))
 
     single = _is_single(datasets)
-    fwd = vmap(forward, in_dims=(0, 0, None, None if single else 0), randomness="error")
     if (
         fused is not False
         and stacked_cnn.supports(model)
-        and dev.type == "cpu"
         and all(v.dtype == torch.float32 for v in params.values())
         and not cbuf
         and not shared_b
-        and kernels.available()
+        and stacked_cnn.runnable_on(dev)
     ):
-        kernels.tune_allocator()
 
         def fwd(p: Tree, cb: Tree, sb: Tree, x: torch.Tensor) -> Any:
             x = x.to(torch.float32)
             if single:
                 x = x.unsqueeze(0).expand(n_clients(p), *x.shape)
             return stacked_cnn.stacked_forward(p, x)
+
+    else:
+        fwd = vmap(forward, in_dims=(0, 0, None, None if single else 0), randomness="error")
 
     pdev = {k: v.to(dev) for k, v in params.items()}
     cs = chunk_size or c

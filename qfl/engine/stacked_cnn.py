@@ -31,10 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qfl.engine import kernels
 from qfl.engine.kernels import ConvPoolReLU, PoolReLU2x2
 from qfl.models.cnn import FeatureCNN
 
-__all__ = ["stacked_forward", "supports"]
+__all__ = ["runnable_on", "stacked_forward", "supports"]
 
 Outputs = tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
@@ -42,6 +43,16 @@ Outputs = tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 def supports(model: nn.Module) -> bool:
     """Whether :func:`stacked_forward` implements ``model`` (a plain ``FeatureCNN``)."""
     return type(model) is FeatureCNN
+
+
+def runnable_on(device: torch.device) -> bool:
+    """Whether :func:`stacked_forward` can run on ``device``: a CPU with the kernels built
+    (compiling them on the first call). Where it can, the allocator is tuned for it
+    (:func:`qfl.engine.kernels.tune_allocator`)."""
+    if device.type != "cpu" or not kernels.available():
+        return False
+    kernels.tune_allocator()
+    return True
 
 
 def _channels(out: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor]:

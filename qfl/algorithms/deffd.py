@@ -57,7 +57,8 @@ import torch
 from torch import nn
 
 from qfl.data import TensorDataset
-from qfl.engine import BatchedTrainer, SequentialTrainer, default_logits, evaluate, sgd
+from qfl.engine import default_logits, evaluate, kernels, sgd, stacked_cnn
+from qfl.engine.select import ENGINES, make_trainer, resolve_engine
 from qfl.losses import FEATURE_LOSSES, DefFDLoss, cross_entropy, kd_loss
 from qfl.seeding import derive_seed as _derive
 from qfl.seeding import int_seed as _int_seed
@@ -65,7 +66,6 @@ from qfl.transport import Message, Transport
 from qkd.errors import ParameterError, UnknownNameError
 
 __all__ = [
-    "ENGINES",
     "METHODS",
     "ClientData",
     "DecentralizedLearner",
@@ -81,7 +81,6 @@ __all__ = [
 ]
 
 METHODS: tuple[str, ...] = ("def-fd", "def-kt", "gossip-avg")
-ENGINES: tuple[str, ...] = ("batched", "sequential")
 
 Seed = int | np.random.SeedSequence
 
@@ -513,14 +512,15 @@ class DecentralizedLearner:
         self.params: dict[str, torch.Tensor] = {
             k: v.to(self.device).unsqueeze(0).repeat(n, *([1] * v.ndim)) for k, v in one.items()
         }
-        trainer_cls = BatchedTrainer if config.engine == "batched" else SequentialTrainer
         opt = sgd(config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
         common: dict[str, Any] = {
             "batch_size": config.batch_size,
             "chunk_size": config.chunk_size,
             "device": self.device,
         }
-        self._local = trainer_cls(model, _LocalLoss(), opt, **common)
+        pair = _MutualPair(model) if config.method == "def-kt" else None
+        self.engine = resolve_engine(config.engine, *([model] if pair is None else [model, pair]))
+        self._local = make_trainer(self.engine, model, _LocalLoss(), opt, **common)
         self._fusion: Any = None
         if config.method == "def-fd":
             loss = DefFDLoss(
@@ -530,10 +530,12 @@ class DecentralizedLearner:
                 ce_weight=config.ce_weight,
                 kd_weight=config.kd_weight,
             )
-            self._fusion = trainer_cls(model, loss, opt, **common)
-        elif config.method == "def-kt":
+            self._fusion = make_trainer(self.engine, model, loss, opt, **common)
+        elif pair is not None:
             mutual = _MutualLoss(config.temperature, config.ce_weight, config.kd_weight)
-            self._fusion = trainer_cls(_MutualPair(model), mutual, opt, **common)
+            self._fusion = make_trainer(self.engine, pair, mutual, opt, **common)
+        if stacked_cnn.supports(model) and self.device.type == "cpu":
+            kernels.prepare()  # the evaluator's fused forward (any engine)
 
     @property
     def n_clients(self) -> int:

@@ -43,6 +43,7 @@ from torch.func import functional_call
 
 from qfl.data import TensorDataset
 from qfl.engine import BatchedTrainer, SequentialTrainer, optim
+from qfl.engine.select import ENGINES, make_trainer, resolve_engine
 from qfl.models.multiexit import MultiExitModel, exit_parameter_mask, truncated
 from qfl.seeding import derive_seed as _derive
 from qfl.transport import InMemoryTransport, Message, Transport
@@ -50,7 +51,6 @@ from qkd.errors import ParameterError, UnknownNameError
 
 __all__ = [
     "DOWNLOAD_TAG",
-    "ENGINES",
     "UPLOAD_TAG",
     "ClientUpdate",
     "FedAvg",
@@ -65,7 +65,6 @@ __all__ = [
     "star_transport",
 ]
 
-ENGINES: tuple[str, ...] = ("batched", "sequential")
 DOWNLOAD_TAG = "fedavg/global"
 UPLOAD_TAG = "fedavg/update"
 
@@ -419,6 +418,7 @@ class FedAvg:
             k: self._mask_of(k) for k in sorted(set(self.client_exits))
         }  # exit depth -> parameter name -> bool
         self._models = {k: self._model_of(k) for k in self._masks}
+        self.engine = resolve_engine(config.engine, *self._models.values())
         self._optimizer = optim.sgd(
             config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
@@ -436,11 +436,10 @@ class FedAvg:
         return truncated(self.model, k)
 
     def _trainer(self, k: int) -> BatchedTrainer | SequentialTrainer:
-        cls = BatchedTrainer if self.config.engine == "batched" else SequentialTrainer
         kwargs: dict[str, Any] = {"batch_size": self.config.batch_size}
-        if self.config.engine == "batched":
+        if self.engine == "batched":
             kwargs["chunk_size"] = self.config.chunk_size
-        return cls(self._models[k], self.loss_fn, self._optimizer, **kwargs)
+        return make_trainer(self.engine, self._models[k], self.loss_fn, self._optimizer, **kwargs)
 
     # -- one round, phase by phase --------------------------------------------------------
 

@@ -58,6 +58,7 @@ from qfl.data import TensorDataset
 from qfl.data.images import IMAGENET_MEAN, IMAGENET_STD, normalize_images
 from qfl.engine import BatchedTrainer, SequentialTrainer, adam, load_into, sgd
 from qfl.engine.random import fold_in, uniform
+from qfl.engine.select import ENGINES, make_trainer, resolve_engine
 from qfl.losses_ssl import nt_xent
 from qfl.models.resnet_ssl import (
     LAST_BLOCK,
@@ -91,7 +92,6 @@ __all__ = [
     "train_heads",
 ]
 
-ENGINES: tuple[str, ...] = ("batched", "sequential")
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 DOWNLOAD_TAG = "ssl/global"
 UPLOAD_TAG = "ssl/update"
@@ -348,8 +348,8 @@ def _trainer(
     device: torch.device | str | None,
     loss_of: Any,
 ) -> BatchedTrainer | SequentialTrainer:
-    cls = BatchedTrainer if engine == "batched" else SequentialTrainer
-    return cls(
+    return make_trainer(
+        resolve_engine(engine, model),
         model,
         None,
         optimizer,

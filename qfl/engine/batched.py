@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch.func import functional_call, grad_and_value, vmap
 
-from qfl.engine import stacked_cnn
+from qfl.engine import kernels, stacked_cnn
 from qfl.engine.base import TrainerBase, TrainStats
 from qfl.engine.batcher import Seed, SupervisedData
 from qfl.engine.optim import OptState
@@ -125,6 +125,8 @@ class BatchedTrainer(TrainerBase):
             )
         self.fused = fused
         self._fused_applies = applies
+        if applies and fused is not False and (self.device is None or self.device.type == "cpu"):
+            kernels.prepare()  # build once, explicitly, where the fused route may run
         self._value_and_grads = vmap(
             grad_and_value(self._objective), in_dims=(0, 0, None, 0, 0), randomness="error"
         )

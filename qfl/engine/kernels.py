@@ -31,6 +31,7 @@ import hashlib
 import logging
 import os
 import platform
+import shutil
 import sys
 from functools import cache
 from typing import Any
@@ -38,7 +39,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ConvPoolReLU", "PoolReLU2x2", "available", "tune_allocator"]
+__all__ = [
+    "ConvPoolReLU",
+    "PoolReLU2x2",
+    "available",
+    "buildable",
+    "prepare",
+    "ready",
+    "tune_allocator",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -331,16 +340,43 @@ def _cpu_id() -> str:
     return platform.machine() + platform.processor() + "".join(lines)
 
 
+def _disabled() -> bool:
+    return os.environ.get("QFL_KERNELS", "1") == "0"
+
+
+def _ninja_dir() -> str | None:
+    """The folder holding ``ninja``: on ``PATH``, or pip's beside the interpreter (on
+    ``PATH`` only in an activated environment)."""
+    found = shutil.which("ninja")
+    if found:
+        return os.path.dirname(found)
+    bindir = os.path.dirname(sys.executable)
+    return bindir if shutil.which("ninja", path=bindir) else None
+
+
+def buildable() -> bool:
+    """Whether the kernels are built or could be built here (a C++ compiler and ninja).
+
+    A pure check: it compiles nothing, changes no environment variable and no allocator
+    setting (:func:`prepare` does those, once, when a fused trainer is built).
+    """
+    if _disabled():
+        return False
+    if ready():
+        return True
+    cxx = os.environ.get("CXX", "c++")
+    return shutil.which(cxx) is not None and _ninja_dir() is not None
+
+
 @cache
 def _module() -> Any:
     """The compiled extension, or ``None`` where it cannot be built or is disabled."""
-    if os.environ.get("QFL_KERNELS", "1") == "0":
+    if _disabled():
         return None
     from torch.utils import cpp_extension
 
-    # ninja from pip lives beside the interpreter, on PATH only in an activated environment
-    bindir = os.path.dirname(sys.executable)
-    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+    bindir = _ninja_dir()
+    if bindir is not None and bindir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", "")])
     digest = hashlib.sha256((_SOURCE + " ".join(_FLAGS) + _cpu_id()).encode())
     name = f"qfl_cnn_kernels_{digest.hexdigest()[:12]}"
@@ -353,8 +389,27 @@ def _module() -> Any:
         return None
 
 
+def ready() -> bool:
+    """Whether the kernels are loaded in this process (never compiles)."""
+    return _module.cache_info().currsize > 0 and _module() is not None
+
+
+def prepare() -> bool:
+    """Build (or load the cached build of) the kernels and tune the allocator for them.
+
+    Called once, explicitly, by whatever is about to take the fused route (a batched trainer
+    of the Def-FD CNN, the Def-FD learner's evaluator). Returns whether the kernels are
+    ready. The build puts pip's ``ninja`` on ``PATH`` if it is not there.
+    """
+    if _module() is None:
+        return False
+    tune_allocator()
+    return True
+
+
 def available() -> bool:
-    """Whether the fused CPU kernels are built (compiling them on the first call)."""
+    """Whether the fused CPU kernels are built (compiling them on the first call; prefer
+    :func:`buildable` for a check and :func:`prepare` before use)."""
     return _module() is not None
 
 

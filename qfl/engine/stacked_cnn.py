@@ -46,13 +46,9 @@ def supports(model: nn.Module) -> bool:
 
 
 def runnable_on(device: torch.device) -> bool:
-    """Whether :func:`stacked_forward` can run on ``device``: a CPU with the kernels built
-    (compiling them on the first call). Where it can, the allocator is tuned for it
-    (:func:`qfl.engine.kernels.tune_allocator`)."""
-    if device.type != "cpu" or not kernels.available():
-        return False
-    kernels.tune_allocator()
-    return True
+    """Whether :func:`stacked_forward` can run on ``device``: a CPU, with the kernels loaded
+    in this process (:func:`qfl.engine.kernels.prepare`; this check never compiles)."""
+    return device.type == "cpu" and kernels.ready()
 
 
 def _channels(out: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -425,24 +425,29 @@ def _from_validation_error(exc: ValidationError) -> ScenarioError:
     return ScenarioError(path, msg)
 
 
-_DATASETS_FOR: dict[str, tuple[str, ...]] = {
-    "def-fd": ("fashion-mnist",),
-    "def-kt": ("fashion-mnist",),
-    "gossip-avg": ("fashion-mnist",),
-    "fedavg": ("fashion-mnist", "synthetic-har", "unimib-shar"),
-    "fedavg-multiexit": ("fashion-mnist", "synthetic-har", "unimib-shar"),
-    "ssl-backbone": ("flowers102+intel",),
-}
+def _check_method(sc: Scenario) -> None:
+    """The dataset and model against the method's registry entry (:mod:`qfl.cosim.methods`)."""
+    from qfl.cosim.methods import get_method
+
+    lr = sc.learning
+    spec = get_method(lr.method)
+    if lr.dataset not in spec.datasets:
+        raise ScenarioError(
+            "learning.dataset",
+            f"must be one of {', '.join(repr(d) for d in spec.datasets)} for method "
+            f"{lr.method!r}, got {lr.dataset!r}",
+        )
+    models = spec.models_for(lr.dataset)
+    if lr.model is not None and lr.model not in models:
+        raise ScenarioError(
+            "learning.model",
+            f"must be one of {', '.join(repr(m) for m in models)} for method {lr.method!r} "
+            f"on {lr.dataset!r}, got {lr.model!r}",
+        )
 
 
 def _check_references(sc: Scenario) -> None:
-    allowed = _DATASETS_FOR[sc.learning.method]
-    if sc.learning.dataset not in allowed:
-        raise ScenarioError(
-            "learning.dataset",
-            f"must be one of {', '.join(repr(d) for d in allowed)} for method "
-            f"{sc.learning.method!r}, got {sc.learning.dataset!r}",
-        )
+    _check_method(sc)
     _check_presets(sc)
     names = [n.name for n in sc.topology.nodes]
     seen: set[str] = set()

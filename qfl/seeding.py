@@ -8,11 +8,13 @@ together.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 import numpy as np
 
 from qkd.errors import ParameterError
 
-__all__ = ["Seed", "derive_seed", "int_seed"]
+__all__ = ["DefFDKey", "ExperimentKey", "FedAvgKey", "MultiExitKey", "SSLKey", "Seed", "derive_seed", "int_seed"]
 
 Seed = int | np.random.SeedSequence
 
@@ -49,3 +51,49 @@ def derive_seed(seed: Seed, *key: int) -> np.random.SeedSequence:
 def int_seed(seq: np.random.SeedSequence) -> int:
     """A 32-bit integer drawn from ``seq`` (for ``torch.Generator.manual_seed``)."""
     return int(seq.generate_state(1, dtype=np.uint32)[0])
+
+
+class DefFDKey(IntEnum):
+    """Streams of a decentralized run (Def-FD, Def-KT, gossip)."""
+
+    PLAN = 0
+    INIT = 1
+    LOCAL = 2
+    FUSE = 3
+
+
+class FedAvgKey(IntEnum):
+    """Streams of FedAvg's client training."""
+
+    LOCAL = 0
+    FINETUNE = 1
+
+
+class SSLKey(IntEnum):
+    """Streams of the SSL-backbone algorithms (below an experiment's own key)."""
+
+    PRETRAIN = 0
+    HEADS = 1
+    CENTRAL = 2
+    HEAD_INIT = 3
+
+
+class ExperimentKey(IntEnum):
+    """Streams of an SSL-backbone experiment or co-simulation, from the scenario's seed."""
+
+    SPLIT = 0
+    INIT = 1
+    PRETRAIN = 2
+    HEADS = 3
+    CENTRAL = 4
+
+
+class MultiExitKey(IntEnum):
+    """Streams of a multi-exit experiment or co-simulation, from the scenario's seed."""
+
+    PARTITION = 0
+    HOLDOUT = 1
+    SUBSAMPLE = 2
+    INIT = 3
+    TRAIN = 4
+    SYNTH = 5

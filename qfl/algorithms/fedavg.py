@@ -57,6 +57,7 @@ __all__ = [
     "FedAvgConfig",
     "FedAvgResult",
     "RoundRecord",
+    "ServerRounds",
     "aggregate",
     "exit_accuracies",
     "masked_average",
@@ -335,7 +336,88 @@ class FedAvgResult:
         return next((r.round for r in self.history if r.personalized_acc >= target), None)
 
 
-class FedAvg:
+class ServerRounds:
+    """The round of synchronous server methods, written once: the server sends each client
+    its part of the global model, the clients whose download arrived train and upload, the
+    server averages what arrived (:func:`aggregate`).
+
+    Subclasses (:class:`FedAvg`, :class:`qfl.algorithms.ssl.FedSimCLR`) set ``clients``,
+    ``server``, ``transport``, ``params`` and ``round`` and say what a client receives
+    (:meth:`part`), how many samples it holds (:meth:`n_samples`) and how the present
+    clients train (:meth:`train_present`): the objective is theirs, the round is shared.
+    """
+
+    download_tag = DOWNLOAD_TAG
+    upload_tag = UPLOAD_TAG
+    clients: tuple[Hashable, ...]
+    server: Hashable
+    transport: Transport
+    params: Params
+    round: int
+
+    def part(self, i: int) -> Params:
+        """What the server sends client ``i`` (default: the whole global model)."""
+        return dict(self.params)
+
+    def n_samples(self, i: int) -> int:
+        """Client ``i``'s sample count (its weight in the average)."""
+        raise NotImplementedError
+
+    def train_present(self, downloads: Sequence[Params | None]) -> list[Params | None]:
+        """Train the clients whose download arrived; each one's upload (``None``: absent)."""
+        raise NotImplementedError
+
+    def broadcast(self, transport: Transport | None = None) -> int:
+        """Server -> clients: each client's part of the global model. Returns bytes sent."""
+        t = self.transport if transport is None else transport
+        total = 0
+        for i, client in enumerate(self.clients):
+            part = self.part(i)
+            size = payload_bytes(part)
+            t.send(self.server, client, part, n_bytes=size, tag=self.download_tag)
+            total += size
+        return total
+
+    def local_training(self, transport: Transport | None = None) -> int:
+        """Clients: receive, train, upload. Returns bytes uploaded.
+
+        A client whose global model did not arrive this round (its transfer failed on the
+        network) sits the round out.
+        """
+        t = self.transport if transport is None else transport
+        downloads: list[Params | None] = []
+        for c in self.clients:
+            got = [m for m in t.receive(c) if m.tag == self.download_tag]
+            downloads.append(dict(got[-1].payload) if got else None)
+        total = 0
+        for i, upload in enumerate(self.train_present(downloads)):
+            if upload is None:
+                continue
+            size = payload_bytes(upload)
+            payload = ClientUpdate(upload, self.n_samples(i), self.round)
+            t.send(self.clients[i], self.server, payload, n_bytes=size, tag=self.upload_tag)
+            total += size
+        return total
+
+    def aggregate_updates(self, transport: Transport | None = None) -> int:
+        """Server: average what arrived this round (per parameter). Returns the count."""
+        t = self.transport if transport is None else transport
+        msgs: list[Message] = [m for m in t.receive(self.server) if m.tag == self.upload_tag]
+        updates = [m.payload for m in msgs if m.payload.round == self.round]
+        self.params = aggregate(self.params, updates)
+        return len(updates)
+
+    def run_round(self, transport: Transport | None = None) -> tuple[int, int]:
+        """One full round over ``transport`` (default: the one given at construction);
+        returns ``(bytes_down, bytes_up)``."""
+        down = self.broadcast(transport)
+        up = self.local_training(transport)
+        self.aggregate_updates(transport)
+        self.round += 1
+        return down, up
+
+
+class FedAvg(ServerRounds):
     """Server and clients of synchronous FedAvg, talking only through a transport.
 
     Parameters
@@ -443,20 +525,19 @@ class FedAvg:
 
     # -- one round, phase by phase --------------------------------------------------------
 
-    def broadcast(self) -> int:
-        """Server -> clients: each client gets the parameters up to its exit. Returns bytes."""
-        total = 0
-        for client, k in zip(self.clients, self.client_exits, strict=True):
-            mask = self._masks[k]
-            part = {name: t for name, t in self.params.items() if mask[name]}
-            size = payload_bytes(part)
-            self.transport.send(self.server, client, part, n_bytes=size, tag=DOWNLOAD_TAG)
-            total += size
-        return total
+    def part(self, i: int) -> Params:
+        """Client ``i``'s download: the global parameters up to its exit."""
+        mask = self._masks[self.client_exits[i]]
+        return {name: t for name, t in self.params.items() if mask[name]}
 
-    def _download(self, client: Hashable) -> Params | None:
-        got = [m for m in self.transport.receive(client) if m.tag == DOWNLOAD_TAG]
-        return dict(got[-1].payload) if got else None
+    def n_samples(self, i: int) -> int:
+        """Client ``i``'s training samples."""
+        return len(self.train_sets[i])
+
+    def train_present(self, downloads: Sequence[Params | None]) -> list[Params | None]:
+        """Local training (``local_epochs``) of the clients whose download arrived."""
+        trained = self.train_clients(downloads, self.config.local_epochs, _LOCAL)
+        return [None if d is None else up for d, up in zip(downloads, trained, strict=True)]
 
     def train_clients(
         self,
@@ -516,24 +597,6 @@ class FedAvg:
                 }
         return out
 
-    def local_training(self) -> int:
-        """Clients: receive, train (grouped by exit depth), upload. Returns bytes uploaded.
-
-        A client whose global model did not arrive this round (its transfer failed on the
-        network) sits the round out.
-        """
-        downloads = [self._download(c) for c in self.clients]
-        trained = self.train_clients(downloads, self.config.local_epochs, _LOCAL)
-        total = 0
-        for i, upload in enumerate(trained):
-            if downloads[i] is None:
-                continue
-            size = payload_bytes(upload)
-            payload = ClientUpdate(upload, len(self.train_sets[i]), self.round)
-            self.transport.send(self.clients[i], self.server, payload, n_bytes=size, tag=UPLOAD_TAG)
-            total += size
-        return total
-
     def finetuned(self, epochs: int) -> list[Params]:
         """Each client's copy of the current global model after ``epochs`` local epochs.
 
@@ -543,23 +606,6 @@ class FedAvg:
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ParameterError("epochs", epochs, "an integer >= 1")
         return self.train_clients([self.params] * len(self.clients), epochs, _FINETUNE)
-
-    def aggregate_updates(self) -> int:
-        """Server: average what arrived (per parameter, over its senders). Returns count."""
-        msgs: list[Message] = [
-            m for m in self.transport.receive(self.server) if m.tag == UPLOAD_TAG
-        ]
-        updates = [m.payload for m in msgs if m.payload.round == self.round]
-        self.params = aggregate(self.params, updates)
-        return len(updates)
-
-    def run_round(self) -> tuple[int, int]:
-        """One full round; returns ``(bytes_down, bytes_up)``."""
-        down = self.broadcast()
-        up = self.local_training()
-        self.aggregate_updates()
-        self.round += 1
-        return down, up
 
 
 def run_fedavg(

@@ -52,7 +52,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from qfl.algorithms.fedavg import ClientUpdate, aggregate, payload_bytes, star_transport
+from qfl.algorithms.fedavg import ServerRounds, star_transport
 from qfl.augment import N_UNIFORMS, AugmentConfig, augment_from_uniform
 from qfl.data import TensorDataset
 from qfl.data.images import IMAGENET_MEAN, IMAGENET_STD, normalize_images
@@ -381,8 +381,9 @@ class PretrainRound:
     bytes_up: int
 
 
-class FedSimCLR:
-    """Federated SimCLR: FedAvg rounds over the clients' unlabeled images.
+class FedSimCLR(ServerRounds):
+    """Federated SimCLR: FedAvg rounds over the clients' unlabeled images (the FedAvg round
+    of :class:`~qfl.algorithms.fedavg.ServerRounds`, with the SimCLR objective).
 
     Parameters
     ----------
@@ -468,33 +469,24 @@ class FedSimCLR:
             out.append((d.x[keep], torch.zeros(n, dtype=torch.int64)))
         return out
 
-    def broadcast(self) -> int:
-        """Server -> clients: the global network. Returns the bytes sent."""
-        size = payload_bytes(self.params)
-        for client in self.clients:
-            self.transport.send(self.server, client, dict(self.params), n_bytes=size,
-                                tag=DOWNLOAD_TAG)  # fmt: skip
-        return size * len(self.clients)
+    download_tag = DOWNLOAD_TAG
+    upload_tag = UPLOAD_TAG
 
-    def _download(self, client: Hashable) -> Params | None:
-        got = [m for m in self.transport.receive(client) if m.tag == DOWNLOAD_TAG]
-        return dict(got[-1].payload) if got else None
+    def n_samples(self, i: int) -> int:
+        """Client ``i``'s unlabeled images."""
+        return len(self.unlabeled[i])
 
-    def local_training(self) -> tuple[int, tuple[float, ...]]:
-        """Clients: receive, train on their unlabeled images, upload.
+    def train_present(self, downloads: Sequence[Params | None]) -> list[Params | None]:
+        """Train the clients whose download arrived on their unlabeled images, together.
 
-        A client whose global model did not arrive this round (its transfer failed on the
-        network) sits the round out (its loss is NaN).
-
-        Returns
-        -------
-        (int, tuple of float)
-            Bytes uploaded and each client's mean loss.
+        Each client's mean loss goes to ``last_losses`` (NaN for a client that sat the round
+        out: its global model did not arrive).
         """
-        downloads = [self._download(c) for c in self.clients]
         present = [i for i, d in enumerate(downloads) if d is not None]
+        self.last_losses: tuple[float, ...] = (float("nan"),) * len(self.clients)
+        out: list[Params | None] = [None] * len(self.clients)
         if not present:
-            return 0, (float("nan"),) * len(self.clients)
+            return out
         stacked = {k: torch.stack([downloads[i][k] for i in present]) for k in self.params}  # type: ignore[index]
         state = self._trainer.init_state(stacked)
         round_seed = _derive(self.seed, self.round)
@@ -506,32 +498,17 @@ class FedSimCLR:
             self.config.local_epochs,
             seed=_int_seed(_derive(round_seed, 0)),
         )
-        total = 0
         losses = [float("nan")] * len(self.clients)
         for j, i in enumerate(present):
-            client = self.clients[i]
             losses[i] = float(stats.loss[j].nanmean())
-            upload = {k: trained[k][j].detach().to("cpu").clone() for k in self.params}
-            size = payload_bytes(upload)
-            payload = ClientUpdate(upload, len(self.unlabeled[i]), self.round)
-            self.transport.send(client, self.server, payload, n_bytes=size, tag=UPLOAD_TAG)
-            total += size
-        return total, tuple(losses)
+            out[i] = {k: trained[k][j].detach().to("cpu").clone() for k in self.params}
+        self.last_losses = tuple(losses)
+        return out
 
-    def aggregate_updates(self) -> int:
-        """Server: FedAvg over the uploads of this round. Returns how many arrived."""
-        msgs = [m for m in self.transport.receive(self.server) if m.tag == UPLOAD_TAG]
-        updates = [m.payload for m in msgs if m.payload.round == self.round]
-        self.params = aggregate(self.params, updates)
-        return len(updates)
-
-    def run_round(self) -> PretrainRound:
-        """One full round."""
-        down = self.broadcast()
-        up, losses = self.local_training()
-        self.aggregate_updates()
-        self.round += 1
-        return PretrainRound(self.round, losses, down, up)
+    def run_round(self, transport: Transport | None = None) -> PretrainRound:  # type: ignore[override]
+        """One full round (over ``transport``, default: the one given at construction)."""
+        down, up = super().run_round(transport)
+        return PretrainRound(self.round, self.last_losses, down, up)
 
 
 def pretrain_simclr(

@@ -5,8 +5,8 @@ when; the learning half (:func:`execute_learning`) executes them; :func:`run_sce
 both and writes a run folder.
 """
 
-from qfl.cosim.jobs import EvalRow, LearningJob, make_job
-from qfl.cosim.replay import ReplayTransport
+from qfl.cosim.jobs import EvalRow, Job, make_job
+from qfl.cosim.replay import ReplayTransport, RoundTransport
 from qfl.cosim.run import (
     NetworkRun,
     RunResult,
@@ -20,9 +20,10 @@ from qfl.cosim.schedule import ComputeProfile, Timeline
 __all__ = [
     "ComputeProfile",
     "EvalRow",
-    "LearningJob",
+    "Job",
     "NetworkRun",
     "ReplayTransport",
+    "RoundTransport",
     "RunResult",
     "Timeline",
     "execute_learning",

@@ -1,11 +1,13 @@
-"""The learning half of a co-simulation, one job class per method family.
+"""The learning half of a co-simulation: one job per method family, one execute loop.
 
 A job knows, before any training, what the network half needs (a
 :class:`~qfl.cosim.schedule.ComputeProfile`: data sizes, FLOPs per sample counted from the
-model, model bytes) and which schedule to run; after the network half it executes the
-rounds the :class:`~qfl.cosim.schedule.Timeline` completed, through a
-:class:`~qfl.cosim.replay.ReplayTransport` that drops what the network failed to deliver,
-and reports evaluations as :class:`EvalRow` s.
+model, model bytes) and its method's round plan (:mod:`qfl.cosim.plan`); the network half
+runs that plan (:meth:`Job.schedule`). After it, :meth:`Job.execute` runs the same plan's
+completed rounds through a :class:`~qfl.cosim.replay.ReplayTransport` that drops the sends
+the network failed to deliver, and reports evaluations as :class:`EvalRow` s. A family
+writes only what differs: its plan, how to build its learner, one round's learning step
+and its evaluation.
 """
 
 from __future__ import annotations
@@ -15,17 +17,19 @@ import json
 import math
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 import simpy
 
 from network import QKDNetwork
-from qfl.cosim.replay import ReplayTransport
-from qfl.cosim.schedule import ComputeProfile, Timeline, decentralized_schedule, server_schedule
+from qfl.cosim.plan import RoundOps, decentralized_round, server_round
+from qfl.cosim.replay import ReplayTransport, RoundTransport
+from qfl.cosim.schedule import ComputeProfile, Timeline, run_plan
 from qfl.scenario import Scenario, ScenarioError
+from qfl.seeding import ExperimentKey
 from qkd.errors import ParameterError
 
-__all__ = ["EvalRow", "LearningJob", "make_job"]
+__all__ = ["JOBS", "EvalRow", "Job", "make_job"]
 
 
 @dataclass(frozen=True)
@@ -42,73 +46,9 @@ class EvalRow:
 OnEval = Callable[[int, list[EvalRow]], None]
 
 
-class LearningJob(Protocol):
-    """What the co-simulation needs of a learning method."""
-
-    profile: ComputeProfile
-
-    def schedule(
-        self, env: simpy.Environment, net: QKDNetwork, rounds: int, tl: Timeline
-    ) -> Generator[simpy.Event, Any, None]:
-        """The SimPy process of the method's communication schedule."""
-        ...
-
-    def identity(self) -> str:
-        """A hash of every learning input except the timeline (for reuse across points)."""
-        ...
-
-    def execute(self, tl: Timeline, eval_rounds: set[int], on_eval: OnEval) -> None:
-        """Run the completed rounds of ``tl``, evaluating after the rounds in ``eval_rounds``
-        (1-based), and pass each evaluation to ``on_eval``."""
-        ...
-
-
-def _identity(sc: Scenario, clients: Sequence[str], extra: dict[str, Any] | None = None) -> str:
-    data = {
-        "learning": sc.learning.model_dump(mode="json", exclude={"rounds", "eval_every"}),
-        "seed": sc.seed,
-        "clients": list(clients),
-        "extra": extra or {},
-    }
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def resolve_engine(engine: str, *, fused_cnn: bool = False) -> str:
-    """``auto`` -> ``batched`` where CUDA is available, or on a CPU for a method that trains
-    the Def-FD CNN (``fused_cnn``) when the fused CPU kernels are built; else ``sequential``.
-
-    On a 2-core CPU the fused route trains the CNN ~2.7x faster than the per-client loop,
-    while the generic ``vmap`` route is about as fast as the loop (benchmarks/README.md).
-    """
-    if engine != "auto":
-        return engine
-    import torch
-
-    if torch.cuda.is_available():
-        return "batched"
-    if fused_cnn:
-        from qfl.engine import kernels
-
-        if kernels.available():
-            return "batched"
-    return "sequential"
-
-
 def _learning_error(exc: ParameterError) -> ScenarioError:
     """A learning method's parameter error, as an error on the scenario's ``learning`` field."""
     return ScenarioError(f"learning.{exc.name}", f"must be {exc.allowed}, got {exc.value!r}")
-
-
-def _star_replay(names: Sequence[str], server: str, tl: Timeline) -> ReplayTransport:
-    """The server methods' transport: clients ``0..n-1`` and ``"server"`` on a star, minus
-    the transfers the network failed to deliver."""
-    from qfl.algorithms.fedavg import star_transport
-
-    index: dict[str, Any] = {nm: i for i, nm in enumerate(names)}
-    index[server] = "server"
-    dropped = [(r, index[s], index[d]) for r, s, d, _ in tl.dropped]
-    star = star_transport(list(range(len(names))), "server")
-    return ReplayTransport({node: star.neighbours(node) for node in star.nodes}, dropped)
 
 
 def _rows(
@@ -119,7 +59,80 @@ def _rows(
     return rows
 
 
-class DecentralizedJob:
+class Job:
+    """What every learning job shares: identity, schedule and the execute loop.
+
+    Subclasses set ``sc``, ``names``, ``server`` and ``profile`` in their constructor and
+    implement :meth:`plan`, :meth:`start`, :meth:`step` and :meth:`evaluate`.
+    """
+
+    sc: Scenario
+    names: tuple[str, ...]
+    server: str | None = None
+    profile: ComputeProfile
+    #: The server's label in the learners' transport (server families).
+    SERVER_LABEL: ClassVar[str] = "server"
+
+    def plan(self, r: int) -> RoundOps:
+        """The operations of round ``r`` (the same for both halves)."""
+        raise NotImplementedError
+
+    def start(self) -> Any:
+        """A fresh learner (models at their initial values)."""
+        raise NotImplementedError
+
+    def step(self, learner: Any, ops: RoundOps, transport: RoundTransport) -> None:
+        """Execute one round's operations on ``learner`` through ``transport``."""
+        raise NotImplementedError
+
+    def evaluate(self, learner: Any, r: int) -> list[EvalRow]:
+        """Every client's accuracy after round ``r`` (1-based), and their mean."""
+        raise NotImplementedError
+
+    def identity_extra(self) -> dict[str, Any]:
+        """Learning inputs beyond the scenario's ``learning`` section and seed."""
+        return {"server": self.server} if self.server is not None else {}
+
+    def identity(self) -> str:
+        """A hash of every learning input except the timeline (for reuse across points)."""
+        data = {
+            "learning": self.sc.learning.model_dump(mode="json", exclude={"rounds", "eval_every"}),
+            "seed": self.sc.seed,
+            "clients": list(self.names),
+            "extra": self.identity_extra(),
+        }
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def schedule(
+        self, env: simpy.Environment, net: QKDNetwork, rounds: int, tl: Timeline
+    ) -> Generator[simpy.Event, Any, None]:
+        """The SimPy process of the method's rounds on the network."""
+        return run_plan(env, net, self.profile, self.plan, rounds, tl, server=self.server)
+
+    def _replay(self, tl: Timeline) -> ReplayTransport:
+        index: dict[str, Any] = {nm: i for i, nm in enumerate(self.names)}
+        n = len(self.names)
+        if self.server is None:
+            graph: Any = n
+        else:
+            index[self.server] = self.SERVER_LABEL
+            graph = {i: [self.SERVER_LABEL] for i in range(n)}
+            graph[self.SERVER_LABEL] = list(range(n))
+        dropped = [(r, index[s], index[d]) for r, s, d, _ in tl.dropped]
+        return ReplayTransport(graph, dropped)
+
+    def execute(self, tl: Timeline, eval_rounds: set[int], on_eval: OnEval) -> None:
+        """Run the completed rounds of ``tl``, evaluating after the rounds in
+        ``eval_rounds`` (1-based), and pass each evaluation to ``on_eval``."""
+        replay = self._replay(tl)
+        learner = self.start()
+        for r in range(tl.rounds_done):
+            self.step(learner, self.plan(r), replay.at(r))
+            if (r + 1) in eval_rounds:
+                on_eval(r + 1, self.evaluate(learner, r + 1))
+
+
+class DecentralizedJob(Job):
     """Def-FD, Def-KT and gossip averaging on Fashion-MNIST (no server).
 
     Clients are the scenario's client nodes; every client may send to every other (the
@@ -135,8 +148,6 @@ class DecentralizedJob:
         from qfl.models import FeatureCNN, count_flops
 
         lr = sc.learning
-        if len(clients) < 2:
-            raise ScenarioError("learning.clients", f"{len(clients)} clients; needs at least 2")
         self.sc = sc
         self.names = tuple(clients)
         n = len(clients)
@@ -169,14 +180,10 @@ class DecentralizedJob:
                 weight_decay=lr.weight_decay,
                 batch_size=lr.batch_size,
                 senders_per_round=lr.senders_per_round,
-                # Def-KT trains a pair of models per client, which the fused route does not cover
-                engine=resolve_engine(lr.engine, fused_cnn=lr.method != "def-kt"),
+                engine=lr.engine,
             )
             self.n_senders = self.config.n_senders(n)
-        except ParameterError as exc:
-            raise _learning_error(exc) from None
-        train, test = load_fashion_mnist()
-        try:
+            train, test = load_fashion_mnist()
             self.clients, self.test = make_clients(train, test, self.setup)
         except ParameterError as exc:
             raise _learning_error(exc) from None
@@ -202,46 +209,39 @@ class DecentralizedJob:
             fusion_epochs=lr.fusion_epochs,
         )
 
-    def _plan(self, r: int, evaluate: bool = False) -> Any:
+    def plan(self, r: int) -> RoundOps:
+        """The senders and receivers of round ``r``, drawn exactly as the learner draws them."""
         from qfl.algorithms.deffd import plan_round
+        from qfl.transport import complete_adjacency
 
-        return plan_round(
-            r,
-            range(len(self.names)),
-            ReplayTransport(len(self.names)).neighbours,
-            self.n_senders,
-            seed=self.sc.seed,
-            evaluate=evaluate,
+        adj = complete_adjacency(len(self.names))
+        p = plan_round(
+            r, range(len(self.names)), adj.__getitem__, self.n_senders, seed=self.sc.seed
         )
+        return decentralized_round(r, p.senders, [(t.src, t.dst) for t in p.transfers])
 
-    def schedule(
-        self, env: simpy.Environment, net: QKDNetwork, rounds: int, tl: Timeline
-    ) -> Generator[simpy.Event, Any, None]:
-        """Decentralized rounds drawn exactly as the learner draws them."""
-        return decentralized_schedule(env, net, self.profile, self._plan, rounds, tl)
+    def start(self) -> Any:
+        """The clients' models and the operations of the configured method."""
+        from qfl.algorithms.deffd import DecentralizedLearner
 
-    def identity(self) -> str:
-        """Hash of the learning inputs."""
-        return _identity(self.sc, self.names)
-
-    def execute(self, tl: Timeline, eval_rounds: set[int], on_eval: OnEval) -> None:
-        """Run the completed rounds; evaluations go to ``on_eval``."""
-        from qfl.algorithms.deffd import DecentralizedLearner, run_round
-
-        index = {n: i for i, n in enumerate(self.names)}
-        dropped = [(r, index[s], index[d]) for r, s, d, _ in tl.dropped]
-        transport = ReplayTransport(len(self.names), dropped)
-        learner = DecentralizedLearner(
+        return DecentralizedLearner(
             self.model, self.clients, self.test, self.config, seed=self.sc.seed
         )
-        for r in range(tl.rounds_done):
-            transport.round = r
-            metrics = run_round(learner, transport, self._plan(r, evaluate=(r + 1) in eval_rounds))
-            if metrics is not None:
-                on_eval(r + 1, _rows(r + 1, self.names, metrics.global_acc, metrics.local_acc))
+
+    def step(self, learner: Any, ops: RoundOps, transport: RoundTransport) -> None:
+        """Senders train and send; receivers fuse what arrived."""
+        from qfl.algorithms.deffd import RoundPlan, Transfer, run_round
+
+        transfers = tuple(Transfer(op.src, op.dst) for op in ops.sends)
+        run_round(learner, transport, RoundPlan(ops.index, ops.trains, transfers, evaluate=False))
+
+    def evaluate(self, learner: Any, r: int) -> list[EvalRow]:
+        """Global (test set) and local (held-out) accuracy of every client."""
+        m = learner.evaluate(r)
+        return _rows(r, self.names, m.global_acc, m.local_acc)
 
 
-class FedAvgJob:
+class FedAvgJob(Job):
     """FedAvg with a server: multi-exit (``fedavg-multiexit``) or single-exit (``fedavg``).
 
     Data: Dirichlet(``alpha``) label skew over the clients, each keeping
@@ -254,25 +254,14 @@ class FedAvgJob:
     def __init__(
         self, sc: Scenario, clients: Sequence[str], flops: Sequence[float], server: str
     ) -> None:
-        import torch
-
-        from qfl.algorithms.fedavg import FedAvgConfig, payload_bytes
-        from qfl.data import load_fashion_mnist
-        from qfl.experiments.multiexit import (
-            MultiExitExperiment,
-            client_data,
-            make_loss,
-            make_model,
-        )
-        from qfl.models.multiexit import exit_flops, exit_parameter_mask
+        from qfl.algorithms.fedavg import FedAvgConfig
+        from qfl.experiments.multiexit import MultiExitExperiment, make_loss, make_model
+        from qfl.models.multiexit import exit_flops
 
         lr = sc.learning
-        self.sc = sc
-        self.names = tuple(clients)
-        self.server = server
+        self.sc, self.names, self.server = sc, tuple(clients), server
         n = len(clients)
         multi = lr.method == "fedavg-multiexit"
-        dataset = lr.dataset
         try:
             self.config = FedAvgConfig(
                 rounds=lr.rounds,
@@ -281,10 +270,10 @@ class FedAvgJob:
                 lr=lr.lr,
                 momentum=lr.momentum,
                 weight_decay=lr.weight_decay,
-                engine=resolve_engine(lr.engine),
+                engine=lr.engine,
             )
             self.exp = MultiExitExperiment(
-                dataset=dataset,
+                dataset=lr.dataset,
                 n_clients=n,
                 alpha=lr.alpha,
                 holdout_fraction=lr.holdout_fraction,
@@ -298,103 +287,116 @@ class FedAvgJob:
             )
         except ParameterError as exc:
             raise _learning_error(exc) from None
-        self.trains, self.holds = client_data(self.exp)
-        if dataset == "fashion-mnist":
-            _, test = load_fashion_mnist()
-            if lr.test_samples is not None and lr.test_samples < len(test):
-                test = test.subset(torch.arange(lr.test_samples))
-            self.test = test
-        else:
-            from qfl.experiments.multiexit import concat_datasets
-
-            self.test = concat_datasets(self.holds)
+        self._load_data()
         self.model = make_model(self.exp, multi_exit=multi)
         self.loss_fn = make_loss(self.exp, multi_exit=multi)
-        shape = tuple(self.trains[0].x.shape[1:])
-        costs = exit_flops(self.model, shape)
+        costs = exit_flops(self.model, tuple(self.trains[0].x.shape[1:]))
         bf = sc.compute.backward_factor
-        self.exits = [len(costs)] * n
-        if lr.round_budget_s is not None:
-            for i in range(n):
-                work = lr.local_epochs * len(self.trains[i]) * bf / flops[i]  # s per FLOP/sample
-                fits = [k for k, c in enumerate(costs, 1) if c * work <= lr.round_budget_s]
-                if not fits:
-                    raise ScenarioError(
-                        "learning.round_budget_s",
-                        f"must be >= {costs[0] * work:.3g} s for client {clients[i]!r} to train "
-                        f"even the first exit, got {lr.round_budget_s}",
-                    )
-                self.exits[i] = max(fits)
-        params = dict(self.model.named_parameters())
-        sizes = []
-        for k in self.exits:
-            mask = exit_parameter_mask(self.model, k) if multi else dict.fromkeys(params, True)
-            sizes.append(payload_bytes({p: t for p, t in params.items() if mask[p]}))
+        self.exits = (
+            self._exits(costs, flops) if lr.round_budget_s is not None else [len(costs)] * n
+        )
+        sizes = self._payload_sizes(multi)
         self.profile = ComputeProfile(
             clients=self.names,
             train_sizes=tuple(len(d) for d in self.trains),
             flops_per_s=tuple(float(f) for f in flops),
             train_flops_per_sample=tuple(float(costs[k - 1]) * bf for k in self.exits),
             fuse_flops_per_sample=(0.0,) * n,
-            upload_bytes=tuple(sizes),
-            download_bytes=tuple(sizes),
+            upload_bytes=sizes,
+            download_bytes=sizes,
             local_epochs=lr.local_epochs,
         )
 
-    def schedule(
-        self, env: simpy.Environment, net: QKDNetwork, rounds: int, tl: Timeline
-    ) -> Generator[simpy.Event, Any, None]:
-        """Synchronous server rounds."""
-        return server_schedule(env, net, self.profile, self.server, rounds, tl)
-
-    def identity(self) -> str:
-        """Hash of the learning inputs (with the clients' exits)."""
-        return _identity(self.sc, self.names, {"server": self.server, "exits": self.exits})
-
-    def execute(self, tl: Timeline, eval_rounds: set[int], on_eval: OnEval) -> None:
-        """Run the completed rounds; evaluations go to ``on_eval``."""
+    def _load_data(self) -> None:
         import torch
 
-        from qfl.algorithms.fedavg import FedAvg, exit_accuracies
+        from qfl.data import load_fashion_mnist
+        from qfl.experiments.multiexit import client_data, concat_datasets
 
-        n = len(self.names)
-        transport = _star_replay(self.names, self.server, tl)
-        fed = FedAvg(
+        self.trains, self.holds = client_data(self.exp)
+        if self.sc.learning.dataset != "fashion-mnist":
+            self.test = concat_datasets(self.holds)
+            return
+        _, test = load_fashion_mnist()
+        k = self.sc.learning.test_samples
+        self.test = test.subset(torch.arange(k)) if k is not None and k < len(test) else test
+
+    def _exits(self, costs: Sequence[float], flops: Sequence[float]) -> list[int]:
+        """Each client's deepest exit whose local update fits ``round_budget_s``."""
+        lr = self.sc.learning
+        budget = float(lr.round_budget_s)  # type: ignore[arg-type]
+        bf = self.sc.compute.backward_factor
+        exits = []
+        for i, name in enumerate(self.names):
+            work = lr.local_epochs * len(self.trains[i]) * bf / flops[i]  # s per FLOP/sample
+            fits = [k for k, c in enumerate(costs, 1) if c * work <= budget]
+            if not fits:
+                raise ScenarioError(
+                    "learning.round_budget_s",
+                    f"must be >= {costs[0] * work:.3g} s for client {name!r} to train "
+                    f"even the first exit, got {budget}",
+                )
+            exits.append(max(fits))
+        return exits
+
+    def _payload_sizes(self, multi: bool) -> tuple[int, ...]:
+        from qfl.algorithms.fedavg import payload_bytes
+        from qfl.models.multiexit import exit_parameter_mask
+
+        params = dict(self.model.named_parameters())
+        sizes = []
+        for k in self.exits:
+            mask = exit_parameter_mask(self.model, k) if multi else dict.fromkeys(params, True)
+            sizes.append(payload_bytes({p: t for p, t in params.items() if mask[p]}))
+        return tuple(sizes)
+
+    def plan(self, r: int) -> RoundOps:
+        """A synchronous server round."""
+        return server_round(r, len(self.names), down="global")
+
+    def identity_extra(self) -> dict[str, Any]:
+        """The server and the clients' exits."""
+        return {"server": self.server, "exits": self.exits}
+
+    def start(self) -> Any:
+        """The server and clients of FedAvg (the global model at its initial value)."""
+        from qfl.algorithms.fedavg import FedAvg
+
+        return FedAvg(
             self.model,
             self.trains,
             loss_fn=self.loss_fn,
             config=self.config,
             client_exits=self.exits,
-            transport=transport,
             seed=self.sc.seed,
         )
-        rows_i = torch.arange(n)
-        cols = torch.tensor(self.exits) - 1
-        for r in range(tl.rounds_done):
-            transport.round = r
-            fed.run_round()
-            if (r + 1) not in eval_rounds:
-                continue
-            local = exit_accuracies(self.model, fed.params, self.holds)  # [n, exits]
-            glob = exit_accuracies(self.model, fed.params, [self.test])[0]  # [exits]
-            mine = local[rows_i, cols]
-            rows = [
-                EvalRow(r + 1, nm, float(glob[k - 1]), float(mine[i]), tuple(local[i].tolist()))
-                for i, (nm, k) in enumerate(zip(self.names, self.exits, strict=True))
-            ]
-            rows.append(
-                EvalRow(
-                    r + 1,
-                    "mean",
-                    float(sum(x.global_acc for x in rows) / n),
-                    float(mine.mean()),
-                    tuple(local.nanmean(dim=0).tolist()),
-                )
-            )
-            on_eval(r + 1, rows)
+
+    def step(self, learner: Any, ops: RoundOps, transport: RoundTransport) -> None:
+        """Broadcast, local training of the clients reached, aggregation."""
+        learner.run_round(transport)
+
+    def evaluate(self, learner: Any, r: int) -> list[EvalRow]:
+        """Global accuracy at each client's exit, personalized accuracy, accuracy per exit."""
+        import torch
+
+        from qfl.algorithms.fedavg import exit_accuracies
+
+        n = len(self.names)
+        local = exit_accuracies(self.model, learner.params, self.holds)  # [n, exits]
+        glob = exit_accuracies(self.model, learner.params, [self.test])[0]  # [exits]
+        mine = local[torch.arange(n), torch.tensor(self.exits) - 1]
+        rows = [
+            EvalRow(r, nm, float(glob[k - 1]), float(mine[i]), tuple(local[i].tolist()))
+            for i, (nm, k) in enumerate(zip(self.names, self.exits, strict=True))
+        ]
+        mean_glob = float(sum(x.global_acc for x in rows) / n)
+        rows.append(
+            EvalRow(r, "mean", mean_glob, float(mine.mean()), tuple(local.nanmean(dim=0).tolist()))
+        )
+        return rows
 
 
-class SSLJob:
+class SSLJob(Job):
     """SSL-backbone FL: federated SimCLR (phase 1) through the server, then task heads.
 
     The first client node holds Flowers102, the second Intel scenes (``learning.clients``
@@ -407,36 +409,26 @@ class SSLJob:
     def __init__(
         self, sc: Scenario, clients: Sequence[str], flops: Sequence[float], server: str
     ) -> None:
-        import numpy as np
-
         from qfl.algorithms.fedavg import payload_bytes
         from qfl.algorithms.ssl import HeadConfig, SimCLRConfig
         from qfl.experiments.ssl import SSLExperiment, load_clients
         from qfl.models import ProjectionHead, SimCLRNet, count_flops
+        from qfl.seeding import derive_seed, int_seed
 
         lr = sc.learning
-        if len(clients) != 2:
-            raise ScenarioError(
-                "learning.clients",
-                f"must name 2 client nodes (Flowers102, Intel) for ssl-backbone, "
-                f"got {len(clients)}",
-            )
-        self.sc = sc
-        self.names = tuple(clients)
-        self.server = server
-        depth = 50 if lr.model == "resnet50" else 18
+        self.sc, self.names, self.server = sc, tuple(clients), server
         try:
             self.pretrain = SimCLRConfig(
                 rounds=lr.rounds,
                 local_epochs=lr.local_epochs,
                 batch_size=max(2, lr.batch_size),
                 lr=lr.lr,
-                engine=resolve_engine(lr.engine),
+                engine=lr.engine,
             )
             self.heads = HeadConfig(epochs=100, lr=1e-2)
             self.exp = SSLExperiment(
                 image_size=lr.image_size,
-                depth=depth,
+                depth=50 if lr.model == "resnet50" else 18,
                 width=lr.width,
                 norm_groups=4,
                 projection_dim=64,
@@ -449,11 +441,9 @@ class SSLJob:
             raise _learning_error(exc) from None
         self.clients = load_clients(image_size=lr.image_size, labeled_fraction=0.25, seed=sc.seed)
         self.encoder = self.exp.encoder()
-        self.net = SimCLRNet(
-            self.encoder,
-            ProjectionHead(self.encoder.feature_dim, out_dim=64, seed=int(
-                np.random.SeedSequence(sc.seed, spawn_key=(1, 1)).generate_state(1)[0])),
-        )  # fmt: skip
+        head_seed = int_seed(derive_seed(sc.seed, ExperimentKey.INIT, 1))
+        head = ProjectionHead(self.encoder.feature_dim, out_dim=64, seed=head_seed)
+        self.net = SimCLRNet(self.encoder, head)
         fwd = float(count_flops(self.net, (3, lr.image_size, lr.image_size)))
         bf = sc.compute.backward_factor
         size = payload_bytes(dict(self.net.named_parameters()))
@@ -468,57 +458,58 @@ class SSLJob:
             local_epochs=lr.local_epochs,
         )
 
-    def schedule(
-        self, env: simpy.Environment, net: QKDNetwork, rounds: int, tl: Timeline
-    ) -> Generator[simpy.Event, Any, None]:
-        """Synchronous server rounds of federated SimCLR."""
-        return server_schedule(env, net, self.profile, self.server, rounds, tl, tag="encoder")
+    def plan(self, r: int) -> RoundOps:
+        """A synchronous server round of federated SimCLR."""
+        return server_round(r, len(self.names), down="encoder")
 
-    def identity(self) -> str:
-        """Hash of the learning inputs."""
-        return _identity(self.sc, self.names, {"server": self.server})
-
-    def execute(self, tl: Timeline, eval_rounds: set[int], on_eval: OnEval) -> None:
-        """Run the completed SimCLR rounds; at each evaluation train and score the heads."""
+    def start(self) -> Any:
+        """Federated SimCLR from the initial network."""
         import numpy as np
 
-        from qfl.algorithms.ssl import FedSimCLR, train_heads
+        from qfl.algorithms.ssl import FedSimCLR
 
-        transport = _star_replay(self.names, self.server, tl)
-        fed = FedSimCLR(
+        return FedSimCLR(
             self.net,
             [c.unlabeled for c in self.clients],
             self.pretrain,
-            transport=transport,
-            seed=np.random.SeedSequence(self.sc.seed, spawn_key=(2,)),
+            seed=np.random.SeedSequence(self.sc.seed, spawn_key=(ExperimentKey.PRETRAIN,)),
         )
-        for r in range(tl.rounds_done):
-            transport.round = r
-            fed.run_round()
-            if (r + 1) not in eval_rounds:
-                continue
-            enc = {
-                k.removeprefix("encoder."): v
-                for k, v in fed.params.items()
-                if k.startswith("encoder.")
-            }
-            tasks = train_heads(
-                self.encoder,
-                enc,
-                self.clients,
-                self.heads,
-                seed=np.random.SeedSequence(self.sc.seed, spawn_key=(3,)),
-            )
-            accs = [float(t.accuracy) for t in tasks]
-            rows = [EvalRow(r + 1, nm, math.nan, a) for nm, a in zip(self.names, accs, strict=True)]
-            rows.append(EvalRow(r + 1, "mean", math.nan, sum(accs) / len(accs)))
-            on_eval(r + 1, rows)
+
+    def step(self, learner: Any, ops: RoundOps, transport: RoundTransport) -> None:
+        """One FedAvg round of the SimCLR objective."""
+        learner.run_round(transport)
+
+    def evaluate(self, learner: Any, r: int) -> list[EvalRow]:
+        """Train each client's head on the current encoder; its accuracy (local only)."""
+        import numpy as np
+
+        from qfl.algorithms.ssl import train_heads
+
+        enc = {
+            k.removeprefix("encoder."): v
+            for k, v in learner.params.items()
+            if k.startswith("encoder.")
+        }
+        seed = np.random.SeedSequence(self.sc.seed, spawn_key=(ExperimentKey.HEADS,))
+        tasks = train_heads(self.encoder, enc, self.clients, self.heads, seed=seed)
+        accs = [float(t.accuracy) for t in tasks]
+        rows = [EvalRow(r, nm, math.nan, a) for nm, a in zip(self.names, accs, strict=True)]
+        rows.append(EvalRow(r, "mean", math.nan, sum(accs) / len(accs)))
+        return rows
+
+
+JOBS: dict[str, Callable[..., Job]] = {
+    "decentralized": lambda sc, clients, flops, server: DecentralizedJob(sc, clients, flops),
+    "fedavg": FedAvgJob,
+    "ssl": SSLJob,
+}
+"""Learning jobs by the key a method's registry entry names (:mod:`qfl.cosim.methods`)."""
 
 
 def make_job(
     sc: Scenario, clients: Sequence[str], flops: Sequence[float], server: str | None
-) -> LearningJob:
-    """The learning job of a scenario.
+) -> Job:
+    """The learning job of a scenario (checked by :func:`qfl.cosim.netbuild.check_network`).
 
     Parameters
     ----------
@@ -529,16 +520,6 @@ def make_job(
     server : str or None
         The aggregator node (server-based methods).
     """
-    method = sc.learning.method
-    if method in ("def-fd", "def-kt", "gossip-avg"):
-        return DecentralizedJob(sc, clients, flops)
-    if server is None:
-        raise ScenarioError(
-            "learning.server",
-            f"method {method!r} needs a server: name one or give a node role: server",
-        )
-    if method in ("fedavg", "fedavg-multiexit"):
-        return FedAvgJob(sc, clients, flops, server)
-    if method == "ssl-backbone":
-        return SSLJob(sc, clients, flops, server)
-    raise ScenarioError("learning.method", f"{method!r} is not supported by the co-simulation yet")
+    from qfl.cosim.methods import get_method
+
+    return JOBS[get_method(sc.learning.method).job](sc, clients, flops, server)

@@ -34,6 +34,7 @@ __all__ = [
     "build_cipher",
     "build_faults",
     "build_topology",
+    "check_method_nodes",
     "check_network",
     "learning_clients",
     "learning_server",
@@ -222,7 +223,29 @@ def learning_server(sc: Scenario, topo: TopologySpec) -> str | None:
     return servers[0] if servers else None
 
 
-_DECENTRALIZED = ("def-fd", "def-kt", "gossip-avg")
+def check_method_nodes(sc: Scenario, clients: Sequence[str], server: str | None) -> None:
+    """Check the client count and the server against the method's registry entry.
+
+    Raises
+    ------
+    ScenarioError
+        On ``learning.clients`` or ``learning.server``.
+    """
+    from qfl.cosim.methods import get_method
+
+    spec = get_method(sc.learning.method)
+    n, lo, hi = len(clients), spec.min_clients, spec.max_clients
+    if n < lo or (hi is not None and n > hi):
+        need = f"exactly {lo}" if lo == hi else f"at least {lo}" if n < lo else f"at most {hi}"
+        raise ScenarioError(
+            "learning.clients",
+            f"method {spec.name!r} needs {need} clients, got {n}: {', '.join(clients)}",
+        )
+    if spec.needs_server and server is None:
+        raise ScenarioError(
+            "learning.server",
+            f"method {spec.name!r} needs a server: name one or give a node role: server",
+        )
 
 
 def check_network(sc: Scenario, topo: TopologySpec | None = None) -> TopologySpec:
@@ -253,12 +276,7 @@ def check_network(sc: Scenario, topo: TopologySpec | None = None) -> TopologySpe
     clients = learning_clients(sc, topo)
     if not clients:
         raise ScenarioError("learning.clients", "no client nodes (give some nodes role: client)")
-    if sc.learning.method in _DECENTRALIZED and len(clients) < 2:
-        raise ScenarioError(
-            "learning.clients",
-            f"method {sc.learning.method!r} needs at least 2 clients, got {len(clients)}: "
-            f"{', '.join(clients)}",
-        )
+    check_method_nodes(sc, clients, learning_server(sc, topo))
     server = learning_server(sc, topo)
     involved = [*clients, *([server] if server is not None else [])]
     graph = nx.Graph()

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from typing import Any
 
-from qfl.transport import InMemoryTransport
+from qfl.transport import InMemoryTransport, Message
 
-__all__ = ["ReplayTransport"]
+__all__ = ["ReplayTransport", "RoundTransport"]
 
 
-class ReplayTransport(InMemoryTransport):
+class ReplayTransport:
     """Instant delivery, minus the transfers that failed on the simulated network.
 
     Parameters
@@ -25,34 +25,57 @@ class ReplayTransport(InMemoryTransport):
     graph : object
         Who may talk to whom (as :class:`~qfl.transport.InMemoryTransport`).
     dropped : iterable of tuple
-        ``(round, src, dst)`` of the transfers that failed, in the learners' node labels.
+        ``(round, src, dst)`` of the send operations that failed, in the learners' labels.
 
     Attributes
     ----------
-    round : int
-        The round now being executed; the executor sets it before each round.
     n_dropped : int
         Messages dropped so far.
 
     Examples
     --------
     >>> t = ReplayTransport(3, dropped=[(0, 0, 1)])
-    >>> t.send(0, 1, "m", n_bytes=1, tag="model"); t.send(0, 2, "m", n_bytes=1, tag="model")
-    >>> [len(t.receive(n)) for n in (1, 2)], t.n_dropped
+    >>> r0 = t.at(0)
+    >>> r0.send(0, 1, "m", n_bytes=1, tag="model"); r0.send(0, 2, "m", n_bytes=1, tag="model")
+    >>> [len(r0.receive(n)) for n in (1, 2)], t.n_dropped
     ([0, 1], 1)
     """
 
     def __init__(self, graph: Any, dropped: Iterable[tuple[int, Hashable, Hashable]] = ()) -> None:
-        super().__init__(graph)
+        self._mem = InMemoryTransport(graph)
         self._dropped = frozenset(dropped)
-        self.round = 0
         self.n_dropped = 0
 
-    def send(self, src: Hashable, dst: Hashable, payload: Any, *, n_bytes: int, tag: str) -> None:
-        """Deliver the message, unless its transfer failed on the network this round."""
-        if (self.round, src, dst) in self._dropped:
-            self._check_node("src", src)
-            self._check_node("dst", dst)
+    def at(self, round_index: int) -> RoundTransport:
+        """The transport of round ``round_index``'s operations."""
+        return RoundTransport(self, round_index)
+
+    def _deliver(
+        self, r: int, src: Hashable, dst: Hashable, payload: Any, *, n_bytes: int, tag: str
+    ) -> None:
+        if (r, src, dst) in self._dropped:
+            self._mem._check_node("src", src)
+            self._mem._check_node("dst", dst)
             self.n_dropped += 1
             return
-        super().send(src, dst, payload, n_bytes=n_bytes, tag=tag)
+        self._mem.send(src, dst, payload, n_bytes=n_bytes, tag=tag)
+
+
+class RoundTransport:
+    """One round's view of a :class:`ReplayTransport` (a :class:`~qfl.transport.Transport`)."""
+
+    def __init__(self, replay: ReplayTransport, round_index: int) -> None:
+        self._replay = replay
+        self.round = round_index
+
+    def send(self, src: Hashable, dst: Hashable, payload: Any, *, n_bytes: int, tag: str) -> None:
+        """Deliver the message, unless this round's transfer failed on the network."""
+        self._replay._deliver(self.round, src, dst, payload, n_bytes=n_bytes, tag=tag)
+
+    def receive(self, node: Hashable) -> list[Message]:
+        """Messages delivered to ``node`` so far (emptying its inbox)."""
+        return self._replay._mem.receive(node)
+
+    def neighbours(self, node: Hashable) -> list[Hashable]:
+        """The nodes ``node`` may send to."""
+        return self._replay._mem.neighbours(node)

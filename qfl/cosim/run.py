@@ -39,7 +39,7 @@ import yaml
 
 from network import QKDNetwork, schedule_faults
 from network.records import to_rows
-from qfl.cosim.jobs import EvalRow, LearningJob, make_job
+from qfl.cosim.jobs import EvalRow, Job, make_job
 from qfl.cosim.netbuild import (
     build_cipher,
     build_faults,
@@ -72,7 +72,7 @@ class NetworkRun:
     """The network half of a run."""
 
     scenario: Scenario
-    job: LearningJob
+    job: Job
     net: QKDNetwork
     timeline: Timeline
     topology: Any
@@ -88,7 +88,7 @@ class RunResult:
     rows: list[EvalRow] = field(default_factory=list)
 
 
-def simulate_network(sc: Scenario, *, job: LearningJob | None = None) -> NetworkRun:
+def simulate_network(sc: Scenario, *, job: Job | None = None) -> NetworkRun:
     """Build the network and the learning job, and simulate the timeline.
 
     Raises

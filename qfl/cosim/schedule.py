@@ -1,25 +1,16 @@
 """The network half of a co-simulation: when each learning operation happens.
 
 The timeline of a run depends on key rates, model sizes and compute times, never on learned
-values (ARCHITECTURE.md). So it is simulated first, on the network's SimPy clock, as plain
-SimPy processes: a local update holds its node for ``FLOPs / node speed`` of simulated time,
-and every model exchange is a :meth:`network.QKDNetwork.transfer`, which waits for key on
-every hop, queues on the links' bandwidth and propagates. The result, a :class:`Timeline`,
-says how many rounds completed before the horizon, when each ended, and which transfers
-failed (a fault with no way round). The learning half then executes exactly those rounds.
-
-Two families of schedules:
-
-* decentralized (Def-FD, Def-KT, gossip averaging): each round, the senders drawn by
-  :func:`qfl.algorithms.deffd.plan_round` (same seed, same draw as the learner) train
-  locally, send their model to their receiver over the network, and the receiver fuses it;
-  the round ends when every pair is done;
-* server-based (FedAvg, multi-exit FedAvg, SSL-backbone phase 1): the server sends the
-  global model (up to each client's exit) to every client, each trains and uploads, the
-  server aggregates what arrived; the round ends with the last upload.
+values (ARCHITECTURE.md). So it is simulated first, on the network's SimPy clock, by one
+generic runner of the methods' round plans (:mod:`qfl.cosim.plan`): a local update or a
+fusion holds its node for ``FLOPs / node speed`` of simulated time, and every send is a
+:meth:`network.QKDNetwork.transfer`, which waits for key on every hop, queues on the links'
+bandwidth and propagates. The result, a :class:`Timeline`, says how many rounds completed
+before the horizon, when each ended, and which transfers failed (a fault with no way
+round). The learning half then executes exactly those rounds.
 
 Compute contention on a node is not modelled beyond this: within a round a node does one
-thing at a time by construction (senders and receivers are disjoint).
+thing at a time by construction (a method's chains use disjoint nodes).
 """
 
 from __future__ import annotations
@@ -32,14 +23,9 @@ from typing import Any, cast
 import simpy
 
 from network import NetworkError, QKDNetwork, TransferRecord
+from qfl.cosim.plan import SERVER, Aggregate, Fuse, Op, RoundOps, Send, Train
 
-__all__ = [
-    "ComputeProfile",
-    "Timeline",
-    "decentralized_schedule",
-    "run_schedule",
-    "server_schedule",
-]
+__all__ = ["ComputeProfile", "Timeline", "run_plan", "run_schedule"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +69,10 @@ class ComputeProfile:
         """Simulated seconds of a local update of client ``i``."""
         e = self.local_epochs if epochs is None else epochs
         return e * self.train_sizes[i] * self.train_flops_per_sample[i] / self.flops_per_s[i]
+
+    def send_bytes(self, src: int, dst: int) -> int:
+        """Bytes of a send: the server's download to ``dst``, or ``src``'s upload."""
+        return self.download_bytes[dst] if src < 0 else self.upload_bytes[src]
 
     def fuse_s(self, i: int) -> float:
         """Simulated seconds of client ``i`` fusing a received model."""
@@ -166,84 +156,68 @@ def _send(
     return ok
 
 
-def decentralized_schedule(
+def _chain(
+    env: simpy.Environment,
+    net: QKDNetwork,
+    tl: Timeline,
+    profile: ComputeProfile,
+    server: str | None,
+    r: int,
+    chain: tuple[Op, ...],
+) -> Generator[simpy.Event, Any, bool]:
+    """One chain of a round's plan; ``False`` if one of its sends failed (it stops there)."""
+    names = profile.clients
+
+    def name(i: int) -> str:
+        return str(server) if i == SERVER else names[i]
+
+    for op in chain:
+        t0 = env.now
+        if isinstance(op, Train):
+            yield env.timeout(profile.train_s(op.node))
+            _op(tl, r, names[op.node], "local-update", t0, env.now)
+        elif isinstance(op, Fuse):
+            yield env.timeout(profile.fuse_s(op.node))
+            _op(tl, r, names[op.node], "fuse", t0, env.now)
+        elif isinstance(op, Send):
+            size = profile.send_bytes(op.src, op.dst)
+            ok = yield from _send(env, net, tl, r, name(op.src), name(op.dst), size, op.tag)
+            if not ok:
+                return False
+    return True
+
+
+def run_plan(
     env: simpy.Environment,
     net: QKDNetwork,
     profile: ComputeProfile,
-    plans: Callable[[int], Any],
+    plan_of: Callable[[int], RoundOps],
     rounds: int,
     tl: Timeline,
+    *,
+    server: str | None = None,
 ) -> Generator[simpy.Event, Any, None]:
-    """SimPy process: decentralized rounds (Def-FD, Def-KT, gossip averaging).
+    """SimPy process: the rounds of a method's plan, one after another.
 
     Parameters
     ----------
-    plans : callable
-        ``plans(r)`` -> the :class:`~qfl.algorithms.deffd.RoundPlan` of round ``r`` (senders
-        and ``transfers`` with integer ``src``/``dst`` client indices).
+    plan_of : callable
+        ``plan_of(r)`` -> the :class:`~qfl.cosim.plan.RoundOps` of round ``r``.
     rounds : int
         Rounds to run (the horizon may stop the environment earlier).
     tl : Timeline
         Filled in place.
+    server : str, optional
+        The aggregator's node (plans with :data:`~qfl.cosim.plan.SERVER`).
     """
-    names = profile.clients
-
-    def pair(r: int, src: int, dst: int | None) -> Generator[simpy.Event, Any, None]:
-        t0 = env.now
-        yield env.timeout(profile.train_s(src))
-        _op(tl, r, names[src], "local-update", t0, env.now)
-        if dst is None:
-            return
-        ok = yield from _send(
-            env, net, tl, r, names[src], names[dst], profile.upload_bytes[src], "model"
-        )
-        if ok:
-            t1 = env.now
-            yield env.timeout(profile.fuse_s(dst))
-            _op(tl, r, names[dst], "fuse", t1, env.now)
-
     for r in range(rounds):
-        plan = plans(r)
-        dst_of = {t.src: t.dst for t in plan.transfers}
-        procs = [env.process(pair(r, s, dst_of.get(s))) for s in plan.senders]
-        yield env.all_of(procs)
-        tl.round_end_s.append(env.now)
-        tl.rounds_done = r + 1
-
-
-def server_schedule(
-    env: simpy.Environment,
-    net: QKDNetwork,
-    profile: ComputeProfile,
-    server: str,
-    rounds: int,
-    tl: Timeline,
-    *,
-    tag: str = "global",
-) -> Generator[simpy.Event, Any, None]:
-    """SimPy process: synchronous server rounds (FedAvg, multi-exit FedAvg, SSL phase 1).
-
-    Each round the server sends every client its part of the global model; a client whose
-    download arrived trains and uploads; the server aggregates the uploads that arrived.
-    """
-    names = profile.clients
-
-    def client(r: int, i: int) -> Generator[simpy.Event, Any, bool]:
-        ok = yield from _send(env, net, tl, r, server, names[i], profile.download_bytes[i], tag)
-        if not ok:
-            return False
-        t0 = env.now
-        yield env.timeout(profile.train_s(i))
-        _op(tl, r, names[i], "local-update", t0, env.now)
-        up = yield from _send(env, net, tl, r, names[i], server, profile.upload_bytes[i], "update")
-        return bool(up)
-
-    for r in range(rounds):
-        procs = [env.process(client(r, i)) for i in range(len(names))]
+        ops = plan_of(r)
+        procs = [env.process(_chain(env, net, tl, profile, server, r, c)) for c in ops.chains]
         results = yield env.all_of(procs)
-        arrived = tuple(i for i, p in enumerate(procs) if results[p])
-        _op(tl, r, server, "aggregate", env.now, env.now)
-        tl.participants.append(arrived)
+        if any(isinstance(op, Aggregate) for op in ops.end):
+            arrived = tuple(i for i, p in enumerate(procs) if results[p])
+            _op(tl, r, str(server), "aggregate", env.now, env.now)
+            tl.participants.append(arrived)
         tl.round_end_s.append(env.now)
         tl.rounds_done = r + 1
 

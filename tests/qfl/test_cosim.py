@@ -20,7 +20,8 @@ from network import LinkSpec, NodeSpec, OneTimePad, QKDNetwork, TopologySpec
 from qfl.cosim import ReplayTransport, run_scenario, simulate_network
 from qfl.cosim.netbuild import build_topology, check_network
 from qfl.cosim.run import execute_learning, summarize_run, write_network_outputs
-from qfl.cosim.schedule import ComputeProfile, Timeline, run_schedule, server_schedule
+from qfl.cosim.plan import server_round
+from qfl.cosim.schedule import ComputeProfile, Timeline, run_plan, run_schedule
 from qfl.scenario import Scenario, ScenarioError
 
 Tiny = Callable[..., dict[str, Any]]
@@ -229,7 +230,8 @@ def test_server_schedule_with_a_client_cut_off() -> None:
 
     env.process(cut())
     tl = Timeline()
-    run_schedule(env, server_schedule(env, net, profile, "s", 2, tl), None, tl)
+    plan = run_plan(env, net, profile, lambda r: server_round(r, 2), 2, tl, server="s")
+    run_schedule(env, plan, None, tl)
     assert tl.rounds_done == 2
     # round 0: both updates arrive; round 1: c2's upload cannot (the server goes on)
     assert tl.participants == [(0, 1), (0,)]
@@ -241,12 +243,12 @@ def test_server_schedule_with_a_client_cut_off() -> None:
 
 def test_replay_transport_drops_only_the_failed_round() -> None:
     t = ReplayTransport(2, dropped=[(1, 0, 1)])
-    t.send(0, 1, "r0", n_bytes=1, tag="model")
-    t.round = 1
-    t.send(0, 1, "r1", n_bytes=1, tag="model")
-    t.send(1, 0, "back", n_bytes=1, tag="model")
-    assert [m.payload for m in t.receive(1)] == ["r0"]
-    assert [m.payload for m in t.receive(0)] == ["back"]
+    t.at(0).send(0, 1, "r0", n_bytes=1, tag="model")
+    r1 = t.at(1)
+    r1.send(0, 1, "r1", n_bytes=1, tag="model")
+    r1.send(1, 0, "back", n_bytes=1, tag="model")
+    assert [m.payload for m in r1.receive(1)] == ["r0"]
+    assert [m.payload for m in r1.receive(0)] == ["back"]
     assert t.n_dropped == 1
 
 

@@ -119,7 +119,7 @@ def test_config_rejects_bad_values_naming_them() -> None:
     with pytest.raises(UnknownNameError, match=r"method: must be one of .*got 'fedavg'"):
         DefFDConfig(method="fedavg")
     with pytest.raises(
-        UnknownNameError, match=r"engine: must be one of 'batched', 'sequential', got 'gpu'"
+        UnknownNameError, match=r"engine: must be one of 'auto', 'batched', 'sequential', got 'gpu'"
     ):
         DefFDConfig(engine="gpu")
     with pytest.raises(ParameterError, match=r"temperature: must be > 0, got 0"):

@@ -107,7 +107,7 @@ def test_payload_bytes_and_star_transport() -> None:
 def test_config_validation() -> None:
     with pytest.raises(ParameterError, match="rounds: must be an integer >= 1"):
         FedAvgConfig(rounds=0)
-    with pytest.raises(UnknownNameError, match="engine: must be one of 'batched', 'sequential'"):
+    with pytest.raises(UnknownNameError, match="engine: must be one of 'auto', 'batched', 'sequential'"):
         FedAvgConfig(engine="threads")
     with pytest.raises(ParameterError, match="lr: must be > 0"):
         FedAvgConfig(lr=0.0)

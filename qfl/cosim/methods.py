@@ -1,0 +1,106 @@
+"""The learning methods a scenario can name, in one registry.
+
+Each :class:`MethodSpec` says which datasets and models the method takes, how many clients
+it needs, whether it needs a server, and which learning job runs it (the job knows its
+round plan and its learning step). The scenario validates against this registry; the
+co-simulation builds jobs from it. Adding a method means adding its job and one entry here.
+
+Examples
+--------
+>>> spec = get_method("fedavg-multiexit")
+>>> spec.needs_server, spec.models_for("fashion-mnist")
+(True, ('resnet-me',))
+>>> sorted(METHODS)[:3]
+['def-fd', 'def-kt', 'fedavg']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from qkd.errors import UnknownNameError
+
+__all__ = ["METHODS", "MethodSpec", "get_method"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What the scenario and the co-simulation need to know of a learning method.
+
+    Attributes
+    ----------
+    name : str
+        The scenario's ``learning.method``.
+    family : {"decentralized", "server"}
+        Decentralized rounds (no server) or synchronous server rounds; also the learning
+        job that runs it (:data:`qfl.cosim.jobs.JOBS`).
+    models : mapping of str to tuple of str
+        Dataset -> the ``learning.model`` values it takes (the first is what runs when
+        ``model`` is not given).
+    min_clients, max_clients : int
+        How many client nodes it needs (``max_clients`` None: no limit).
+    job : str
+        Key of the learning job in :data:`qfl.cosim.jobs.JOBS`.
+    """
+
+    name: str
+    family: Literal["decentralized", "server"]
+    models: Mapping[str, tuple[str, ...]]
+    job: str
+    min_clients: int = 1
+    max_clients: int | None = None
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """The datasets it takes."""
+        return tuple(self.models)
+
+    @property
+    def needs_server(self) -> bool:
+        """Whether a node must aggregate (``learning.server`` or a node with role server)."""
+        return self.family == "server"
+
+    def models_for(self, dataset: str) -> tuple[str, ...]:
+        """The models it takes on ``dataset`` (empty if it does not take the dataset)."""
+        return self.models.get(dataset, ())
+
+
+_FMNIST_CNN = {"fashion-mnist": ("cnn",)}
+_MULTIEXIT = {"fashion-mnist": ("resnet-me",), "synthetic-har": ("lstm-me",),
+              "unimib-shar": ("lstm-me",)}  # fmt: skip
+
+METHODS: dict[str, MethodSpec] = {
+    m.name: m
+    for m in (
+        MethodSpec("def-fd", "decentralized", _FMNIST_CNN, "decentralized", min_clients=2),
+        MethodSpec("def-kt", "decentralized", _FMNIST_CNN, "decentralized", min_clients=2),
+        MethodSpec("gossip-avg", "decentralized", _FMNIST_CNN, "decentralized", min_clients=2),
+        MethodSpec("fedavg", "server", _MULTIEXIT, "fedavg"),
+        MethodSpec("fedavg-multiexit", "server", _MULTIEXIT, "fedavg"),
+        MethodSpec(
+            "ssl-backbone",
+            "server",
+            {"flowers102+intel": ("resnet18", "resnet50")},
+            "ssl",
+            min_clients=2,
+            max_clients=2,
+        ),
+    )
+}
+"""Every method, by name."""
+
+
+def get_method(name: str) -> MethodSpec:
+    """The registry entry of ``name``.
+
+    Raises
+    ------
+    UnknownNameError
+        Listing the known methods.
+    """
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise UnknownNameError("learning.method", name, tuple(METHODS)) from None

@@ -235,40 +235,51 @@ def write_json_atomic(obj: Any, path: Path) -> None:
 
 
 def _learn_job(
-    scenario_json: str, extra_eval_rounds: list[int], threads: int
+    scenario_json: str, timeline: dict[str, Any], extra_eval_rounds: list[int], threads: int
 ) -> list[dict[str, Any]]:
-    """Worker: rebuild the point's network run (deterministic) and train its rounds."""
+    """Worker: build the point's learning job and train the rounds of its timeline (the
+    network half was simulated by the parent; only its outcome comes here)."""
     import dataclasses
 
     import torch
 
-    from qfl.cosim.run import execute_learning, simulate_network
+    from qfl.cosim.netbuild import build_topology
+    from qfl.cosim.run import build_job, eval_rounds_for
+    from qfl.cosim.schedule import Timeline
 
     if threads > 0:
         torch.set_num_threads(threads)
     sc = Scenario.model_validate_json(scenario_json)
-    nrun = simulate_network(sc)
+    job = build_job(sc, build_topology(sc))
+    tl = Timeline(
+        rounds_done=timeline["rounds_done"],
+        dropped={tuple(d) for d in timeline["dropped"]},  # type: ignore[misc]
+    )
     out: list[dict[str, Any]] = []
 
     def got(_r: int, rows: list[Any]) -> None:
         out.extend(dataclasses.asdict(x) for x in rows)
 
-    execute_learning(nrun, got, extra_eval_rounds=extra_eval_rounds)
+    rounds = eval_rounds_for(tl.rounds_done, sc.learning.eval_every, extra_eval_rounds)
+    job.execute(tl, rounds, got)
     return out
 
 
 EXECUTORS = ("local", "ray", "inline")
 
 
+Task = tuple[str, dict[str, Any], list[int]]
+
+
 def _run_tasks(
-    tasks: Sequence[tuple[str, list[int]]], executor: str, jobs: int | None, address: str | None
+    tasks: Sequence[Task], executor: str, jobs: int | None, address: str | None
 ) -> list[list[dict[str, Any]]]:
-    """Run learning tasks ``(scenario_json, extra_eval_rounds)`` on the chosen executor."""
+    """Run learning tasks ``(scenario_json, timeline, extra_eval_rounds)`` on the executor."""
     import os
 
     cpus = os.cpu_count() or 1
     if executor == "inline" or (executor == "local" and (len(tasks) <= 1 or jobs == 1)):
-        return [_learn_job(s, e, 0) for s, e in tasks]
+        return [_learn_job(s, t, e, 0) for s, t, e in tasks]
     if executor == "local":
         import concurrent.futures as cf
         import multiprocessing as mp
@@ -277,7 +288,7 @@ def _run_tasks(
         threads = max(1, cpus // workers)
         ctx = mp.get_context("spawn")
         with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = [pool.submit(_learn_job, s, e, threads) for s, e in tasks]
+            futures = [pool.submit(_learn_job, s, t, e, threads) for s, t, e in tasks]
             return [f.result() for f in futures]
     if executor == "ray":
         try:
@@ -292,7 +303,7 @@ def _run_tasks(
             started = True
         try:
             remote = ray.remote(_learn_job)
-            refs = [remote.remote(s, e, 1) for s, e in tasks]
+            refs = [remote.remote(s, t, e, 1) for s, t, e in tasks]
             return list(ray.get(refs))
         finally:
             if started:
@@ -342,12 +353,8 @@ def run_sweep(
         The sweep table, a row per point.
     """
     from qfl.cosim.jobs import EvalRow
-    from qfl.cosim.run import (
-        eval_rounds_for,
-        simulate_network,
-        summarize_run,
-        write_network_outputs,
-    )
+    from qfl.cosim.outputs import RunFolder
+    from qfl.cosim.run import eval_rounds_for, simulate_network, summarize_run
 
     if executor not in EXECUTORS:
         raise ScenarioError(
@@ -384,7 +391,8 @@ def run_sweep(
             continue
         todo.append(p)
     # Network half of every point (cheap), then group points by learning inputs.
-    nruns = {p.index: simulate_network(p.scenario) for p in todo}
+    cache: dict[str, Any] = {}  # one learning job per distinct learning input, not per point
+    nruns = {p.index: simulate_network(p.scenario, job_cache=cache) for p in todo}
     groups: list[list[int]] = []
     for p in sorted(todo, key=lambda q: -nruns[q.index].timeline.rounds_done):
         nr = nruns[p.index]
@@ -400,7 +408,14 @@ def run_sweep(
     for g in groups:
         lead = nruns[g[0]]
         extra = sorted({nruns[i].timeline.rounds_done for i in g})
-        tasks.append((lead.scenario.model_dump_json(), extra))
+        tl = lead.timeline
+        tasks.append(
+            (
+                lead.scenario.model_dump_json(),
+                {"rounds_done": tl.rounds_done, "dropped": sorted(tl.dropped)},
+                extra,
+            )
+        )
     t_net = time.perf_counter() - t0
     t1 = time.perf_counter()
     results = _run_tasks(tasks, executor, jobs, address)
@@ -413,20 +428,15 @@ def run_sweep(
             nr = nruns[i]
             mine = eval_rounds_for(nr.timeline.rounds_done, p.scenario.learning.eval_every)
             prow = [r for r in all_rows if r.round in mine]
-            pdir = folder / "points" / p.slug
-            write_network_outputs(nr, pdir)
-            _write_metrics(pdir, nr, prow)
+            out = RunFolder(folder / "points" / p.slug, nr)
+            out.add(prow)
             summary = summarize_run(
                 nr, prow, status="complete",
                 wall={"network_s": nr.wall_s, "learning_shared_s": t_learn},
             )  # fmt: skip
             summary["learning_group"] = groups.index(g)
             summary["learning_group_size"] = len(g)
-            write_json_atomic(summary, pdir / "summary.json")
-            if plots:
-                from qfl.plots import plot_accuracy, read_csv
-
-                plot_accuracy(read_csv(pdir / "metrics.csv"), pdir / "accuracy.png")
+            out.close(summary, plots=plots)
             rows[i] = _table_row(spec, p, summary, resumed=False)
             if on_point is not None:
                 on_point(len(rows), len(points), rows[i])
@@ -512,15 +522,3 @@ def _table_row(
         row[k] = summary.get(k)
     row["resumed"] = resumed
     return row
-
-
-def _write_metrics(pdir: Path, nrun: Any, rows: Sequence[Any]) -> None:
-    from qfl.cosim.run import METRIC_COLUMNS, metric_row
-
-    tmp = pdir / "metrics.csv.tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(METRIC_COLUMNS))
-        w.writeheader()
-        for r in rows:
-            w.writerow(metric_row(r, nrun.timeline.round_end_s[r.round - 1]))
-    tmp.replace(pdir / "metrics.csv")

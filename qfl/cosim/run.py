@@ -2,30 +2,11 @@
 
 :func:`simulate_network` builds the network and the learning job and simulates the
 timeline (no training). :func:`execute_learning` trains exactly the rounds that completed.
-:func:`run_scenario` does both and writes the run folder:
-
-``scenario.yaml``
-    the resolved scenario (with ``--quick`` and ``--set`` applied);
-``topology.json``
-    nodes and links with their secret key rates (for the topology plot);
-``transfers.csv``, ``keypools.csv``, ``faults.csv``, ``ops.csv``
-    every transfer, key-pool change, fault and learning operation, in simulated time;
-``metrics.csv``
-    one row per evaluation and client (and ``node = mean``), appended as training runs;
-``summary.json``
-    final accuracy, time and rounds to the target accuracy, key generated / consumed /
-    wasted, time stalled on key, status (``complete`` or ``interrupted``);
-``accuracy.png``, ``keypools.png``, ``topology.png``
-    the plots.
-
-Every file but ``metrics.csv`` is written whole through a temporary file and renamed, and
-``metrics.csv`` is flushed after each evaluation, so an interrupted run leaves a consistent
-folder.
+:func:`run_scenario` does both and writes the run folder (:mod:`qfl.cosim.outputs`).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -35,10 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import simpy
-import yaml
 
 from network import QKDNetwork, schedule_faults
-from network.records import to_rows
 from qfl.cosim.jobs import EvalRow, Job, make_job
 from qfl.cosim.netbuild import (
     build_cipher,
@@ -47,24 +26,22 @@ from qfl.cosim.netbuild import (
     learning_clients,
     learning_server,
 )
+from qfl.cosim.outputs import RunFolder
 from qfl.cosim.schedule import Timeline, run_schedule
 from qfl.scenario import Scenario, ScenarioError
 from qkd.errors import QflError
 
 __all__ = [
-    "METRIC_COLUMNS",
     "NetworkRun",
     "RunResult",
+    "build_job",
     "eval_rounds_for",
     "execute_learning",
-    "metric_row",
+    "learning_key",
     "run_scenario",
     "simulate_network",
     "summarize_run",
-    "write_network_outputs",
 ]
-
-METRIC_COLUMNS = ("sim_time_s", "round", "node", "global_acc", "local_acc", "exit_acc")
 
 
 @dataclass
@@ -88,8 +65,42 @@ class RunResult:
     rows: list[EvalRow] = field(default_factory=list)
 
 
-def simulate_network(sc: Scenario, *, job: Job | None = None) -> NetworkRun:
+def learning_key(sc: Scenario, clients: list[str], flops: list[float], server: str | None) -> str:
+    """What a learning job is built from: runs with equal keys can share one job."""
+    data = {
+        "learning": sc.learning.model_dump(mode="json", exclude={"rounds", "eval_every"}),
+        "compute": sc.compute.model_dump(mode="json"),
+        "seed": sc.seed,
+        "nodes": [clients, flops, server],
+    }
+    return json.dumps(data, sort_keys=True)
+
+
+def build_job(sc: Scenario, topo: Any, cache: dict[str, Job] | None = None) -> Job:
+    """The learning job of ``sc`` on its built topology (from ``cache`` when an equal one is
+    there: a sweep's points share their learning inputs' datasets and models)."""
+    clients = learning_clients(sc, topo)
+    speed = {n.name: n.flops_per_s for n in topo.nodes}
+    flops = [speed[c] for c in clients]
+    server = learning_server(sc, topo)
+    key = learning_key(sc, clients, flops, server)
+    if cache is not None and key in cache:
+        return cache[key]
+    job = make_job(sc, clients, flops, server)
+    if cache is not None:
+        cache[key] = job
+    return job
+
+
+def simulate_network(
+    sc: Scenario, *, job: Job | None = None, job_cache: dict[str, Job] | None = None
+) -> NetworkRun:
     """Build the network and the learning job, and simulate the timeline.
+
+    Parameters
+    ----------
+    job : Job, optional
+        The learning job (default: built from the scenario, or taken from ``job_cache``).
 
     Raises
     ------
@@ -98,10 +109,8 @@ def simulate_network(sc: Scenario, *, job: Job | None = None) -> NetworkRun:
     """
     t0 = time.perf_counter()
     topo = check_network(sc)
-    clients = learning_clients(sc, topo)
-    speed = {n.name: n.flops_per_s for n in topo.nodes}
     if job is None:
-        job = make_job(sc, clients, [speed[c] for c in clients], learning_server(sc, topo))
+        job = build_job(sc, topo, job_cache)
     env = simpy.Environment()
     try:
         net = QKDNetwork(env, topo, build_cipher(sc), seed=sc.seed)
@@ -134,88 +143,6 @@ def execute_learning(
     tl = nrun.timeline
     rounds = eval_rounds_for(tl.rounds_done, nrun.scenario.learning.eval_every, extra_eval_rounds)
     nrun.job.execute(tl, rounds, on_eval)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-def _write_rows_atomic(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
-
-
-def _records_rows(records: Sequence[Any]) -> tuple[list[dict[str, Any]], list[str]]:
-    rows = to_rows(records)
-    cols = list(rows[0]) if rows else []
-    return rows, cols
-
-
-def write_network_outputs(nrun: NetworkRun, folder: Path) -> None:
-    """Write the resolved scenario, topology, transfers, key pools, faults and operations."""
-    folder.mkdir(parents=True, exist_ok=True)
-    sc = nrun.scenario
-    _write_text_atomic(
-        folder / "scenario.yaml",
-        yaml.safe_dump(sc.model_dump(mode="json"), sort_keys=False, allow_unicode=True),
-    )
-    topo = nrun.topology
-    topo_json = {
-        "nodes": [
-            {
-                "name": n.name,
-                "role": n.role,
-                "flops_per_s": n.flops_per_s,
-                "latitude": n.lat,
-                "longitude": n.lon,
-            }
-            for n in topo.nodes
-        ],
-        "links": [
-            {"a": lk.a, "b": lk.b, "length_km": lk.length_km, "skr_bps": lk.skr_bps}
-            for lk in topo.links
-        ],
-    }
-    _write_text_atomic(folder / "topology.json", json.dumps(topo_json, indent=2))
-    net = nrun.net
-    rows, cols = _records_rows([*net.records, *net.in_progress()])
-    _write_rows_atomic(folder / "transfers.csv", rows, cols or ["id"])
-    pool_rows = [
-        {
-            "sim_time_s": r.time,
-            "link": r.link,
-            "event": r.kind,
-            "bits": r.bits,
-            "level_bits": r.level,
-        }
-        for r in net.pool_log
-    ]
-    _write_rows_atomic(
-        folder / "keypools.csv", pool_rows, ["sim_time_s", "link", "event", "bits", "level_bits"]
-    )
-    frows, fcols = _records_rows(net.fault_log)
-    _write_rows_atomic(folder / "faults.csv", frows, fcols or ["time", "kind", "target", "detail"])
-    _write_rows_atomic(
-        folder / "ops.csv", nrun.timeline.ops, ["round", "node", "op", "start_s", "end_s"]
-    )
-
-
-def metric_row(row: EvalRow, t: float) -> dict[str, Any]:
-    """One ``metrics.csv`` row: an evaluation at simulated time ``t`` (blank where n/a)."""
-    return {
-        "sim_time_s": t,
-        "round": row.round,
-        "node": row.node,
-        "global_acc": "" if math.isnan(row.global_acc) else f"{row.global_acc:.6f}",
-        "local_acc": "" if math.isnan(row.local_acc) else f"{row.local_acc:.6f}",
-        "exit_acc": ";".join(f"{a:.6f}" for a in row.exit_acc),
-    }
 
 
 def summarize_run(
@@ -289,7 +216,8 @@ def run_scenario(
     sc : Scenario
         The resolved scenario.
     folder : Path or None
-        The run folder (created); None keeps everything in memory.
+        The run folder (created; see :mod:`qfl.cosim.outputs`); None keeps everything in
+        memory.
     on_eval : callable, optional
         ``on_eval(round, sim_time_s, rows)`` after each evaluation (progress display).
     on_network : callable, optional
@@ -305,27 +233,17 @@ def run_scenario(
     t0 = time.perf_counter()
     nrun = simulate_network(sc)
     wall = {"network_s": nrun.wall_s}
-    if folder is not None:
-        write_network_outputs(nrun, folder)
+    out = RunFolder(folder, nrun) if folder is not None else None
     if on_network is not None:
         on_network(nrun)
     rows: list[EvalRow] = []
-    metrics_fh = None
-    writer = None
-    if folder is not None:
-        metrics_fh = open(folder / "metrics.csv", "w", newline="", encoding="utf-8")
-        writer = csv.DictWriter(metrics_fh, fieldnames=list(METRIC_COLUMNS))
-        writer.writeheader()
-        metrics_fh.flush()
 
     def got(r: int, new: list[EvalRow]) -> None:
-        t = nrun.timeline.round_end_s[r - 1]
         rows.extend(new)
-        if writer is not None and metrics_fh is not None:
-            writer.writerows(metric_row(x, t) for x in new)
-            metrics_fh.flush()
+        if out is not None:
+            out.add(new)
         if on_eval is not None:
-            on_eval(r, t, new)
+            on_eval(r, nrun.timeline.round_end_s[r - 1], new)
 
     status = "complete"
     t1 = time.perf_counter()
@@ -335,15 +253,9 @@ def run_scenario(
         status = "interrupted"
         raise
     finally:
-        if metrics_fh is not None:
-            metrics_fh.close()
         wall["learning_s"] = time.perf_counter() - t1
         wall["total_s"] = time.perf_counter() - t0
         summary = summarize_run(nrun, rows, status=status, wall=wall)
-        if folder is not None:
-            _write_text_atomic(folder / "summary.json", json.dumps(summary, indent=2))
-            if sc.outputs.plots if plots is None else plots:
-                from qfl.plots import redraw
-
-                redraw(folder)
+        if out is not None:
+            out.close(summary, plots=sc.outputs.plots if plots is None else plots)
     return RunResult(folder, summary, rows)

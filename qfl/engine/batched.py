@@ -96,7 +96,9 @@ class BatchedTrainer(TrainerBase):
 
     Examples
     --------
+    >>> import torch
     >>> import torch.nn.functional as F
+    >>> from torch import nn
     >>> from qfl.engine import sgd, stack_models
     >>> models = [nn.Linear(4, 3) for _ in range(2)]
     >>> params, _ = stack_models(models)

@@ -19,8 +19,9 @@ import yaml
 from network import LinkSpec, NodeSpec, OneTimePad, QKDNetwork, TopologySpec
 from qfl.cosim import ReplayTransport, run_scenario, simulate_network
 from qfl.cosim.netbuild import build_topology, check_network
-from qfl.cosim.run import execute_learning, summarize_run, write_network_outputs
+from qfl.cosim.outputs import write_network_outputs
 from qfl.cosim.plan import server_round
+from qfl.cosim.run import execute_learning, summarize_run
 from qfl.cosim.schedule import ComputeProfile, Timeline, run_plan, run_schedule
 from qfl.scenario import Scenario, ScenarioError
 

@@ -1,0 +1,160 @@
+"""The run folder: one writer for ``qfl simulate`` and every point of ``qfl sweep``.
+
+``scenario.yaml``
+    the resolved scenario (with ``--quick`` and ``--set`` applied);
+``topology.json``
+    nodes and links with their secret key rates (for the topology plot);
+``transfers.csv``, ``keypools.csv``, ``faults.csv``, ``ops.csv``
+    every transfer, key-pool change, fault and learning operation, in simulated time;
+``metrics.csv``
+    one row per evaluation and client (and ``node = mean``), appended as training runs;
+``summary.json``
+    final accuracy, time and rounds to the target accuracy, key generated / consumed /
+    wasted, time stalled on key, status;
+``accuracy.png``, ``keypools.png``, ``topology.png``
+    the plots.
+
+Every file but ``metrics.csv`` is written whole through a temporary file and renamed, and
+``metrics.csv`` is flushed after each evaluation, so an interrupted run leaves a consistent
+folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from network.records import to_rows
+from qfl.cosim.jobs import EvalRow
+
+if TYPE_CHECKING:
+    from qfl.cosim.run import NetworkRun
+
+__all__ = ["METRIC_COLUMNS", "RunFolder", "metric_row", "write_network_outputs"]
+
+METRIC_COLUMNS = ("sim_time_s", "round", "node", "global_acc", "local_acc", "exit_acc")
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _write_rows_atomic(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
+
+
+def _records_rows(records: Sequence[Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    rows = to_rows(records)
+    cols = list(rows[0]) if rows else []
+    return rows, cols
+
+
+def write_network_outputs(nrun: NetworkRun, folder: Path) -> None:
+    """Write the resolved scenario, topology, transfers, key pools, faults and operations."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sc = nrun.scenario
+    _write_text_atomic(
+        folder / "scenario.yaml",
+        yaml.safe_dump(sc.model_dump(mode="json"), sort_keys=False, allow_unicode=True),
+    )
+    topo = nrun.topology
+    topo_json = {
+        "nodes": [
+            {
+                "name": n.name,
+                "role": n.role,
+                "flops_per_s": n.flops_per_s,
+                "latitude": n.lat,
+                "longitude": n.lon,
+            }
+            for n in topo.nodes
+        ],
+        "links": [
+            {"a": lk.a, "b": lk.b, "length_km": lk.length_km, "skr_bps": lk.skr_bps}
+            for lk in topo.links
+        ],
+    }
+    _write_text_atomic(folder / "topology.json", json.dumps(topo_json, indent=2))
+    net = nrun.net
+    rows, cols = _records_rows([*net.records, *net.in_progress()])
+    _write_rows_atomic(folder / "transfers.csv", rows, cols or ["id"])
+    pool_rows = [
+        {
+            "sim_time_s": r.time,
+            "link": r.link,
+            "event": r.kind,
+            "bits": r.bits,
+            "level_bits": r.level,
+        }
+        for r in net.pool_log
+    ]
+    _write_rows_atomic(
+        folder / "keypools.csv", pool_rows, ["sim_time_s", "link", "event", "bits", "level_bits"]
+    )
+    frows, fcols = _records_rows(net.fault_log)
+    _write_rows_atomic(folder / "faults.csv", frows, fcols or ["time", "kind", "target", "detail"])
+    _write_rows_atomic(
+        folder / "ops.csv", nrun.timeline.ops, ["round", "node", "op", "start_s", "end_s"]
+    )
+
+
+def metric_row(row: EvalRow, t: float) -> dict[str, Any]:
+    """One ``metrics.csv`` row: an evaluation at simulated time ``t`` (blank where n/a)."""
+    return {
+        "sim_time_s": t,
+        "round": row.round,
+        "node": row.node,
+        "global_acc": "" if math.isnan(row.global_acc) else f"{row.global_acc:.6f}",
+        "local_acc": "" if math.isnan(row.local_acc) else f"{row.local_acc:.6f}",
+        "exit_acc": ";".join(f"{a:.6f}" for a in row.exit_acc),
+    }
+
+
+class RunFolder:
+    """A run folder being written: network outputs first, then evaluations, then the end.
+
+    Parameters
+    ----------
+    folder : Path
+        Created if missing.
+    nrun : NetworkRun
+        The network half of the run (its outputs are written at once).
+    """
+
+    def __init__(self, folder: Path, nrun: NetworkRun) -> None:
+        self.folder = folder
+        self._round_end = nrun.timeline.round_end_s
+        write_network_outputs(nrun, folder)
+        self._fh = open(folder / "metrics.csv", "w", newline="", encoding="utf-8")
+        self._writer = csv.DictWriter(self._fh, fieldnames=list(METRIC_COLUMNS))
+        self._writer.writeheader()
+        self._fh.flush()
+
+    def add(self, rows: Sequence[EvalRow]) -> None:
+        """Append evaluations (each at the simulated end of its round) and flush."""
+        self._writer.writerows(metric_row(x, self._round_end[x.round - 1]) for x in rows)
+        self._fh.flush()
+
+    def close(self, summary: dict[str, Any] | None = None, *, plots: bool = False) -> None:
+        """Close ``metrics.csv``; write ``summary.json`` and draw the plots if asked."""
+        if not self._fh.closed:
+            self._fh.close()
+        if summary is not None:
+            _write_text_atomic(self.folder / "summary.json", json.dumps(summary, indent=2))
+        if plots:
+            from qfl.plots import redraw
+
+            redraw(self.folder)

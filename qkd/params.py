@@ -55,6 +55,7 @@ __all__ = [
     "QKDSystem",
     "Source",
     "get_preset",
+    "with_overrides",
 ]
 
 
@@ -246,3 +247,77 @@ def get_preset(name: str) -> QKDSystem:
         return PRESETS[name]
     except KeyError:
         raise UnknownNameError("preset", name, sorted(PRESETS)) from None
+
+
+def with_overrides(
+    system: QKDSystem | str,
+    *,
+    attenuation_db_per_km: float | None = None,
+    efficiency: float | None = None,
+    dark_count_prob: float | None = None,
+    clock_hz: float | None = None,
+    decoy: float | None = None,
+    misalignment: float | None = None,
+    f_ec: float | None = None,
+    sifting: float | None = None,
+) -> QKDSystem:
+    """A system (or the preset named ``system``) with some parameters replaced.
+
+    The one place that builds a link's system from a preset and overrides (scenarios,
+    GraphML links, ``qfl keyrate`` options). ``None`` keeps the system's value; ``decoy``
+    replaces the weak decoy intensity.
+
+    Raises
+    ------
+    ParameterError
+        Named after the field of the bad value (``detector.efficiency: must be in (0, 1],
+        got 2.0``), so a caller can rename it to its own option or YAML path.
+
+    Examples
+    --------
+    >>> s = with_overrides("gys-2004", efficiency=0.1, attenuation_db_per_km=0.18)
+    >>> s.detector.efficiency, s.fibre.attenuation_db_per_km, s.source.clock_hz
+    (0.1, 0.18, 2000000.0)
+    >>> with_overrides("gys-2004", efficiency=2.0)
+    Traceback (most recent call last):
+    ...
+    qkd.errors.ParameterError: detector.efficiency: must be in (0, 1], got 2.0
+    """
+    out = get_preset(system) if isinstance(system, str) else system
+
+    def apply(keyword: str, value: Any, change: Any) -> None:
+        nonlocal out
+        if value is not None:
+            out = change()
+
+    det, src = out.detector, out.source
+    apply(
+        "attenuation_db_per_km",
+        attenuation_db_per_km,
+        lambda: out.replace(fibre=Fibre(attenuation_db_per_km)),
+    )  # type: ignore[arg-type]
+    apply(
+        "efficiency",
+        efficiency,
+        lambda: out.replace(detector=dataclasses.replace(det, efficiency=efficiency)),
+    )
+    det = out.detector
+    apply(
+        "dark_count_prob",
+        dark_count_prob,
+        lambda: out.replace(detector=dataclasses.replace(det, dark_count_prob=dark_count_prob)),
+    )
+    apply(
+        "clock_hz",
+        clock_hz,
+        lambda: out.replace(source=dataclasses.replace(src, clock_hz=clock_hz)),
+    )
+    src = out.source
+    apply(
+        "decoy",
+        decoy,
+        lambda: out.replace(source=dataclasses.replace(src, decoys=(decoy, *src.decoys[1:]))),
+    )
+    for keyword, value in (("misalignment", misalignment), ("f_ec", f_ec), ("sifting", sifting)):
+        apply(keyword, value, lambda k=keyword, v=value: out.replace(**{k: v}))
+    return out

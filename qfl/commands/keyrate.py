@@ -11,11 +11,9 @@ Bad values raise :class:`~qkd.errors.ParameterError` naming the option, which
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import Annotated, Any, TypeVar
 
 import numpy as np
@@ -25,7 +23,7 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from qkd.errors import ParameterError, UnknownNameError
-from qkd.params import PRESETS, Detector, Fibre, QKDSystem, get_preset
+from qkd.params import PRESETS, QKDSystem, get_preset, with_overrides
 from qkd.rates import (
     PROTOCOLS,
     gain_and_qber,
@@ -141,29 +139,24 @@ def build_system(
     0.1
     """
     system = _with_option("--preset", lambda: get_preset(preset))
-    if attenuation is not None:
-        fibre = _with_option("--attenuation", lambda: Fibre(attenuation))
-        system = dataclasses.replace(system, fibre=fibre)
-    det = system.detector
-    if efficiency is not None:
-        det = _with_option("--efficiency", lambda: Detector(efficiency, det.dark_count_prob))
-    if dark_count is not None:
-        det = _with_option("--dark-count", lambda: Detector(det.efficiency, dark_count))
-    src = system.source
-    if clock_hz is not None:
-        src = _with_option("--clock-hz", lambda: dataclasses.replace(src, clock_hz=clock_hz))
-    if decoy is not None:
-        decoys = (decoy, *src.decoys[1:])
-        src = _with_option("--decoy", lambda: dataclasses.replace(src, decoys=decoys))
-    system = dataclasses.replace(system, detector=det, source=src)
-    for option, field, value in (
-        ("--misalignment", "misalignment", misalignment),
-        ("--f-ec", "f_ec", f_ec),
-        ("--sifting", "sifting", sifting),
-    ):
-        if value is not None:
-            system = _with_option(option, partial(system.replace, **{field: value}))
-    return system
+    options = {
+        "fibre.attenuation_db_per_km": "--attenuation",
+        "detector.efficiency": "--efficiency",
+        "detector.dark_count_prob": "--dark-count",
+        "source.clock_hz": "--clock-hz",
+        "source.decoys[0]": "--decoy",
+        "misalignment": "--misalignment",
+        "f_ec": "--f-ec",
+        "sifting": "--sifting",
+    }
+    try:
+        return with_overrides(
+            system, attenuation_db_per_km=attenuation, efficiency=efficiency,
+            dark_count_prob=dark_count, clock_hz=clock_hz, decoy=decoy,
+            misalignment=misalignment, f_ec=f_ec, sifting=sifting,
+        )  # fmt: skip
+    except ParameterError as exc:
+        raise _renamed(exc, options) from None
 
 
 def keyrate_rows(

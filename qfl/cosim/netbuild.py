@@ -28,7 +28,7 @@ from network import (
 from network.faults import Fault
 from qfl.scenario import Scenario, ScenarioError, check_fault_links, check_node_refs
 from qkd.errors import QflError, UnknownNameError
-from qkd.params import QKDSystem, get_preset
+from qkd.params import QKDSystem, get_preset, with_overrides
 
 __all__ = [
     "build_cipher",
@@ -55,26 +55,13 @@ def qkd_system(sc: Scenario, preset: str | None = None, *, where: str = "") -> Q
         path = "qkd.preset" if preset is None else (where or "topology.links[].preset")
         allowed = ", ".join(repr(c) for c in exc.choices)
         raise ScenarioError(path, f"must be one of {allowed}, got {name!r}") from None
-    if q.misalignment is not None:
-        system = system.replace(misalignment=q.misalignment)
-    if q.detector_efficiency is not None or q.dark_count_prob is not None:
-        det = system.detector
-        system = system.replace(
-            detector=replace(
-                det,
-                efficiency=det.efficiency
-                if q.detector_efficiency is None
-                else q.detector_efficiency,
-                dark_count_prob=(
-                    det.dark_count_prob if q.dark_count_prob is None else q.dark_count_prob
-                ),
-            )
-        )
-    if q.attenuation_db_per_km is not None:
-        system = system.replace(
-            fibre=replace(system.fibre, attenuation_db_per_km=q.attenuation_db_per_km)
-        )
-    return system
+    return with_overrides(
+        system,
+        misalignment=q.misalignment,
+        efficiency=q.detector_efficiency,
+        dark_count_prob=q.dark_count_prob,
+        attenuation_db_per_km=q.attenuation_db_per_km,
+    )
 
 
 def _link_spec(sc: Scenario, i: int, a: str, b: str, length_km: float) -> LinkSpec:

@@ -318,6 +318,76 @@ def _prefix_of(short: Any, long: Any) -> bool:
     return short[1] == drops_long and tuple(short[2]) == tuple(long[2][: len(short[2])])
 
 
+def _pending(
+    spec: SweepSpec, points: Sequence[SweepPoint], folder: Path, rows: dict[int, dict[str, Any]]
+) -> list[SweepPoint]:
+    """The points to run on ``--resume``; the finished ones' table rows go into ``rows``."""
+    todo = []
+    for p in points:
+        pdir = folder / "points" / p.slug
+        done = _read_summary(pdir)
+        if (
+            done is not None
+            and done.get("status") == "complete"
+            and _same_scenario(pdir, p.scenario)
+        ):
+            rows[p.index] = _table_row(spec, p, done, resumed=True)
+        else:
+            todo.append(p)
+    return todo
+
+
+def _learning_groups(nruns: Mapping[int, Any]) -> list[list[int]]:
+    """Points whose learning inputs are equal and whose timelines are prefixes of the first
+    (longest) one's: one learning execution serves them all."""
+    groups: list[list[int]] = []
+    for i in sorted(nruns, key=lambda j: -nruns[j].timeline.rounds_done):
+        nr = nruns[i]
+        ident, struct = nr.job.identity(), nr.timeline.structure()
+        for g in groups:
+            lead = nruns[g[0]]
+            if lead.job.identity() == ident and _prefix_of(struct, lead.timeline.structure()):
+                g.append(i)
+                break
+        else:
+            groups.append([i])
+    return groups
+
+
+def _task(nruns: Mapping[int, Any], group: Sequence[int]) -> Task:
+    """The learning task of a group: its lead's scenario and timeline, every evaluation."""
+    lead = nruns[group[0]]
+    tl = lead.timeline
+    extra = sorted({nruns[i].timeline.rounds_done for i in group})
+    timeline = {"rounds_done": tl.rounds_done, "dropped": sorted(tl.dropped)}
+    return lead.scenario.model_dump_json(), timeline, extra
+
+
+def _write_point(
+    folder: Path,
+    nr: Any,
+    all_rows: Sequence[Any],
+    *,
+    plots: bool,
+    group: tuple[int, int],
+    wall: dict[str, float],
+) -> dict[str, Any]:
+    """Write one point's run folder (``folder``) from its group's evaluations; return its
+    summary."""
+    from qfl.cosim.outputs import RunFolder
+    from qfl.cosim.run import eval_rounds_for, summarize_run
+
+    sc = nr.scenario
+    mine = eval_rounds_for(nr.timeline.rounds_done, sc.learning.eval_every)
+    prow = [r for r in all_rows if r.round in mine]
+    out = RunFolder(folder, nr)
+    out.add(prow)
+    summary = summarize_run(nr, prow, status="complete", wall=wall)
+    summary["learning_group"], summary["learning_group_size"] = group
+    out.close(summary, plots=plots)
+    return summary
+
+
 def run_sweep(
     spec: SweepSpec,
     folder: Path,
@@ -353,8 +423,7 @@ def run_sweep(
         The sweep table, a row per point.
     """
     from qfl.cosim.jobs import EvalRow
-    from qfl.cosim.outputs import RunFolder
-    from qfl.cosim.run import eval_rounds_for, simulate_network, summarize_run
+    from qfl.cosim.run import simulate_network
 
     if executor not in EXECUTORS:
         raise ScenarioError(
@@ -377,67 +446,26 @@ def run_sweep(
     }
     write_json_atomic(meta, folder / "sweep.json")
     rows: dict[int, dict[str, Any]] = {}
-    todo = []
-    for p in points:
-        pdir = folder / "points" / p.slug
-        done = _read_summary(pdir)
-        if (
-            resume
-            and done is not None
-            and done.get("status") == "complete"
-            and _same_scenario(pdir, p.scenario)
-        ):
-            rows[p.index] = _table_row(spec, p, done, resumed=True)
-            continue
-        todo.append(p)
+    todo = _pending(spec, points, folder, rows) if resume else list(points)
     # Network half of every point (cheap), then group points by learning inputs.
     cache: dict[str, Any] = {}  # one learning job per distinct learning input, not per point
     nruns = {p.index: simulate_network(p.scenario, job_cache=cache) for p in todo}
-    groups: list[list[int]] = []
-    for p in sorted(todo, key=lambda q: -nruns[q.index].timeline.rounds_done):
-        nr = nruns[p.index]
-        key = (nr.job.identity(), nr.timeline.structure())
-        for g in groups:
-            lead = nruns[g[0]]
-            if lead.job.identity() == key[0] and _prefix_of(key[1], lead.timeline.structure()):
-                g.append(p.index)
-                break
-        else:
-            groups.append([p.index])
-    tasks = []
-    for g in groups:
-        lead = nruns[g[0]]
-        extra = sorted({nruns[i].timeline.rounds_done for i in g})
-        tl = lead.timeline
-        tasks.append(
-            (
-                lead.scenario.model_dump_json(),
-                {"rounds_done": tl.rounds_done, "dropped": sorted(tl.dropped)},
-                extra,
-            )
-        )
+    groups = _learning_groups(nruns)
+    tasks = [_task(nruns, g) for g in groups]
     t_net = time.perf_counter() - t0
     t1 = time.perf_counter()
     results = _run_tasks(tasks, executor, jobs, address)
     t_learn = time.perf_counter() - t1
     by_point = {p.index: p for p in points}
-    for g, res in zip(groups, results, strict=True):
+    for k, (g, res) in enumerate(zip(groups, results, strict=True)):
         all_rows = [EvalRow(**{**r, "exit_acc": tuple(r["exit_acc"])}) for r in res]
         for i in g:
-            p = by_point[i]
-            nr = nruns[i]
-            mine = eval_rounds_for(nr.timeline.rounds_done, p.scenario.learning.eval_every)
-            prow = [r for r in all_rows if r.round in mine]
-            out = RunFolder(folder / "points" / p.slug, nr)
-            out.add(prow)
-            summary = summarize_run(
-                nr, prow, status="complete",
-                wall={"network_s": nr.wall_s, "learning_shared_s": t_learn},
-            )  # fmt: skip
-            summary["learning_group"] = groups.index(g)
-            summary["learning_group_size"] = len(g)
-            out.close(summary, plots=plots)
-            rows[i] = _table_row(spec, p, summary, resumed=False)
+            wall = {"network_s": nruns[i].wall_s, "learning_shared_s": t_learn}
+            pdir = folder / "points" / by_point[i].slug
+            summary = _write_point(
+                pdir, nruns[i], all_rows, plots=plots, group=(k, len(g)), wall=wall
+            )
+            rows[i] = _table_row(spec, by_point[i], summary, resumed=False)
             if on_point is not None:
                 on_point(len(rows), len(points), rows[i])
     table = [rows[i] for i in sorted(rows)]

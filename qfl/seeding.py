@@ -14,7 +14,16 @@ import numpy as np
 
 from qkd.errors import ParameterError
 
-__all__ = ["DefFDKey", "ExperimentKey", "FedAvgKey", "MultiExitKey", "SSLKey", "Seed", "derive_seed", "int_seed"]
+__all__ = [
+    "DefFDKey",
+    "ExperimentKey",
+    "FedAvgKey",
+    "MultiExitKey",
+    "SSLKey",
+    "Seed",
+    "derive_seed",
+    "int_seed",
+]
 
 Seed = int | np.random.SeedSequence
 

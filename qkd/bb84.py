@@ -413,7 +413,11 @@ class _Model:
 def _detect_chunk(
     model: _Model, rng: np.random.Generator, u: NDArray[np.float64]
 ) -> tuple[dict[str, NDArray], NDArray[np.int64]]:
-    """Simulate one chunk of pulses; return per-detection arrays and per-cell pulse counts."""
+    """Simulate one chunk of pulses; return per-detection arrays and per-cell pulse counts.
+
+    Kept as one function: one vectorized pass over a chunk of pulses (detection, dark
+    counts, double clicks).
+    """
     cells = model.cells
     m = u.size
     rng.random(out=u)

@@ -43,6 +43,7 @@ from qkd.bb84 import as_generator, sift, simulate
 from qkd.cascade import reconcile
 from qkd.errors import ParameterError
 from qkd.params import QKDSystem
+from qkd.rates import ABORT_QBER
 
 __all__ = ["DistillResult", "distill", "generate_key", "simulate_and_distill"]
 
@@ -128,7 +129,7 @@ def distill(
     qber_sample_fraction: float = 0.1,
     epsilon_sec: float = 1e-10,
     seed: Seed,
-    qber_threshold: float = 0.11,
+    qber_threshold: float = ABORT_QBER,
     frame_bits: int = 1 << 17,
     passes: int = 14,
     tag_bits: int = 64,
@@ -173,6 +174,9 @@ def distill(
     (False, True)
     >>> 0.5 < res.final_length / 180_000 < 0.8
     True
+
+    Kept as one function: sifting, estimation, reconciliation, verification and
+    amplification run in the order of the protocol and share its bookkeeping.
     """
     a = _check_key(alice, "alice")
     b = _check_key(bob, "bob")

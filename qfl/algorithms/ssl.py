@@ -703,6 +703,9 @@ def train_heads(
     -------
     tuple of TaskResult
         One per client, in order.
+
+    Kept as one function: feature caching, padded heads and the batched training are one
+    pipeline with shared locals.
     """
     if not clients:
         raise ParameterError("clients", "[]", "at least one client")

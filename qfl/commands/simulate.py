@@ -13,7 +13,7 @@ from rich.table import Table
 
 from qfl.scenario import Scenario, ScenarioError, apply_overrides, load_scenario
 
-__all__ = ["next_run_folder", "resolve_scenario", "simulate"]
+__all__ = ["next_run_folder", "resolve_scenario", "simulate", "summary_table"]
 
 
 def resolve_scenario(file: Path, quick: bool, sets: list[str] | None) -> Scenario:
@@ -64,6 +64,41 @@ def _bits(x: float) -> str:
         if abs(x) >= scale:
             return f"{x / scale:.3g} {unit}"
     return f"{x:.3g} bit"
+
+
+def summary_table(sc: Scenario, s: dict[str, Any]) -> Table:
+    """The table ``qfl simulate`` prints at the end of a run, from its summary."""
+    table = Table(
+        title=f"{sc.name}: {sc.learning.method} over {sc.cipher.policy}", show_header=False
+    )
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("rounds done / planned", f"{s['rounds_done']} / {s['rounds_planned']}")
+    table.add_row("simulated time", _fmt_time(s["sim_time_end_s"]))
+    table.add_row("final global accuracy", _pct(s["final_global_acc"]))
+    table.add_row("final local accuracy", _pct(s["final_local_acc"]))
+    if s["final_exit_acc"]:
+        table.add_row(
+            "accuracy per exit", " / ".join(f"{100 * a:.1f}" for a in s["final_exit_acc"])
+        )
+    table.add_row(
+        f"time to {100 * s['target_accuracy']:.0f} %",
+        _fmt_time(s["time_to_target_s"])
+        + (f" (round {s['rounds_to_target']})" if s["rounds_to_target"] else ""),
+    )
+    table.add_row("mean key rate per link", f"{_bits(s['mean_skr_bps'])}/s")
+    key = " / ".join(
+        _bits(s[k]) for k in ("key_generated_bits", "key_consumed_bits", "key_wasted_bits")
+    )
+    table.add_row("key generated / consumed / wasted", key)
+    table.add_row("time stalled on key (all transfers)", _fmt_time(s["time_stalled_on_key_s"]))
+    table.add_row(
+        "transfers delivered / failed", f"{s['transfers_delivered']} / {s['transfers_failed']}"
+    )
+    if s.get("transfers_dropped"):
+        table.add_row("models never received (faults, no key)", str(s["transfers_dropped"]))
+    table.add_row("wall time", _fmt_time(s["wall_s"]["total_s"]))
+    return table
 
 
 def simulate(
@@ -124,36 +159,5 @@ def simulate(
     except KeyboardInterrupt:
         console.print(f"interrupted: the partial run is in {folder}", markup=False)
         raise typer.Exit(130) from None
-    s = result.summary
-    table = Table(
-        title=f"{sc.name}: {sc.learning.method} over {sc.cipher.policy}", show_header=False
-    )
-    table.add_column("what")
-    table.add_column("value", justify="right")
-    table.add_row("rounds done / planned", f"{s['rounds_done']} / {s['rounds_planned']}")
-    table.add_row("simulated time", _fmt_time(s["sim_time_end_s"]))
-    table.add_row("final global accuracy", _pct(s["final_global_acc"]))
-    table.add_row("final local accuracy", _pct(s["final_local_acc"]))
-    if s["final_exit_acc"]:
-        table.add_row(
-            "accuracy per exit", " / ".join(f"{100 * a:.1f}" for a in s["final_exit_acc"])
-        )
-    table.add_row(
-        f"time to {100 * s['target_accuracy']:.0f} %",
-        _fmt_time(s["time_to_target_s"])
-        + (f" (round {s['rounds_to_target']})" if s["rounds_to_target"] else ""),
-    )
-    table.add_row("mean key rate per link", f"{_bits(s['mean_skr_bps'])}/s")
-    key = " / ".join(
-        _bits(s[k]) for k in ("key_generated_bits", "key_consumed_bits", "key_wasted_bits")
-    )
-    table.add_row("key generated / consumed / wasted", key)
-    table.add_row("time stalled on key (all transfers)", _fmt_time(s["time_stalled_on_key_s"]))
-    table.add_row(
-        "transfers delivered / failed", f"{s['transfers_delivered']} / {s['transfers_failed']}"
-    )
-    if s.get("transfers_dropped"):
-        table.add_row("models never received (faults, no key)", str(s["transfers_dropped"]))
-    table.add_row("wall time", _fmt_time(s["wall_s"]["total_s"]))
-    console.print(table)
+    console.print(summary_table(sc, result.summary))
     console.print(f"run folder: {folder}", markup=False)

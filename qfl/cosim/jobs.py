@@ -142,7 +142,6 @@ class DecentralizedJob(Job):
     def __init__(self, sc: Scenario, clients: Sequence[str], flops: Sequence[float]) -> None:
         import torch
 
-        from qfl.algorithms.deffd import DefFDConfig
         from qfl.data import load_fashion_mnist
         from qfl.experiments.deffd import DefFDSetup, make_clients
         from qfl.models import FeatureCNN, count_flops
@@ -161,27 +160,8 @@ class DecentralizedJob(Job):
             eval_every=lr.eval_every,
             seed=sc.seed,
         )
-        if not isinstance(lr.temperature, float | int):
-            raise ScenarioError(
-                "learning.temperature",
-                f"must be a number > 0 for {lr.method} (the adaptive schedule is multi-exit's), "
-                f"got {lr.temperature!r}",
-            )
+        self.config = self._config()
         try:
-            self.config = DefFDConfig(
-                method=lr.method,
-                feature_loss=lr.feature_loss,
-                gamma=lr.gamma,
-                temperature=float(lr.temperature),
-                local_epochs=lr.local_epochs,
-                fusion_epochs=lr.fusion_epochs,
-                lr=lr.lr,
-                momentum=lr.momentum,
-                weight_decay=lr.weight_decay,
-                batch_size=lr.batch_size,
-                senders_per_round=lr.senders_per_round,
-                engine=lr.engine,
-            )
             self.n_senders = self.config.n_senders(n)
             train, test = load_fashion_mnist()
             self.clients, self.test = make_clients(train, test, self.setup)
@@ -208,6 +188,35 @@ class DecentralizedJob(Job):
             local_epochs=lr.local_epochs,
             fusion_epochs=lr.fusion_epochs,
         )
+
+    def _config(self) -> Any:
+        """The scenario's hyperparameters as a :class:`~qfl.algorithms.deffd.DefFDConfig`."""
+        from qfl.algorithms.deffd import DefFDConfig
+
+        lr = self.sc.learning
+        if not isinstance(lr.temperature, float | int):
+            raise ScenarioError(
+                "learning.temperature",
+                f"must be a number > 0 for {lr.method} (the adaptive schedule is multi-exit's), "
+                f"got {lr.temperature!r}",
+            )
+        try:
+            return DefFDConfig(
+                method=lr.method,
+                feature_loss=lr.feature_loss,
+                gamma=lr.gamma,
+                temperature=float(lr.temperature),
+                local_epochs=lr.local_epochs,
+                fusion_epochs=lr.fusion_epochs,
+                lr=lr.lr,
+                momentum=lr.momentum,
+                weight_decay=lr.weight_decay,
+                batch_size=lr.batch_size,
+                senders_per_round=lr.senders_per_round,
+                engine=lr.engine,
+            )
+        except ParameterError as exc:
+            raise _learning_error(exc) from None
 
     def plan(self, r: int) -> RoundOps:
         """The senders and receivers of round ``r``, drawn exactly as the learner draws them."""

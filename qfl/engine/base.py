@@ -176,6 +176,11 @@ class TrainerBase:
         client_inputs: Mapping[str, torch.Tensor] | None,
         buffers: Mapping[str, torch.Tensor] | None,
     ) -> dict[str, Any]:
+        """Check and lay out one call's inputs (shared by both trainers).
+
+        Kept as one function: it validates every per-call input (data, masks, teacher,
+        buffers) against the same client count and device, in one place.
+        """
         if set(params) != set(self.param_names):
             raise ParameterError(
                 "params", sorted(set(params) ^ set(self.param_names)), "the model's parameter names"

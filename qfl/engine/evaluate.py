@@ -122,6 +122,10 @@ def evaluate(
     with their own samples and the padding masked out of the counts. This is exact because
     in eval mode a sample's prediction must not depend on its batch (no batch-statistics
     normalisation; the engine's models use GroupNorm).
+
+    Kept as one function: argument checks, the choice of forward (fused or vmap) and the
+    chunked lockstep loop share the same locals; split, each part would take most of them
+    as arguments.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ParameterError("batch_size", batch_size, "an integer >= 1")

@@ -51,7 +51,11 @@ class SequentialTrainer(TrainerBase):
         buffers: Mapping[str, torch.Tensor] | None = None,
     ) -> tuple[Tree, OptState, TrainStats]:
         """Train each client in turn; arguments and results as
-        :meth:`qfl.engine.BatchedTrainer.train_epochs`."""
+        :meth:`qfl.engine.BatchedTrainer.train_epochs`.
+
+        Kept as one function: it is the reference loop the batched engine is tested
+        against, and reads best top to bottom.
+        """
         run = self._prepare(
             params,
             opt_state,

@@ -220,6 +220,7 @@ class MultiExitResNet(MultiExitModel):
         dropout: float = 0.5,
         exit_pool: int = 4,
     ) -> None:
+        # One pass over the architecture: the stages, then an exit after stages 1, 3, 5.
         super().__init__()
         for name, val in (("in_channels", in_channels), ("num_classes", num_classes)):
             if int(val) != val or val < 1:

@@ -28,7 +28,7 @@ from network.errors import DuplicateLink, KeyNeverSuffices, NetworkError, NodeNo
 from network.faults import Eavesdropper, LinkCut, NodeOutage, PoolWipe, Tamper, schedule_faults
 from network.keypool import FluidKeyPool, KeyRequest
 from network.link import Link, link_rates_bps
-from network.qkdnetwork import QKDNetwork, attack_rate_factor
+from network.qkdnetwork import QKDNetwork
 from network.records import (
     FaultRecord,
     LinkSummary,
@@ -47,6 +47,7 @@ from network.routing import (
     lowest_latency_path,
 )
 from network.topology import LinkSpec, NodeSpec, TopologySpec, build_graph, read_topology
+from qkd.rates import attack_rate_factor
 
 __all__ = [
     "AesGcm",

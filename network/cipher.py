@@ -12,8 +12,10 @@ optax's ``(init, update)`` pairs; the network keeps one state per link.
   ``rekey_s`` seconds; each new key costs 256 bits from the link's pool.
 * :class:`NoCipher`: no key at all (the classical baseline).
 
-Bit-exact mode uses :func:`otp_encrypt`/:func:`otp_decrypt` and
-:func:`aes_encrypt`/:func:`aes_decrypt` with key bits drawn from a link's :class:`BitStore`.
+In bit-exact mode a policy also carries each hop's payload: ``carry`` seals it with key bits
+drawn from the link's :class:`BitStore` (:func:`otp_encrypt`, :func:`aes_encrypt`), sends it
+over the link and opens it at the far end (:func:`otp_decrypt`, :func:`aes_decrypt`), keeping
+the link's session (``session()``: the live AES key and nonce counter) up to date.
 
 References
 ----------
@@ -45,9 +47,11 @@ __all__ = [
     "AES_KEY_BITS",
     "POLY1305_KEY_BITS",
     "AesGcm",
+    "AesSession",
     "AesState",
     "BitStore",
     "CipherPolicy",
+    "Hop",
     "IntegrityError",
     "KeyPlan",
     "NoCipher",
@@ -108,6 +112,36 @@ class CipherPolicy(Protocol):
         """Largest message whose key fits in a pool of ``capacity_bits`` (None: no limit)."""
         ...
 
+    def session(self) -> Any:
+        """The bit-exact session of a link that has carried nothing yet."""
+        ...
+
+    def carry(
+        self, session: Any, store: BitStore, plan: KeyPlan, data: bytes, *, hop: Hop
+    ) -> bytes:
+        """Bit-exact mode: seal ``data`` with key from ``store`` as ``plan`` says, send it
+        through ``hop.deliver`` and open it; raises :class:`IntegrityError` if it was altered."""
+        ...
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One hop of a bit-exact message.
+
+    Attributes
+    ----------
+    direction : int
+        0 from the link's end ``a``, 1 from ``b`` (keeps the two directions' nonces apart).
+    aad : bytes
+        Associated data bound to every ciphertext (the link's name).
+    deliver : callable
+        ``deliver(ciphertext) -> bytes`` as received (an attacker may alter it).
+    """
+
+    direction: int
+    aad: bytes
+    deliver: Callable[[bytes], bytes]
+
 
 def _int_param(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -144,6 +178,24 @@ class OneTimePad:
 
     def max_chunk_bytes(self, capacity_bits: float) -> int | None:
         return int((capacity_bits - self.auth_bits) // 8)
+
+    def session(self) -> None:
+        return None
+
+    def carry(
+        self, session: None, store: BitStore, plan: KeyPlan, data: bytes, *, hop: Hop
+    ) -> bytes:
+        bits, _ = store.take(plan.bits)
+        sealed = otp_encrypt(data, bits, self.auth_bits)
+        return otp_decrypt(hop.deliver(sealed), bits, self.auth_bits)
+
+
+@dataclass
+class AesSession:
+    """A link's live AES-256-GCM key and the count of messages sent under it (bit-exact)."""
+
+    key: bytes | None = None
+    counter: int = 0
 
 
 @dataclass(frozen=True)
@@ -233,6 +285,26 @@ class AesGcm:
             return None if keys >= 1 else 0
         return keys * self.rekey_bytes
 
+    def session(self) -> AesSession:
+        return AesSession()
+
+    def carry(
+        self, session: AesSession, store: BitStore, plan: KeyPlan, data: bytes, *, hop: Hop
+    ) -> bytes:
+        out = bytearray()
+        pos = 0
+        for n, new_key in plan.segments:
+            if new_key or session.key is None:
+                bits, _ = store.take(AES_KEY_BITS)
+                session.key = key_bytes(bits)
+                session.counter = 0
+            session.counter += 1
+            nonce = bytes([hop.direction]) + session.counter.to_bytes(11, "big")
+            sealed = aes_encrypt(session.key, nonce, data[pos : pos + n], hop.aad)
+            out += aes_decrypt(session.key, nonce, hop.deliver(sealed), hop.aad)
+            pos += n
+        return bytes(out)
+
 
 @dataclass(frozen=True)
 class NoCipher:
@@ -248,6 +320,16 @@ class NoCipher:
 
     def max_chunk_bytes(self, capacity_bits: float) -> int | None:
         return None
+
+    def session(self) -> None:
+        return None
+
+    def carry(
+        self, session: None, store: BitStore, plan: KeyPlan, data: bytes, *, hop: Hop
+    ) -> bytes:
+        if hop.deliver(data) != data:
+            raise IntegrityError("message altered on an unauthenticated link was detected")
+        return data
 
 
 _CIPHERS: dict[str, Callable[..., CipherPolicy]] = {

@@ -1,8 +1,10 @@
-"""Scheduled faults: link cuts, node outages, eavesdroppers, tampering, pool wipes.
+"""Faults: link cuts, node outages, eavesdroppers, tampering, pool wipes.
 
-Faults are frozen specifications; :func:`schedule_faults` turns each into a plain SimPy
-process that applies it to a :class:`~network.qkdnetwork.QKDNetwork` at ``start_s`` and
-undoes it at ``end_s`` (if given). Every change is logged in ``network.fault_log``.
+The functions here (:func:`cut_link`, :func:`node_down`, ...) apply a fault to a network seen
+through the narrow :class:`FaultTarget` interface (its graph, a fault log, a change signal);
+the links make the state changes themselves. Faults are frozen specifications;
+:func:`schedule_faults` turns each into a plain SimPy process that applies it at ``start_s``
+and undoes it at ``end_s`` (if given).
 """
 
 from __future__ import annotations
@@ -10,24 +12,149 @@ from __future__ import annotations
 import math
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import networkx as nx
 import simpy
 
+from network.errors import NodeNotFound
+from network.link import Link, link_between
 from qkd.errors import ParameterError
-
-if TYPE_CHECKING:
-    from network.qkdnetwork import QKDNetwork
+from qkd.rates import ABORT_QBER
 
 __all__ = [
     "Eavesdropper",
     "Fault",
+    "FaultTarget",
     "LinkCut",
     "NodeOutage",
     "PoolWipe",
     "Tamper",
+    "cut_link",
+    "node_down",
+    "node_up",
+    "repair_link",
     "schedule_faults",
+    "start_eavesdropper",
+    "start_tamper",
+    "stop_eavesdropper",
+    "stop_tamper",
+    "wipe_pool",
 ]
+
+
+class FaultTarget(Protocol):
+    """What faults act on (a :class:`~network.qkdnetwork.QKDNetwork` is one).
+
+    ``graph`` holds the links as the edge attribute ``link`` and, per node, ``down`` and
+    ``transfers`` (to tell when it goes down); ``log_fault`` records a change and
+    ``signal_change`` tells routing and blocked transfers that the network changed.
+    """
+
+    @property
+    def env(self) -> simpy.Environment: ...
+
+    @property
+    def graph(self) -> nx.Graph: ...
+
+    def log_fault(self, kind: str, target: str, detail: str = "") -> None: ...
+
+    def signal_change(self) -> None: ...
+
+
+def cut_link(net: FaultTarget, a: str, b: str) -> None:
+    """Cut the fibre ``a-b``: no traffic and no key until :func:`repair_link`."""
+    link = link_between(net.graph, a, b)
+    if link.cut_fibre():
+        net.log_fault("link_cut", link.name)
+        net.signal_change()
+
+
+def repair_link(net: FaultTarget, a: str, b: str) -> None:
+    """Repair a cut link; its pool keeps the key it held."""
+    link = link_between(net.graph, a, b)
+    if link.repair():
+        net.log_fault("link_repair", link.name)
+        net.signal_change()
+
+
+def _node(net: FaultTarget, node: str) -> dict[str, Any]:
+    if node not in net.graph:
+        raise NodeNotFound(node)
+    state: dict[str, Any] = net.graph.nodes[node]
+    return state
+
+
+def _links_at(net: FaultTarget, node: str) -> list[Link]:
+    return [net.graph.edges[node, nb]["link"] for nb in net.graph[node]]
+
+
+def node_down(net: FaultTarget, node: str) -> None:
+    """Take a node down: it sends, receives and relays nothing; its links make no key."""
+    state = _node(net, node)
+    if state["down"]:
+        return
+    state["down"] = True
+    cause = f"node {node} down at t={net.env.now:g}"
+    for link in _links_at(net, node):
+        link.end_down(node, cause)
+    for tr in list(state["transfers"]):
+        tr.notify(cause, node=node)
+    net.log_fault("node_down", node)
+    net.signal_change()
+
+
+def node_up(net: FaultTarget, node: str) -> None:
+    """Bring a node back up."""
+    state = _node(net, node)
+    if not state["down"]:
+        return
+    state["down"] = False
+    for link in _links_at(net, node):
+        link.end_up(node)
+    net.log_fault("node_up", node)
+    net.signal_change()
+
+
+def start_eavesdropper(
+    net: FaultTarget, a: str, b: str, qber: float = 0.25, *, threshold: float = ABORT_QBER
+) -> None:
+    """An eavesdropper on ``a-b`` raises its QBER to ``qber`` (see :meth:`Link.start_attack`)."""
+    link = link_between(net.graph, a, b)
+    link.start_attack(qber, threshold)
+    net.log_fault("eavesdrop_start", link.name, f"qber={qber:g}")
+    net.signal_change()
+
+
+def stop_eavesdropper(net: FaultTarget, a: str, b: str) -> None:
+    """End the attack on ``a-b``: the link makes key at its nominal rate again."""
+    link = link_between(net.graph, a, b)
+    link.stop_attack()
+    net.log_fault("eavesdrop_end", link.name)
+    net.signal_change()
+
+
+def start_tamper(net: FaultTarget, a: str, b: str) -> None:
+    """An active attacker alters ciphertexts on ``a-b``: each chunk sent over it fails its
+    integrity check at the receiver, and its transfer fails with that reason."""
+    link = link_between(net.graph, a, b)
+    link.set_tampered(True)
+    net.log_fault("tamper_start", link.name)
+
+
+def stop_tamper(net: FaultTarget, a: str, b: str) -> None:
+    """End the tampering on ``a-b``."""
+    link = link_between(net.graph, a, b)
+    link.set_tampered(False)
+    net.log_fault("tamper_end", link.name)
+
+
+def wipe_pool(net: FaultTarget, a: str, b: str) -> float:
+    """Empty the pool of ``a-b`` (a scenario decision); returns the bits removed."""
+    link = link_between(net.graph, a, b)
+    bits = link.wipe_pool()
+    net.log_fault("pool_wipe", link.name, f"bits={bits:.0f}")
+    return bits
 
 
 def _window(kind: str, start: float, end: float | None) -> None:
@@ -55,11 +182,11 @@ class LinkCut:
     def __post_init__(self) -> None:
         _window("link_cut", self.start_s, self.end_s)
 
-    def begin(self, net: QKDNetwork) -> None:
-        net.cut_link(self.a, self.b)
+    def begin(self, net: FaultTarget) -> None:
+        cut_link(net, self.a, self.b)
 
-    def end(self, net: QKDNetwork) -> None:
-        net.repair_link(self.a, self.b)
+    def end(self, net: FaultTarget) -> None:
+        repair_link(net, self.a, self.b)
 
 
 @dataclass(frozen=True)
@@ -73,11 +200,11 @@ class NodeOutage:
     def __post_init__(self) -> None:
         _window("node_outage", self.start_s, self.end_s)
 
-    def begin(self, net: QKDNetwork) -> None:
-        net.node_down(self.node)
+    def begin(self, net: FaultTarget) -> None:
+        node_down(net, self.node)
 
-    def end(self, net: QKDNetwork) -> None:
-        net.node_up(self.node)
+    def end(self, net: FaultTarget) -> None:
+        node_up(net, self.node)
 
 
 @dataclass(frozen=True)
@@ -90,7 +217,7 @@ class Eavesdropper:
     start_s: float
     end_s: float | None = None
     qber: float = 0.25
-    threshold: float = 0.11
+    threshold: float = ABORT_QBER
 
     def __post_init__(self) -> None:
         _window("eavesdropper", self.start_s, self.end_s)
@@ -99,11 +226,11 @@ class Eavesdropper:
         if not (isinstance(self.threshold, int | float) and 0 < self.threshold <= 0.5):
             raise ParameterError("eavesdropper.threshold", self.threshold, "in (0, 0.5]")
 
-    def begin(self, net: QKDNetwork) -> None:
-        net.start_eavesdropper(self.a, self.b, self.qber, threshold=self.threshold)
+    def begin(self, net: FaultTarget) -> None:
+        start_eavesdropper(net, self.a, self.b, self.qber, threshold=self.threshold)
 
-    def end(self, net: QKDNetwork) -> None:
-        net.stop_eavesdropper(self.a, self.b)
+    def end(self, net: FaultTarget) -> None:
+        stop_eavesdropper(net, self.a, self.b)
 
 
 @dataclass(frozen=True)
@@ -118,11 +245,11 @@ class Tamper:
     def __post_init__(self) -> None:
         _window("tamper", self.start_s, self.end_s)
 
-    def begin(self, net: QKDNetwork) -> None:
-        net.start_tamper(self.a, self.b)
+    def begin(self, net: FaultTarget) -> None:
+        start_tamper(net, self.a, self.b)
 
-    def end(self, net: QKDNetwork) -> None:
-        net.stop_tamper(self.a, self.b)
+    def end(self, net: FaultTarget) -> None:
+        stop_tamper(net, self.a, self.b)
 
 
 @dataclass(frozen=True)
@@ -140,10 +267,10 @@ class PoolWipe:
     def end_s(self) -> None:
         return None
 
-    def begin(self, net: QKDNetwork) -> None:
-        net.wipe_pool(self.a, self.b)
+    def begin(self, net: FaultTarget) -> None:
+        wipe_pool(net, self.a, self.b)
 
-    def end(self, net: QKDNetwork) -> None:
+    def end(self, net: FaultTarget) -> None:
         return None
 
 
@@ -151,7 +278,7 @@ Fault = LinkCut | NodeOutage | Eavesdropper | Tamper | PoolWipe
 
 
 def _fault_process(
-    env: simpy.Environment, net: QKDNetwork, fault: Fault
+    env: simpy.Environment, net: FaultTarget, fault: Fault
 ) -> Generator[simpy.Event, Any, None]:
     if fault.start_s > env.now:
         yield env.timeout(fault.start_s - env.now)
@@ -162,7 +289,7 @@ def _fault_process(
 
 
 def schedule_faults(
-    env: simpy.Environment, net: QKDNetwork, faults: Iterable[Fault]
+    env: simpy.Environment, net: FaultTarget, faults: Iterable[Fault]
 ) -> list[simpy.Process]:
     """Start one process per fault; names are checked now (unknown node/link raises).
 
@@ -181,10 +308,8 @@ def schedule_faults(
     for fault in faults:
         if isinstance(fault, NodeOutage):
             if fault.node not in net.graph:
-                from network.errors import NodeNotFound
-
                 raise NodeNotFound(fault.node, where="fault.node")
         else:
-            net.link(fault.a, fault.b)
+            link_between(net.graph, fault.a, fault.b)
         procs.append(env.process(_fault_process(env, net, fault)))
     return procs

@@ -1,23 +1,33 @@
 """A link: key supply (a fluid key pool at the QKD rate), classical channels, fault state.
 
 The link object is the ``link`` attribute of its edge in the network graph, so that routing
-weights can read its state.
+weights can read its state. A link makes its own state changes (cut, repair, an end going
+down, eavesdropping, tampering, a pool wipe) and interrupts the transfers registered on it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
+import networkx as nx
 import numpy as np
 import simpy
 
+from network.errors import KeyNeverSuffices, NodeNotFound, NoPath
 from network.keypool import FluidKeyPool, PoolObserver
 from network.topology import LinkSpec
 from qkd.params import Fibre, QKDSystem, get_preset
+from qkd.rates import ABORT_QBER, attack_rate_factor
 
-__all__ = ["Link", "expected_wait_s", "link_rates_bps"]
+__all__ = ["Link", "Watcher", "expected_wait_s", "link_between", "link_rates_bps"]
+
+
+class Watcher(Protocol):
+    """What a link tells about its faults: a transfer registered on it."""
+
+    def notify(self, cause: str, link: Link | None = None, node: str | None = None) -> None: ...
 
 
 def _system(spec: LinkSpec) -> QKDSystem:
@@ -75,9 +85,15 @@ class Link:
     pool : FluidKeyPool
     free_at : dict
         Per sending node, when that direction's channel is next free (FIFO queueing).
-    cut, attack_factor, nodes_down, tampered
-        Fault state; the pool's rate is ``nominal_rate_bps * attack_factor`` while the link
-        is intact and both ends are up, else 0.
+    cut, attack_factor, under_attack, nodes_down, tampered
+        Fault state (changed by the methods below); the pool's rate is
+        ``nominal_rate_bps * attack_factor`` while the link is intact and both ends are up,
+        else 0.
+    transfers : set
+        The transfers registered on the link, told about its faults.
+    cipher_state, session, bits
+        The cipher's planning state, its bit-exact session and the link's real key bits
+        (:class:`~network.cipher.BitStore`, bit-exact mode only).
     """
 
     def __init__(
@@ -115,11 +131,10 @@ class Link:
         self.under_attack = False
         self.tampered = False
         self.nodes_down: set[str] = set()
-        self.transfers: set[Any] = set()
+        self.transfers: set[Watcher] = set()
         self.cipher_state: Any = None
+        self.session: Any = None
         self.bits: Any = None  # BitStore in bit-exact mode
-        self.session_key: bytes | None = None
-        self.nonce_counter = 0
 
     def __repr__(self) -> str:
         return f"Link({self.name!r}, rate={self.pool.rate_bps:g} b/s, level={self.pool.level:g})"
@@ -160,6 +175,116 @@ class Link:
     def tx_time(self, n_bytes: int) -> float:
         """Seconds to serialise ``n_bytes`` onto the link."""
         return 8.0 * n_bytes / self.bandwidth_bps
+
+    def fault_cause(self) -> str:
+        """Why the link cannot carry traffic now, as a phrase for records."""
+        if self.cut:
+            return f"link {self.name} cut"
+        if self.nodes_down:
+            return f"node {sorted(self.nodes_down)[0]} down"
+        if self.under_attack:
+            return f"eavesdropper on link {self.name}"
+        return f"link {self.name} unavailable"
+
+    def deliver(self, data: bytes) -> bytes:
+        """The bytes that arrive when ``data`` is sent (one bit flipped while tampered)."""
+        if not self.tampered or not data:
+            return data
+        flipped = bytearray(data)
+        flipped[len(flipped) // 2] ^= 0x01
+        return bytes(flipped)
+
+    def _notify(self, cause: str) -> None:
+        for tr in list(self.transfers):
+            tr.notify(cause, link=self)
+
+    def _halt(self) -> None:
+        """Traffic stops: frames in flight are lost and both directions are free now."""
+        self.free_at = dict.fromkeys(self.free_at, self.env.now)
+        self.update_rate()
+
+    def cut_fibre(self) -> bool:
+        """Cut the fibre: no traffic and no key until :meth:`repair`; False if already cut."""
+        if self.cut:
+            return False
+        self.cut = True
+        self._halt()
+        self._notify(f"link {self.name} cut at t={self.env.now:g}")
+        return True
+
+    def repair(self) -> bool:
+        """Repair the cut fibre (the pool keeps its key); False if it was not cut."""
+        if not self.cut:
+            return False
+        self.cut = False
+        self.update_rate()
+        return True
+
+    def end_down(self, node: str, cause: str) -> None:
+        """The link's end ``node`` went down: no traffic and no key while it is down."""
+        self.nodes_down.add(node)
+        self._halt()
+        self._notify(cause)
+
+    def end_up(self, node: str) -> None:
+        """The link's end ``node`` is back up."""
+        self.nodes_down.discard(node)
+        self.update_rate()
+
+    def start_attack(self, qber: float, threshold: float = ABORT_QBER) -> None:
+        """An eavesdropper raises the link's QBER to ``qber``.
+
+        Above ``threshold`` the link aborts key generation (rate 0) and raises an alarm that
+        routing avoids; below it the rate drops by :func:`~qkd.rates.attack_rate_factor`.
+        """
+        system = _system(self.spec)
+        self.attack_factor = attack_rate_factor(
+            qber, baseline_qber=system.misalignment, f_ec=system.f_ec, threshold=threshold
+        )
+        self.under_attack = self.attack_factor == 0.0
+        self.update_rate()
+        if self.under_attack:
+            self._notify(f"eavesdropper on link {self.name} at t={self.env.now:g}")
+
+    def stop_attack(self) -> None:
+        """The eavesdropper leaves: the link makes key at its nominal rate again."""
+        self.attack_factor = 1.0
+        self.under_attack = False
+        self.update_rate()
+
+    def set_tampered(self, tampered: bool) -> None:
+        """Start (True) or end (False) an active attacker altering what the link carries."""
+        self.tampered = bool(tampered)
+
+    def wipe_pool(self) -> float:
+        """Empty the pool; returns the bits removed. Waiters on a link with no key rate fail."""
+        bits = self.pool.wipe()
+        if self.nominal_rate_bps == 0:
+            self.pool.fail_waiters(
+                KeyNeverSuffices(
+                    [self.name], needed_bits=self.pool.pending_bits, available_bits=0.0
+                )
+            )
+        return bits
+
+
+def link_between(graph: nx.Graph, a: str, b: str) -> Link:
+    """The link joining ``a`` and ``b`` (either order) in a network graph.
+
+    Raises
+    ------
+    NodeNotFound
+        ``a`` or ``b`` is not a node.
+    NoPath
+        No link joins them.
+    """
+    for n in (a, b):
+        if n not in graph:
+            raise NodeNotFound(n)
+    if not graph.has_edge(a, b):
+        raise NoPath(a, b, f"there is no link {a}-{b}")
+    link: Link = graph.edges[a, b]["link"]
+    return link
 
 
 def expected_wait_s(link: Link, bits: float) -> float:

@@ -9,7 +9,6 @@ to start transfers (each a SimPy process whose value is its
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Sequence
 from typing import get_args
 
@@ -17,6 +16,7 @@ import networkx as nx
 import numpy as np
 import simpy
 
+from network import faults
 from network.cipher import (
     BitStore,
     CipherPolicy,
@@ -27,7 +27,7 @@ from network.cipher import (
 )
 from network.errors import KeyNeverSuffices, NodeNotFound, NoPath
 from network.keypool import FluidKeyPool, PoolObserver
-from network.link import Link, _system, link_rates_bps
+from network.link import Link, _system, link_between, link_rates_bps
 from network.records import (
     FaultRecord,
     LinkSummary,
@@ -38,10 +38,10 @@ from network.records import (
 )
 from network.routing import Router, check_path, get_router
 from network.topology import LinkSpec, TopologySpec, build_graph
-from network.transfer import FaultPolicy, Transfer
+from network.transfer import FaultPolicy, Transfer, TransferContext, fresh_key_bits
 from qkd.errors import ParameterError, UnknownNameError
 
-__all__ = ["KeySourceFactory", "PoolFactory", "QKDNetwork", "attack_rate_factor"]
+__all__ = ["KeySourceFactory", "PoolFactory", "QKDNetwork"]
 
 PoolFactory = Callable[[simpy.Environment, LinkSpec, float, PoolObserver | None], FluidKeyPool]
 """``factory(env, spec, rate_bps, observer) -> pool``: an alternative key-supply model."""
@@ -49,46 +49,6 @@ KeySourceFactory = Callable[[LinkSpec, np.random.SeedSequence], KeySource]
 """``factory(spec, seed) -> source`` of real key bits for a link (bit-exact mode)."""
 
 _POLICIES: tuple[str, ...] = get_args(FaultPolicy)
-ABORT_QBER = 0.11
-"""QBER above which BB84 post-processing aborts (Shor-Preskill limit, about 11%)."""
-
-
-def _h2(p: float) -> float:
-    if p <= 0 or p >= 1:
-        return 0.0
-    return -p * math.log2(p) - (1 - p) * math.log2(1 - p)
-
-
-def attack_rate_factor(
-    qber: float, *, baseline_qber: float = 0.01, f_ec: float = 1.16, threshold: float = ABORT_QBER
-) -> float:
-    """Fraction of a link's key rate left while an eavesdropper raises its QBER to ``qber``.
-
-    Zero above the abort ``threshold``; below it, the ratio of the asymptotic BB84 secret
-    fractions ``1 - h(Q) - f_ec h(Q)`` at ``qber`` and at the link's own ``baseline_qber``.
-
-    References
-    ----------
-    P. W. Shor and J. Preskill, "Simple proof of security of the BB84 quantum key
-    distribution protocol", Phys. Rev. Lett. 85, 441 (2000).
-
-    Examples
-    --------
-    >>> attack_rate_factor(0.25)  # full intercept-resend: the link aborts
-    0.0
-    >>> round(attack_rate_factor(0.03), 3)
-    0.703
-    """
-    if not (isinstance(qber, int | float) and 0 <= qber <= 0.5):
-        raise ParameterError("eavesdropper.qber", qber, "in [0, 0.5]")
-    if qber > threshold:
-        return 0.0
-
-    def frac(q: float) -> float:
-        return max(0.0, 1.0 - _h2(q) - f_ec * _h2(q))
-
-    base = frac(baseline_qber)
-    return 0.0 if base <= 0 else min(1.0, frac(qber) / base)
 
 
 def pipeline_key_source(spec: LinkSpec, seed: np.random.SeedSequence) -> KeySource:
@@ -189,9 +149,9 @@ class QKDNetwork:
         self.records: list[TransferRecord] = []
         self._active: dict[int, Transfer] = {}
         self._next_id = 0
-        self.nodes_down: set[str] = set()
         self.graph = build_graph(topology)
-        self._node_watchers: dict[str, set[Transfer]] = {n: set() for n in self.graph}
+        for n in self.graph:
+            self.graph.nodes[n].update(down=False, transfers=set())
         self.changed: simpy.Event = env.event()
         self._component = {
             n: i for i, comp in enumerate(nx.connected_components(self.graph)) for n in comp
@@ -199,16 +159,14 @@ class QKDNetwork:
         rates = link_rates_bps(topology.links)
         seeds = self.seed.spawn(len(topology.links) + 1)
         self._rng = np.random.default_rng(seeds[-1])
-        if isinstance(key_source, str):
-            if key_source not in ("pipeline", "random"):
-                raise UnknownNameError("key_source", key_source, ("pipeline", "random"))
-        self.links: dict[frozenset[str], Link] = {}
-        self.hop_links: dict[tuple[str, str], Link] = {}  # (u, v) -> link, both directions
+        if isinstance(key_source, str) and key_source not in ("pipeline", "random"):
+            raise UnknownNameError("key_source", key_source, ("pipeline", "random"))
         for spec, rate, ss in zip(topology.links, rates, seeds, strict=False):
             observer = self.pool_log.observer(env, spec.name) if record_pool_levels else None
             pool = pool_factory(env, spec, rate, observer) if pool_factory else None
             link = Link(env, spec, rate, observer=observer, pool=pool)
             link.cipher_state = self.cipher.init()
+            link.session = self.cipher.session()
             if self.bit_exact:
                 if key_source == "random":
                     src = random_key_source(ss)
@@ -217,35 +175,47 @@ class QKDNetwork:
                 else:
                     src = key_source(spec, ss)  # type: ignore[operator]
                 link.bits = BitStore(src, seed=ss.spawn(1)[0], name=spec.name)
-            self.links[frozenset((spec.a, spec.b))] = link
-            self.hop_links[spec.a, spec.b] = self.hop_links[spec.b, spec.a] = link
             self.graph.edges[spec.a, spec.b]["link"] = link
-        self.chunk_bytes: int | None = None
-        if self.links and not isinstance(self.cipher, NoCipher):
-            smallest = min(self.links.values(), key=lambda lk: lk.pool.capacity)
-            cb = self.cipher.max_chunk_bytes(smallest.pool.capacity)
-            if cb is not None and cb < 1:
-                raise ParameterError(
-                    f"link {smallest.name}: capacity_bits",
-                    smallest.pool.capacity,
-                    f"large enough for one message of cipher {self.cipher.name!r}",
-                )
-            self.chunk_bytes = cb
+        self.chunk_bytes = self._max_chunk_bytes()
+        self._context = TransferContext(
+            env,
+            self.graph,
+            self.cipher,
+            self.router,
+            self.chunk_bytes,
+            changed=lambda: self.changed,
+            ended=self._finished,
+        )
+
+    def _max_chunk_bytes(self) -> int | None:
+        links = list(self.links.values())
+        if not links or isinstance(self.cipher, NoCipher):
+            return None
+        smallest = min(links, key=lambda lk: lk.pool.capacity)
+        cb = self.cipher.max_chunk_bytes(smallest.pool.capacity)
+        if cb is not None and cb < 1:
+            raise ParameterError(
+                f"link {smallest.name}: capacity_bits",
+                smallest.pool.capacity,
+                f"large enough for one message of cipher {self.cipher.name!r}",
+            )
+        return cb
 
     # -- lookup ------------------------------------------------------------------------
+    @property
+    def links(self) -> dict[frozenset[str], Link]:
+        """Every link by its pair of ends, in topology order (read from the graph)."""
+        return {
+            frozenset((s.a, s.b)): self.graph.edges[s.a, s.b]["link"] for s in self.topology.links
+        }
+
     def link(self, a: str, b: str) -> Link:
         """The link joining ``a`` and ``b`` (either order)."""
-        for n in (a, b):
-            if n not in self.graph:
-                raise NodeNotFound(n)
-        try:
-            return self.links[frozenset((a, b))]
-        except KeyError:
-            raise NoPath(a, b, f"there is no link {a}-{b}") from None
+        return link_between(self.graph, a, b)
 
     def route_bits(self, chunk_bytes: int) -> float:
         """Key bits one chunk of this size needs on a fresh link (for key-aware routing)."""
-        return float(self.cipher.plan(self.cipher.init(), chunk_bytes, self.env.now).bits)
+        return fresh_key_bits(self.cipher, chunk_bytes, self.env.now)
 
     def route(self, src: str, dst: str, key_bits: float = 0.0) -> list[str] | None:
         """A path now, by the network's router (None if faults leave none)."""
@@ -323,7 +293,7 @@ class QKDNetwork:
         elif fixed is not None:
             self._check_key(src, dst, fixed, n_bytes)
         tr = Transfer(
-            self,
+            self._context,
             self._next_id,
             src,
             dst,
@@ -375,139 +345,27 @@ class QKDNetwork:
         """Snapshots of the transfers not yet ended (status ``in_progress``)."""
         return [tr.snapshot("in_progress") for tr in self._active.values()]
 
-    # -- faults ------------------------------------------------------------------------
-    def _log(self, kind: str, target: str, detail: str = "") -> None:
+    # -- faults (see network.faults) -----------------------------------------------------
+    def log_fault(self, kind: str, target: str, detail: str = "") -> None:
+        """Append a :class:`~network.records.FaultRecord` at the current time."""
         self.fault_log.append(FaultRecord(self.env.now, kind, target, detail))
 
-    def _changed(self) -> None:
+    def signal_change(self) -> None:
+        """The network changed: routes are recomputed, blocked transfers look again."""
         self.router.invalidate()
         old, self.changed = self.changed, self.env.event()
         old.succeed()
 
-    def fault_cause(self, link: Link) -> str:
-        """Why ``link`` cannot carry traffic now, as a phrase for records."""
-        if link.cut:
-            return f"link {link.name} cut"
-        if link.nodes_down:
-            return f"node {sorted(link.nodes_down)[0]} down"
-        if link.under_attack:
-            return f"eavesdropper on link {link.name}"
-        return f"link {link.name} unavailable"
-
-    def _notify_link(self, link: Link, cause: str) -> None:
-        for tr in list(link.transfers):
-            tr.notify(cause, link=link)
-
-    def cut_link(self, a: str, b: str) -> None:
-        """Cut the fibre ``a-b``: no traffic and no key until :meth:`repair_link`."""
-        link = self.link(a, b)
-        if link.cut:
-            return
-        link.cut = True
-        link.free_at = dict.fromkeys(link.free_at, self.env.now)
-        link.update_rate()
-        self._log("link_cut", link.name)
-        self._notify_link(link, f"link {link.name} cut at t={self.env.now:g}")
-        self._changed()
-
-    def repair_link(self, a: str, b: str) -> None:
-        """Repair a cut link; its pool keeps the key it held."""
-        link = self.link(a, b)
-        if not link.cut:
-            return
-        link.cut = False
-        link.update_rate()
-        self._log("link_repair", link.name)
-        self._changed()
-
-    def node_down(self, node: str) -> None:
-        """Take a node down: it sends, receives and relays nothing; its links make no key."""
-        if node not in self.graph:
-            raise NodeNotFound(node)
-        if node in self.nodes_down:
-            return
-        self.nodes_down.add(node)
-        cause = f"node {node} down at t={self.env.now:g}"
-        for nb in self.graph[node]:
-            link = self.graph[node][nb]["link"]
-            link.nodes_down.add(node)
-            link.free_at = dict.fromkeys(link.free_at, self.env.now)
-            link.update_rate()
-            self._notify_link(link, cause)
-        for tr in list(self._node_watchers[node]):
-            tr.notify(cause, node=node)
-        self._log("node_down", node)
-        self._changed()
-
-    def node_up(self, node: str) -> None:
-        """Bring a node back up."""
-        if node not in self.graph:
-            raise NodeNotFound(node)
-        if node not in self.nodes_down:
-            return
-        self.nodes_down.discard(node)
-        for nb in self.graph[node]:
-            link = self.graph[node][nb]["link"]
-            link.nodes_down.discard(node)
-            link.update_rate()
-        self._log("node_up", node)
-        self._changed()
-
-    def start_eavesdropper(
-        self, a: str, b: str, qber: float = 0.25, *, threshold: float = ABORT_QBER
-    ) -> None:
-        """An eavesdropper on ``a-b`` raises its QBER to ``qber``.
-
-        Above ``threshold`` the link aborts key generation (rate 0) while the attack lasts
-        and raises an alarm, so routing avoids it; key already in the pool is kept. Below
-        it the rate drops by :func:`attack_rate_factor`.
-        """
-        link = self.link(a, b)
-        system = _system(link.spec)
-        link.attack_factor = attack_rate_factor(
-            qber, baseline_qber=system.misalignment, f_ec=system.f_ec, threshold=threshold
-        )
-        link.under_attack = link.attack_factor == 0.0
-        link.update_rate()
-        self._log("eavesdrop_start", link.name, f"qber={qber:g}")
-        if link.under_attack:
-            self._notify_link(link, f"eavesdropper on link {link.name} at t={self.env.now:g}")
-        self._changed()
-
-    def stop_eavesdropper(self, a: str, b: str) -> None:
-        """End the attack on ``a-b``: the link makes key at its nominal rate again."""
-        link = self.link(a, b)
-        link.attack_factor = 1.0
-        link.under_attack = False
-        link.update_rate()
-        self._log("eavesdrop_end", link.name)
-        self._changed()
-
-    def start_tamper(self, a: str, b: str) -> None:
-        """An active attacker alters ciphertexts on ``a-b``: each chunk sent over it fails
-        its integrity check at the receiver, and its transfer fails with that reason."""
-        link = self.link(a, b)
-        link.tampered = True
-        self._log("tamper_start", link.name)
-
-    def stop_tamper(self, a: str, b: str) -> None:
-        """End the tampering on ``a-b``."""
-        link = self.link(a, b)
-        link.tampered = False
-        self._log("tamper_end", link.name)
-
-    def wipe_pool(self, a: str, b: str) -> float:
-        """Empty the pool of ``a-b`` (a scenario decision); returns the bits removed."""
-        link = self.link(a, b)
-        bits = link.pool.wipe()
-        self._log("pool_wipe", link.name, f"bits={bits:.0f}")
-        if link.nominal_rate_bps == 0:
-            link.pool.fail_waiters(
-                KeyNeverSuffices(
-                    [link.name], needed_bits=link.pool.pending_bits, available_bits=0.0
-                )
-            )
-        return bits
+    # one fault each, applied to this network
+    cut_link = faults.cut_link
+    repair_link = faults.repair_link
+    node_down = faults.node_down
+    node_up = faults.node_up
+    start_eavesdropper = faults.start_eavesdropper
+    stop_eavesdropper = faults.stop_eavesdropper
+    start_tamper = faults.start_tamper
+    stop_tamper = faults.stop_tamper
+    wipe_pool = faults.wipe_pool
 
     # -- results -----------------------------------------------------------------------
     def link_summaries(self) -> list[LinkSummary]:
@@ -530,7 +388,8 @@ class QKDNetwork:
         return total
 
     def __repr__(self) -> str:
+        g = self.graph
         return (
-            f"QKDNetwork({self.graph.number_of_nodes()} nodes, {len(self.links)} links, "
+            f"QKDNetwork({g.number_of_nodes()} nodes, {g.number_of_edges()} links, "
             f"cipher={self.cipher.name!r}, t={self.env.now:g})"
         )

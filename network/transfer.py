@@ -24,36 +24,61 @@ transfer with the fault as its reason. A transfer on a fixed path treats ``rerou
 from __future__ import annotations
 
 import itertools
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+import networkx as nx
 import simpy
 
-from network.cipher import (
-    AesGcm,
-    IntegrityError,
-    KeyPlan,
-    OneTimePad,
-    aes_decrypt,
-    aes_encrypt,
-    key_bytes,
-    otp_decrypt,
-    otp_encrypt,
-)
+from network.cipher import CipherPolicy, Hop, IntegrityError, KeyPlan
 from network.errors import KeyNeverSuffices, NetworkError
-from network.keypool import KeyRequest
 from network.link import Link
 from network.records import TransferRecord
+from network.routing import Router
 
 if TYPE_CHECKING:
-    from network.qkdnetwork import QKDNetwork
-    from qkd.keypool import KeyMaterial
+    from network.keypool import KeyRequest
 
-__all__ = ["FaultPolicy", "Transfer"]
+__all__ = ["FaultPolicy", "Transfer", "TransferContext", "fresh_key_bits"]
 
 FaultPolicy = Literal["reroute", "wait", "fail"]
 
 _IDLE, _KEY, _TX, _BLOCKED = 0, 1, 2, 3
+
+
+def fresh_key_bits(cipher: CipherPolicy, n_bytes: int, now: float) -> float:
+    """Key bits one message of ``n_bytes`` needs on a link that has carried nothing yet."""
+    return float(cipher.plan(cipher.init(), n_bytes, now).bits)
+
+
+@dataclass(frozen=True)
+class TransferContext:
+    """What a transfer uses of its network.
+
+    Attributes
+    ----------
+    env : simpy.Environment
+    graph : networkx.Graph
+        Links as the edge attribute ``link``; per node, ``down`` (bool) and ``transfers``
+        (the transfers to tell when the node goes down).
+    cipher : CipherPolicy
+    router : Router
+    chunk_bytes : int or None
+        Largest chunk whose key fits in every pool (None: no limit).
+    changed : callable
+        ``changed()`` is the event that fires at the network's next fault or repair.
+    ended : callable
+        ``ended(transfer, record)`` is called once when the transfer ends.
+    """
+
+    env: simpy.Environment
+    graph: nx.Graph
+    cipher: CipherPolicy
+    router: Router
+    chunk_bytes: int | None
+    changed: Callable[[], simpy.Event]
+    ended: Callable[[Transfer, TransferRecord], None]
 
 
 class Transfer:
@@ -61,7 +86,7 @@ class Transfer:
 
     def __init__(
         self,
-        net: QKDNetwork,
+        ctx: TransferContext,
         tid: int,
         src: str,
         dst: str,
@@ -73,7 +98,7 @@ class Transfer:
         first_path: list[str] | None,
         payload: bytes | None,
     ) -> None:
-        self.net = net
+        self.ctx = ctx
         self.id = tid
         self.src, self.dst = src, dst
         self.n_bytes = n_bytes
@@ -83,13 +108,12 @@ class Transfer:
         self.path: list[str] | None = fixed_path if fixed_path is not None else first_path
         self.payload = payload
         self.delivered = bytearray() if payload is not None else None
-        self.t_request = net.env.now
+        self.t_request = ctx.env.now
         self.key_wait_s = self.queued_s = self.transmit_s = self.propagation_s = 0.0
         self.key_used: dict[str, float] = {}
         self.discarded_bits = 0.0
         self.chunks = 0
         self.reroutes = 0
-        self.key_material: list[tuple[str, KeyMaterial]] = []  # bit-exact: key used per hop
         self.phase = _IDLE
         self.tx_link: Link | None = None
         self.cause = ""
@@ -133,32 +157,34 @@ class Transfer:
             self._fatal = str(exc)
             return False
 
+    def _link(self, u: str, v: str) -> Link:
+        link: Link = self.ctx.graph.edges[u, v]["link"]
+        return link
+
     def _register(self, path: list[str]) -> None:
         self._unregister()
-        by_hop = self.net.hop_links
         for u, v in itertools.pairwise(path):
-            link: Link = by_hop[u, v]
+            link = self._link(u, v)
             link.transfers.add(self)
             self._links.append(link)
-        watchers = self.net._node_watchers
+        nodes = self.ctx.graph.nodes
         for n in path:
-            watchers[n].add(self)
+            nodes[n]["transfers"].add(self)
             self._nodes.append(n)
 
     def _unregister(self) -> None:
         for link in self._links:
             link.transfers.discard(self)
-        watchers = self.net._node_watchers
+        nodes = self.ctx.graph.nodes
         for n in self._nodes:
-            watchers[n].discard(self)
+            nodes[n]["transfers"].discard(self)
         self._links.clear()
         self._nodes.clear()
 
     # -- the process -------------------------------------------------------------------
     def run(self) -> Generator[simpy.Event, Any, TransferRecord]:
-        net = self.net
         remaining = self.n_bytes
-        chunk_max = net.chunk_bytes
+        chunk_max = self.ctx.chunk_bytes
         if self.src != self.dst:
             while remaining > 0:
                 chunk = remaining if chunk_max is None else min(remaining, chunk_max)
@@ -176,25 +202,26 @@ class Transfer:
         if self.path is None or at not in self.path:
             return None
         rest = self.path[self.path.index(at) :]
-        by_hop, down = self.net.hop_links, self.net.nodes_down
+        nodes = self.ctx.graph.nodes
         for n in rest:
-            if n in down:
+            if nodes[n]["down"]:
                 return None
         strict = not self.fixed and self.on_fault == "reroute"
         for u, v in itertools.pairwise(rest):
-            link: Link = by_hop[u, v]
+            link = self._link(u, v)
             if not (link.routable if strict else link.usable):
                 return None
         return rest
 
     def _find_path(self, at: str, chunk: int) -> Generator[simpy.Event, Any, list[str] | None]:
         """A working path from ``at``; waits for the network to change while there is none."""
-        net = self.net
+        ctx = self.ctx
         while True:
             path = self._path_from(at)
             may_route = not self.fixed and (self.on_fault == "reroute" or self.path is None)
-            if path is None and may_route and at not in net.nodes_down:
-                new = net.route(at, self.dst, net.route_bits(chunk))
+            if path is None and may_route and not ctx.graph.nodes[at]["down"]:
+                bits = fresh_key_bits(ctx.cipher, chunk, ctx.env.now)
+                new = ctx.router(ctx.graph, at, self.dst, bits)
                 if new is not None:
                     prefix: list[str] = []
                     if self.path is not None:
@@ -210,19 +237,12 @@ class Transfer:
                 return None
             self.phase = _BLOCKED
             self._unregister()
-            yield from self._wait(net.changed)
+            yield from self._wait(ctx.changed())
             if self._fatal:
                 return None
 
-    def _plan(self, link: Link, chunk: int) -> KeyPlan:
-        plan = self.net.cipher.plan(link.cipher_state, chunk, self.net.env.now)
-        link.cipher_state = plan.state
-        return plan
-
     def _send_chunk(self, chunk: int, offset: int) -> Generator[simpy.Event, Any, bool]:
-        net = self.net
-        env = net.env
-        by_hop = net.hop_links
+        env = self.ctx.env
         at = self.src
         held: dict[Link, float] = {}
         plans: dict[Link, KeyPlan] = {}
@@ -235,53 +255,8 @@ class Transfer:
                 self._discard(held)
                 return False
             self._register(path)
-            hops = [(u, v, by_hop[u, v]) for u, v in itertools.pairwise(path)]
-            # 1. key on every hop
-            t0 = env.now
-            self.phase = _KEY
-            pending: list[tuple[Link, KeyRequest]] = []
-            for _, _, link in hops:
-                plan = plans.get(link)
-                if plan is None:
-                    plan = plans[link] = self._plan(link, chunk)
-                missing = plan.bits - held.get(link, 0.0)
-                if missing <= 0:
-                    continue
-                if link.never_suffices(missing):
-                    self._fatal = str(
-                        KeyNeverSuffices(
-                            [link.name],
-                            needed_bits=missing,
-                            available_bits=link.pool.level - link.pool.pending_bits,
-                        )
-                    )
-                    break
-                if link.pool.try_take(missing):
-                    held[link] = held.get(link, 0.0) + missing
-                else:
-                    pending.append((link, link.pool.get(missing)))
-            ok = self._fatal is None
-            done = 0
-            for link, req in pending:
-                if not ok:
-                    break
-                if not req.triggered:
-                    ok = yield from self._wait(req)
-                    if not ok:
-                        break
-                if not req.ok:
-                    ok = False
-                    self._fatal = str(req.value)
-                    break
-                held[link] = held.get(link, 0.0) + req.n_bits
-                done += 1
-            if not ok:
-                for link, req in pending[done:]:
-                    if req.triggered and req.ok:
-                        held[link] = held.get(link, 0.0) + req.n_bits
-                    elif not req.triggered:
-                        link.pool.cancel(req)
-            self.key_wait_s += env.now - t0
+            hops = [(u, v, self._link(u, v)) for u, v in itertools.pairwise(path)]
+            ok = yield from self._take_key([link for _, _, link in hops], chunk, plans, held)
             if not ok:
                 if self._fatal is not None or self.on_fault == "fail":
                     self.cause = self._fatal or self.cause
@@ -289,10 +264,10 @@ class Transfer:
                     return False
                 self.phase = _IDLE
                 continue
-            # 2. store-and-forward, hop by hop
+            # store-and-forward, hop by hop
             for u, v, link in hops:
                 if not link.usable:
-                    self.cause = net.fault_cause(link)
+                    self.cause = link.fault_cause()
                     break
                 t = env.now
                 tx = 8.0 * chunk / link.bandwidth_bps
@@ -309,19 +284,10 @@ class Transfer:
                 self.queued_s += start - t
                 self.transmit_s += tx
                 self.propagation_s += link.latency_s
-                plan = plans[link]
-                if plan.bits:
-                    held[link] -= plan.bits
-                    self.key_used[link.name] = self.key_used.get(link.name, 0.0) + plan.bits
-                if link.bits is not None and data is not None:
-                    try:
-                        data = self._crypt_hop(link, u, plan, data)
-                    except IntegrityError as exc:
-                        self.cause = f"link {link.name}: {exc}"
-                        self._discard(held)
-                        return False
-                elif link.tampered:
-                    self.cause = f"link {link.name}: message failed its integrity check"
+                try:
+                    data = self._arrive(link, u, plans[link], held, data)
+                except IntegrityError as exc:
+                    self.cause = f"link {link.name}: {exc}"
                     self._discard(held)
                     return False
                 link.transfers.discard(self)
@@ -336,46 +302,83 @@ class Transfer:
             self.delivered.extend(data)
         return True
 
+    def _take_key(
+        self, links: list[Link], chunk: int, plans: dict[Link, KeyPlan], held: dict[Link, float]
+    ) -> Generator[simpy.Event, Any, bool]:
+        """Take the chunk's key on every hop at once (what ``held`` lacks); False if
+        interrupted or failed for good (``_fatal``)."""
+        ctx = self.ctx
+        t0 = ctx.env.now
+        self.phase = _KEY
+        pending: list[tuple[Link, KeyRequest]] = []
+        for link in links:
+            plan = plans.get(link)
+            if plan is None:
+                plan = plans[link] = ctx.cipher.plan(link.cipher_state, chunk, ctx.env.now)
+                link.cipher_state = plan.state
+            missing = plan.bits - held.get(link, 0.0)
+            if missing <= 0:
+                continue
+            if link.never_suffices(missing):
+                self._fatal = str(
+                    KeyNeverSuffices(
+                        [link.name],
+                        needed_bits=missing,
+                        available_bits=link.pool.level - link.pool.pending_bits,
+                    )
+                )
+                break
+            if link.pool.try_take(missing):
+                held[link] = held.get(link, 0.0) + missing
+            else:
+                pending.append((link, link.pool.get(missing)))
+        ok = self._fatal is None
+        done = 0
+        for link, req in pending:
+            if not ok:
+                break
+            if not req.triggered:
+                ok = yield from self._wait(req)
+                if not ok:
+                    break
+            if not req.ok:
+                ok = False
+                self._fatal = str(req.value)
+                break
+            held[link] = held.get(link, 0.0) + req.n_bits
+            done += 1
+        if not ok:
+            for link, req in pending[done:]:
+                if req.triggered and req.ok:
+                    held[link] = held.get(link, 0.0) + req.n_bits
+                elif not req.triggered:
+                    link.pool.cancel(req)
+        self.key_wait_s += ctx.env.now - t0
+        return ok
+
+    def _arrive(
+        self, link: Link, sender: str, plan: KeyPlan, held: dict[Link, float], data: bytes | None
+    ) -> bytes | None:
+        """Account for a hop just crossed; in bit-exact mode the cipher carries ``data`` over
+        it. Raises IntegrityError if the link altered the message."""
+        if plan.bits:
+            held[link] -= plan.bits
+            self.key_used[link.name] = self.key_used.get(link.name, 0.0) + plan.bits
+        if link.bits is not None and data is not None:
+            hop = Hop(0 if sender == link.a else 1, link.name.encode(), link.deliver)
+            return self.ctx.cipher.carry(link.session, link.bits, plan, data, hop=hop)
+        if link.tampered:
+            raise IntegrityError("message failed its integrity check")
+        return data
+
     def _discard(self, held: dict[Link, float]) -> None:
         for _link, bits in held.items():
             if bits > 1e-9:
                 self.discarded_bits += bits
         held.clear()
 
-    def _crypt_hop(self, link: Link, sender: str, plan: KeyPlan, data: bytes) -> bytes:
-        """Encrypt at ``sender``, carry over ``link`` (maybe tampered), decrypt and check."""
-        cipher = self.net.cipher
-        store = link.bits
-        if isinstance(cipher, OneTimePad):
-            bits, km = store.take(plan.bits)
-            self.key_material.append((link.name, km))
-            ct = otp_encrypt(data, bits, cipher.auth_bits)
-            return otp_decrypt(_maybe_tamper(link, ct), bits, cipher.auth_bits)
-        if isinstance(cipher, AesGcm):
-            out = bytearray()
-            pos = 0
-            for n, new_key in plan.segments:
-                if new_key or link.session_key is None:
-                    bits, km = store.take(256)
-                    self.key_material.append((link.name, km))
-                    link.session_key = key_bytes(bits)
-                    link.nonce_counter = 0
-                link.nonce_counter += 1
-                direction = 0 if sender == link.a else 1
-                nonce = bytes([direction]) + link.nonce_counter.to_bytes(11, "big")
-                seg = data[pos : pos + n]
-                pos += n
-                ct = aes_encrypt(link.session_key, nonce, seg, link.name.encode())
-                out += aes_decrypt(
-                    link.session_key, nonce, _maybe_tamper(link, ct), link.name.encode()
-                )
-            return bytes(out)
-        if link.tampered:
-            raise IntegrityError("message altered on an unauthenticated link was detected")
-        return data
-
     def snapshot(self, status: Literal["delivered", "failed", "in_progress"]) -> TransferRecord:
-        now = self.net.env.now
+        now = self.ctx.env.now
         total = now - self.t_request
         busy = self.key_wait_s + self.queued_s + self.transmit_s + self.propagation_s
         verified = None
@@ -411,13 +414,5 @@ class Transfer:
             self.cause = self._fatal or "unknown"
         rec = self.snapshot(status)
         self.record = rec
-        self.net._finished(self, rec)
+        self.ctx.ended(self, rec)
         return rec
-
-
-def _maybe_tamper(link: Link, ct: bytes) -> bytes:
-    if not link.tampered or not ct:
-        return ct
-    flipped = bytearray(ct)
-    flipped[len(flipped) // 2] ^= 0x01
-    return bytes(flipped)

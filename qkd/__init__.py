@@ -20,7 +20,9 @@ from qkd.keypool import InsufficientKeyError, KeyMaterial, KeyPool, KeySlice
 from qkd.params import PRESETS, Detector, Fibre, QKDSystem, Source, get_preset
 from qkd.pipeline import DistillResult, distill, generate_key, simulate_and_distill
 from qkd.rates import (
+    ABORT_QBER,
     PROTOCOLS,
+    attack_rate_factor,
     binary_entropy,
     gain_and_qber,
     key_rate_and_mu,
@@ -34,6 +36,7 @@ from qkd.rates import (
 )
 
 __all__ = [
+    "ABORT_QBER",
     "PRESETS",
     "PROTOCOLS",
     "CascadeResult",
@@ -53,6 +56,7 @@ __all__ = [
     "SiftedKey",
     "Source",
     "UnknownNameError",
+    "attack_rate_factor",
     "binary_entropy",
     "cascade_block_sizes",
     "distill",

@@ -79,8 +79,10 @@ from qkd.errors import ParameterError, UnknownNameError
 from qkd.params import QKDSystem
 
 __all__ = [
+    "ABORT_QBER",
     "PROTOCOLS",
     "Protocol",
+    "attack_rate_factor",
     "binary_entropy",
     "gain_and_qber",
     "key_rate_and_mu",
@@ -98,6 +100,9 @@ PROTOCOLS: tuple[str, ...] = ("decoy-bb84", "decoy-vacuum-weak", "bb84-no-decoy"
 """Names accepted by the ``protocol`` argument."""
 
 FloatArray = NDArray[np.float64]
+
+ABORT_QBER = 0.11
+"""QBER above which BB84 post-processing aborts (Shor-Preskill limit, about 11%)."""
 
 _E0 = 0.5  # error rate of background counts
 _MU_MAX = 2.0  # upper end of the intensity search
@@ -201,6 +206,51 @@ def binary_entropy(p: ArrayLike) -> FloatArray:
     return _h2(q)
 
 
+def _h2_scalar(p: float) -> float:
+    # math.log2 on one float: kept apart from the vectorized _h2 (log1p), whose last bit can
+    # differ, so that eavesdropper-scaled link rates stay exactly what they were
+    if p <= 0 or p >= 1:
+        return 0.0
+    return -p * math.log2(p) - (1 - p) * math.log2(1 - p)
+
+
+def attack_rate_factor(
+    qber: float, *, baseline_qber: float = 0.01, f_ec: float = 1.16, threshold: float = ABORT_QBER
+) -> float:
+    """Fraction of a link's key rate left while an eavesdropper raises its QBER to ``qber``.
+
+    Zero above the abort ``threshold``; below it, the ratio of the asymptotic BB84 secret
+    fractions ``1 - h(Q) - f_ec h(Q)`` at ``qber`` and at the link's own ``baseline_qber``.
+
+    Raises
+    ------
+    ParameterError
+        ``qber`` is not a number in [0, 0.5].
+
+    References
+    ----------
+    P. W. Shor and J. Preskill, "Simple proof of security of the BB84 quantum key
+    distribution protocol", Phys. Rev. Lett. 85, 441 (2000).
+
+    Examples
+    --------
+    >>> attack_rate_factor(0.25)  # full intercept-resend: the link aborts
+    0.0
+    >>> round(attack_rate_factor(0.03), 3)
+    0.703
+    """
+    if not (isinstance(qber, int | float) and 0 <= qber <= 0.5):
+        raise ParameterError("eavesdropper.qber", qber, "in [0, 0.5]")
+    if qber > threshold:
+        return 0.0
+
+    def frac(q: float) -> float:
+        return max(0.0, 1.0 - _h2_scalar(q) - f_ec * _h2_scalar(q))
+
+    base = frac(baseline_qber)
+    return 0.0 if base <= 0 else min(1.0, frac(qber) / base)
+
+
 def _gain_qber_eta(
     eta: FloatArray, mu: FloatArray | float, y0: float, e_d: float
 ) -> tuple[FloatArray, FloatArray]:
@@ -302,6 +352,8 @@ def _raw_rate(system: QKDSystem, protocol: str) -> RawRate:
     The unclipped expression is continuous in ``mu`` and ``eta``; it is what the optimiser and
     the root finder work on. Error rates entering the privacy-amplification term are capped at
     1/2, where the single-photon contribution vanishes.
+
+    Kept as one function: the formulas of the paper, term by term, read best together.
     """
     y0 = system.detector.dark_count_prob
     e_d = system.misalignment

@@ -1,9 +1,14 @@
-"""The layers import one way only: qkd <- network <- qfl."""
+"""The layers import one way only: qkd <- network <- qfl; no import cycles inside them."""
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
+import networkx as nx
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FORBIDDEN = {
     "qkd": ["simpy", "networkx", "torch", "qiskit", "network", "qfl"],
@@ -42,3 +47,56 @@ def test_importing_qfl_is_cheap() -> None:
         check=True,
     ).stdout.strip()
     assert out == "False"
+
+
+def _import_graph(package_dir: Path) -> nx.DiGraph:
+    """Module-level import graph of a flat package (``pkg`` is its ``__init__``).
+
+    Every import statement counts, wherever it is: inside functions (imports on demand) and
+    inside ``if TYPE_CHECKING:`` blocks too, since a module that names another only for its
+    types still depends on it (the old hub cycle hid there).
+    """
+    pkg = package_dir.name
+    paths = {
+        (pkg if p.stem == "__init__" else f"{pkg}.{p.stem}"): p for p in package_dir.glob("*.py")
+    }
+    graph = nx.DiGraph()
+    graph.add_nodes_from(paths)
+    for name, path in paths.items():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from .x import y, from . import x
+                    here = name.split(".") if path.stem == "__init__" else name.split(".")[:-1]
+                    up = here[: len(here) - node.level + 1]
+                    base = ".".join([*up, *([node.module] if node.module else [])])
+                targets = [
+                    f"{base}.{a.name}" if f"{base}.{a.name}" in paths else base for a in node.names
+                ]
+            else:
+                continue
+            graph.add_edges_from((name, t) for t in targets if t in paths and t != name)
+    return graph
+
+
+@pytest.mark.parametrize("package", ["network", "qkd"])
+def test_no_import_cycles_inside_a_layer(package: str) -> None:
+    graph = _import_graph(ROOT / package)
+    assert graph.number_of_edges() > 0  # sanity: the parser sees the package's imports
+    cycles = sorted(" -> ".join([*c, c[0]]) for c in nx.simple_cycles(graph))
+    assert not cycles, f"import cycles in {package}: {cycles}"
+
+
+def test_import_graph_sees_type_checking_and_relative_imports(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from pkg.a import A\n")
+    (pkg / "a.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.b import B\nA = 1\n"
+    )
+    (pkg / "b.py").write_text("def f():\n    from . import a\n    return a\n")
+    graph = _import_graph(pkg)
+    assert set(graph.edges) == {("pkg", "pkg.a"), ("pkg.a", "pkg.b"), ("pkg.b", "pkg.a")}
+    assert list(nx.simple_cycles(graph))

@@ -89,7 +89,7 @@ class Link:
         Fault state (changed by the methods below); the pool's rate is
         ``nominal_rate_bps * attack_factor`` while the link is intact and both ends are up,
         else 0.
-    transfers : set
+    transfers : dict
         The transfers registered on the link, told about its faults.
     cipher_state, session, bits
         The cipher's planning state, its bit-exact session and the link's real key bits
@@ -131,7 +131,9 @@ class Link:
         self.under_attack = False
         self.tampered = False
         self.nodes_down: set[str] = set()
-        self.transfers: set[Watcher] = set()
+        # insertion-ordered (a dict as an ordered set): interrupts go out in registration
+        # order, not in an order that depends on object addresses
+        self.transfers: dict[Watcher, None] = {}
         self.cipher_state: Any = None
         self.session: Any = None
         self.bits: Any = None  # BitStore in bit-exact mode

@@ -151,7 +151,7 @@ class QKDNetwork:
         self._next_id = 0
         self.graph = build_graph(topology)
         for n in self.graph:
-            self.graph.nodes[n].update(down=False, transfers=set())
+            self.graph.nodes[n].update(down=False, transfers={})
         self.changed: simpy.Event = env.event()
         self._component = {
             n: i for i, comp in enumerate(nx.connected_components(self.graph)) for n in comp

@@ -165,19 +165,19 @@ class Transfer:
         self._unregister()
         for u, v in itertools.pairwise(path):
             link = self._link(u, v)
-            link.transfers.add(self)
+            link.transfers[self] = None
             self._links.append(link)
         nodes = self.ctx.graph.nodes
         for n in path:
-            nodes[n]["transfers"].add(self)
+            nodes[n]["transfers"][self] = None
             self._nodes.append(n)
 
     def _unregister(self) -> None:
         for link in self._links:
-            link.transfers.discard(self)
+            link.transfers.pop(self, None)
         nodes = self.ctx.graph.nodes
         for n in self._nodes:
-            nodes[n]["transfers"].discard(self)
+            nodes[n]["transfers"].pop(self, None)
         self._links.clear()
         self._nodes.clear()
 
@@ -290,7 +290,7 @@ class Transfer:
                     self.cause = f"link {link.name}: {exc}"
                     self._discard(held)
                     return False
-                link.transfers.discard(self)
+                link.transfers.pop(self, None)
                 at = v
             self.phase = _IDLE
             if at != self.dst and self.on_fault == "fail":

@@ -253,7 +253,7 @@ def _learn_job(
     job = build_job(sc, build_topology(sc))
     tl = Timeline(
         rounds_done=timeline["rounds_done"],
-        dropped={tuple(d) for d in timeline["dropped"]},  # type: ignore[misc]
+        dropped={tuple(d) for d in timeline["dropped"]},
     )
     out: list[dict[str, Any]] = []
 

@@ -284,40 +284,18 @@ def with_overrides(
     qkd.errors.ParameterError: detector.efficiency: must be in (0, 1], got 2.0
     """
     out = get_preset(system) if isinstance(system, str) else system
-
-    def apply(keyword: str, value: Any, change: Any) -> None:
-        nonlocal out
-        if value is not None:
-            out = change()
-
-    det, src = out.detector, out.source
-    apply(
-        "attenuation_db_per_km",
-        attenuation_db_per_km,
-        lambda: out.replace(fibre=Fibre(attenuation_db_per_km)),
-    )  # type: ignore[arg-type]
-    apply(
-        "efficiency",
-        efficiency,
-        lambda: out.replace(detector=dataclasses.replace(det, efficiency=efficiency)),
-    )
-    det = out.detector
-    apply(
-        "dark_count_prob",
-        dark_count_prob,
-        lambda: out.replace(detector=dataclasses.replace(det, dark_count_prob=dark_count_prob)),
-    )
-    apply(
-        "clock_hz",
-        clock_hz,
-        lambda: out.replace(source=dataclasses.replace(src, clock_hz=clock_hz)),
-    )
-    src = out.source
-    apply(
-        "decoy",
-        decoy,
-        lambda: out.replace(source=dataclasses.replace(src, decoys=(decoy, *src.decoys[1:]))),
-    )
-    for keyword, value in (("misalignment", misalignment), ("f_ec", f_ec), ("sifting", sifting)):
-        apply(keyword, value, lambda k=keyword, v=value: out.replace(**{k: v}))
-    return out
+    if attenuation_db_per_km is not None:
+        out = out.replace(fibre=Fibre(attenuation_db_per_km))
+    if efficiency is not None:
+        out = out.replace(detector=dataclasses.replace(out.detector, efficiency=efficiency))
+    if dark_count_prob is not None:
+        det = dataclasses.replace(out.detector, dark_count_prob=dark_count_prob)
+        out = out.replace(detector=det)
+    if clock_hz is not None:
+        out = out.replace(source=dataclasses.replace(out.source, clock_hz=clock_hz))
+    if decoy is not None:
+        decoys = (decoy, *out.source.decoys[1:])
+        out = out.replace(source=dataclasses.replace(out.source, decoys=decoys))
+    top = {"misalignment": misalignment, "f_ec": f_ec, "sifting": sifting}
+    changes = {k: v for k, v in top.items() if v is not None}
+    return out.replace(**changes) if changes else out

@@ -28,7 +28,7 @@ from network.errors import DuplicateLink, KeyNeverSuffices, NetworkError, NodeNo
 from network.faults import Eavesdropper, LinkCut, NodeOutage, PoolWipe, Tamper, schedule_faults
 from network.keypool import FluidKeyPool, KeyRequest
 from network.link import Link, link_rates_bps
-from network.qkdnetwork import QKDNetwork
+from network.qkdnetwork import QKDNetwork, max_chunk_bytes
 from network.records import (
     FaultRecord,
     LinkSummary,
@@ -89,6 +89,7 @@ __all__ = [
     "key_aware_path",
     "link_rates_bps",
     "lowest_latency_path",
+    "max_chunk_bytes",
     "read_topology",
     "schedule_faults",
     "to_rows",

@@ -9,7 +9,7 @@ to start transfers (each a SimPy process whose value is its
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import get_args
 
 import networkx as nx
@@ -41,7 +41,7 @@ from network.topology import LinkSpec, TopologySpec, build_graph
 from network.transfer import FaultPolicy, Transfer, TransferContext, fresh_key_bits
 from qkd.errors import ParameterError, UnknownNameError
 
-__all__ = ["KeySourceFactory", "PoolFactory", "QKDNetwork"]
+__all__ = ["KeySourceFactory", "PoolFactory", "QKDNetwork", "max_chunk_bytes"]
 
 PoolFactory = Callable[[simpy.Environment, LinkSpec, float, PoolObserver | None], FluidKeyPool]
 """``factory(env, spec, rate_bps, observer) -> pool``: an alternative key-supply model."""
@@ -72,6 +72,33 @@ def pipeline_key_source(spec: LinkSpec, seed: np.random.SeedSequence) -> KeySour
         return key
 
     return source
+
+
+def max_chunk_bytes(cipher: CipherPolicy, capacities: Mapping[str, float]) -> int | None:
+    """The largest chunk a transfer sends at once: one chunk's key must fit the smallest
+    pool (None: no limit). A pure check, used before any network is built.
+
+    Raises
+    ------
+    ParameterError
+        Naming the link whose pool cannot hold the key of even one message.
+
+    Examples
+    --------
+    >>> max_chunk_bytes(OneTimePad(auth_bits=0), {"A-B": 8e3, "B-C": 1.6e4})
+    1000
+    """
+    if not capacities or isinstance(cipher, NoCipher):
+        return None
+    name = min(capacities, key=capacities.__getitem__)
+    cb = cipher.max_chunk_bytes(capacities[name])
+    if cb is not None and cb < 1:
+        raise ParameterError(
+            f"link {name}: capacity_bits",
+            capacities[name],
+            f"large enough for one message of cipher {cipher.name!r}",
+        )
+    return cb
 
 
 class QKDNetwork:
@@ -176,7 +203,8 @@ class QKDNetwork:
                     src = key_source(spec, ss)  # type: ignore[operator]
                 link.bits = BitStore(src, seed=ss.spawn(1)[0], name=spec.name)
             self.graph.edges[spec.a, spec.b]["link"] = link
-        self.chunk_bytes = self._max_chunk_bytes()
+        capacities = {lk.name: lk.pool.capacity for lk in self.links.values()}
+        self.chunk_bytes = max_chunk_bytes(self.cipher, capacities)
         self._context = TransferContext(
             env,
             self.graph,
@@ -186,20 +214,6 @@ class QKDNetwork:
             changed=lambda: self.changed,
             ended=self._finished,
         )
-
-    def _max_chunk_bytes(self) -> int | None:
-        links = list(self.links.values())
-        if not links or isinstance(self.cipher, NoCipher):
-            return None
-        smallest = min(links, key=lambda lk: lk.pool.capacity)
-        cb = self.cipher.max_chunk_bytes(smallest.pool.capacity)
-        if cb is not None and cb < 1:
-            raise ParameterError(
-                f"link {smallest.name}: capacity_bits",
-                smallest.pool.capacity,
-                f"large enough for one message of cipher {self.cipher.name!r}",
-            )
-        return cb
 
     # -- lookup ------------------------------------------------------------------------
     @property

@@ -60,6 +60,16 @@ def _finite(name: str, value: Any, ok: Callable[[float], bool], allowed: str) ->
         raise ParameterError(name, value, allowed)
 
 
+DEFAULT_FLOPS_PER_S = 5e11
+"""A node's compute speed when none is given (FLOP/s): a workstation-class edge node."""
+DEFAULT_POOL_BITS = 1e9
+"""A link's key-pool capacity when none is given (bits)."""
+DEFAULT_BANDWIDTH_BPS = 1e9
+"""A link's classical bandwidth when none is given (bit/s): 1 Gb/s Ethernet."""
+DEFAULT_SYSTEM = "toshiba-2018"
+"""A link's QKD system preset when none is given."""
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     """A node of the network.
@@ -78,7 +88,7 @@ class NodeSpec:
 
     name: str
     role: Role = "client"
-    flops_per_s: float = 1e12
+    flops_per_s: float = DEFAULT_FLOPS_PER_S
     lat: float | None = None
     lon: float | None = None
 
@@ -138,11 +148,11 @@ class LinkSpec:
     b: str
     length_km: float
     attenuation_db_per_km: float | None = None
-    system: str | QKDSystem = "toshiba-2018"
+    system: str | QKDSystem = DEFAULT_SYSTEM
     skr_bps: float | None = None
-    capacity_bits: float = 1e8
+    capacity_bits: float = DEFAULT_POOL_BITS
     initial_bits: float = 0.0
-    bandwidth_bps: float = 1e10
+    bandwidth_bps: float = DEFAULT_BANDWIDTH_BPS
     latency_s: float | None = None
     group_index: float = GROUP_INDEX
     block_bits: float | None = None
@@ -290,6 +300,7 @@ def read_topology(
     roles: Mapping[str, Role] | None = None,
     default_role: Role = "client",
     routing_factor: float = ROUTING_FACTOR,
+    default_flops_per_s: float = DEFAULT_FLOPS_PER_S,
 ) -> TopologySpec:
     """Read a GraphML (``.graphml``) or GML (``.gml``) topology, e.g. from the Topology Zoo.
 
@@ -311,6 +322,8 @@ def read_topology(
         Role per node name; others get ``default_role`` (or their ``role`` attribute).
     routing_factor : float
         Fibre length over great-circle distance (``>= 1``).
+    default_flops_per_s : float
+        Compute speed of a node without a ``flops_per_s`` attribute.
 
     Raises
     ------
@@ -339,8 +352,7 @@ def read_topology(
         coords[name] = (float(lat), float(lon)) if ok else None
         role = roles.get(name, d.get("role", default_role))
         kw: dict[str, Any] = {"role": role}
-        if "flops_per_s" in d:
-            kw["flops_per_s"] = float(d["flops_per_s"])
+        kw["flops_per_s"] = float(d.get("flops_per_s", default_flops_per_s))
         if ok:
             kw["lat"], kw["lon"] = float(lat), float(lon)
         nodes.append(NodeSpec(name, **kw))

@@ -36,6 +36,12 @@ from pydantic import (
     model_validator,
 )
 
+from network.topology import (
+    DEFAULT_BANDWIDTH_BPS,
+    DEFAULT_FLOPS_PER_S,
+    DEFAULT_POOL_BITS,
+    DEFAULT_SYSTEM,
+)
 from qkd.errors import QflError
 
 __all__ = [
@@ -140,14 +146,14 @@ class TopologySpec(_Frozen):
 class QKDSpec(_Frozen):
     """QKD defaults for every link; links may override them."""
 
-    preset: str = "toshiba-2018"
+    preset: str = DEFAULT_SYSTEM
     protocol: Literal["decoy-bb84", "decoy-vacuum-weak", "bb84-no-decoy", "single-photon"] = (
         "decoy-bb84"
     )
     rate_scale: NonNegative = Field(1.0, description="Multiplies every link's secret key rate.")
-    pool_capacity_bits: Positive = 1e9
+    pool_capacity_bits: Positive = DEFAULT_POOL_BITS
     initial_fill_bits: NonNegative = 0.0
-    bandwidth_bps: Positive = 1e9
+    bandwidth_bps: Positive = DEFAULT_BANDWIDTH_BPS
     block_bits: Positive | None = Field(
         None, description="Key arrives in post-processing blocks of this size (block mode)."
     )
@@ -248,7 +254,9 @@ class LearningSpec(_Frozen):
 class ComputeSpec(_Frozen):
     """How learning steps take simulated time."""
 
-    default_flops_per_s: Positive = Field(5e11, description="Node speed when a node sets none.")
+    default_flops_per_s: Positive = Field(
+        DEFAULT_FLOPS_PER_S, description="Node speed when a node sets none."
+    )
     backward_factor: Annotated[float, Field(ge=1)] = Field(
         3.0, description="A training step costs this many forward passes."
     )

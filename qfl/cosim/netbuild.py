@@ -23,6 +23,7 @@ from network import (
     PoolWipe,
     TopologySpec,
     link_rates_bps,
+    max_chunk_bytes,
     read_topology,
 )
 from network.faults import Fault
@@ -113,7 +114,12 @@ def build_topology(sc: Scenario) -> TopologySpec:
     if topo.file is not None:
         roles = {n: "relay" for n in topo.relays} | {n: "server" for n in topo.servers}
         try:
-            raw = read_topology(topo.file, roles=roles, routing_factor=topo.routing_factor)  # type: ignore[arg-type]
+            raw = read_topology(
+                topo.file,
+                roles=roles,  # type: ignore[arg-type]
+                routing_factor=topo.routing_factor,
+                default_flops_per_s=default_flops,
+            )
         except FileNotFoundError:
             raise ScenarioError("topology.file", f"no such file {topo.file!r}") from None
         except QflError as exc:
@@ -128,7 +134,7 @@ def build_topology(sc: Scenario) -> TopologySpec:
                     raise ScenarioError(f"{field_name}[{j}]", f"unknown node {n!r} in {topo.file}")
         check_node_refs(sc, names)
         check_fault_links(sc, {frozenset((lk.a, lk.b)) for lk in raw.links})
-        nodes = tuple(replace(n, flops_per_s=default_flops) for n in raw.nodes)
+        nodes = raw.nodes  # a node's own flops_per_s attribute is kept
         links = tuple(_link_spec(sc, -1, lk.a, lk.b, lk.length_km) for lk in raw.links)
     else:
         nodes = tuple(
@@ -239,7 +245,7 @@ def check_network(sc: Scenario, topo: TopologySpec | None = None) -> TopologySpe
     """Check what the network half needs, without simulating or training anything.
 
     The topology builds (presets, lengths, key rates), the network accepts it with the
-    scenario's cipher (a pool must hold one message's key), there are learning clients
+    scenario's cipher (every pool holds one message's key), there are learning clients
     (at least two for the decentralized methods), and every learning node can reach every
     other over the links (an isolated client could never exchange a model).
 
@@ -254,9 +260,6 @@ def check_network(sc: Scenario, topo: TopologySpec | None = None) -> TopologySpe
         Naming the YAML path of the problem.
     """
     import networkx as nx
-    import simpy
-
-    from network import QKDNetwork
 
     if topo is None:
         topo = build_topology(sc)
@@ -278,9 +281,7 @@ def check_network(sc: Scenario, topo: TopologySpec | None = None) -> TopologySpe
                 "so they could never exchange a model; link every learning node into one network",
             )
     try:
-        QKDNetwork(simpy.Environment(), topo, build_cipher(sc), seed=sc.seed)
+        max_chunk_bytes(build_cipher(sc), {lk.name: lk.capacity_bits for lk in topo.links})
     except QflError as exc:
-        if "capacity_bits" in str(exc):
-            raise ScenarioError("qkd.pool_capacity_bits", str(exc)) from None
-        raise ScenarioError("topology", f"the network rejects this scenario: {exc}") from None
+        raise ScenarioError("qkd.pool_capacity_bits", str(exc)) from None
     return topo

@@ -164,7 +164,8 @@ def plot_topology(
         pos = (
             nx.kamada_kawai_layout(g) if g.number_of_nodes() > 2 else nx.spring_layout(g, seed=seed)
         )
-    rates = [max(d["skr"], 1e-3) for _, _, d in g.edges(data=True) if math.isfinite(d["skr"])]
+    # the colour scale spans the links that have key; those without are drawn red
+    rates = [d["skr"] for _, _, d in g.edges(data=True) if math.isfinite(d["skr"]) and d["skr"] > 0]
     lo, hi = (min(rates), max(rates)) if rates else (1.0, 10.0)
     if hi <= lo:
         hi = lo * 10

@@ -136,3 +136,31 @@ def write_scenario(tmp_path: Path) -> ScenarioWriter:
         return path
 
     return write
+
+
+PngPixels = Callable[..., Any]
+
+
+def _png_pixels(path: Path, min_side: int = 200, coloured: bool = False) -> Any:
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.format == "PNG", path
+        px = np.asarray(im.convert("RGB"))
+    h, w, _ = px.shape
+    assert min_side <= min(w, h) and max(w, h) <= 4000, (path, (w, h))
+    grey = px.mean(axis=-1)
+    assert grey.std() > 5.0, f"{path}: blank"  # a frame and some text at least
+    assert 0.001 < (grey < 128).mean() < 0.5, f"{path}: no ink, or all ink"
+    if coloured:  # lines in colour, not only the grey and black of axes, text and grid
+        assert (np.ptp(px, axis=-1) > 60).any(), f"{path}: nothing in colour"
+    return px
+
+
+@pytest.fixture(scope="session")
+def png_pixels() -> PngPixels:
+    """``png_pixels(path, min_side=200, coloured=False)`` -> the RGB pixels (height x width
+    x 3) of a PNG, after checking that it is one, of a sane size, not blank, and (if
+    ``coloured``) that something on it is drawn in colour."""
+    return _png_pixels

@@ -65,7 +65,7 @@ def keyrate_sweep(
     return {"scenario": scen, "out": out, "stdout": stdout, "tasks": tasks}
 
 
-def test_sweep_table_and_shared_learning(keyrate_sweep: dict[str, Any]) -> None:
+def test_sweep_table_and_shared_learning(keyrate_sweep: dict[str, Any], png_pixels: Any) -> None:
     out: Path = keyrate_sweep["out"]
     rows = read_rows(out / "sweep.csv")
     assert [r["qkd.rate_scale"] for r in rows] == ["0.5", "1", "2"]
@@ -86,7 +86,7 @@ def test_sweep_table_and_shared_learning(keyrate_sweep: dict[str, Any]) -> None:
     metrics = read_rows(point1 / "metrics.csv")
     round1 = next(m for m in metrics if m["round"] == "1" and m["node"] == "mean")
     assert acc[0] == pytest.approx(float(round1["global_acc"]), abs=1e-6)
-    assert (out / "keyrate_vs_accuracy.png").stat().st_size > 5000
+    png_pixels(out / "keyrate_vs_accuracy.png", coloured=True)  # the lines of the sweep
     assert "sweep folder:" in keyrate_sweep["stdout"]
 
 
@@ -147,20 +147,20 @@ def test_resume_skips_finished_points(
 
 
 def test_plot_redraws_sweep_and_run_folders(
-    keyrate_sweep: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    keyrate_sweep: dict[str, Any], capsys: pytest.CaptureFixture[str], png_pixels: Any
 ) -> None:
     out: Path = keyrate_sweep["out"]
     png = out / "keyrate_vs_accuracy.png"
     png.unlink()
     assert main(["plot", str(out)]) == 0
-    assert png.stat().st_size > 5000
+    png_pixels(png, coloured=True)
     point = out / "points" / read_rows(out / "sweep.csv")[1]["slug"]
     for name in ("accuracy.png", "keypools.png", "topology.png"):
         (point / name).unlink(missing_ok=True)
     assert main(["plot", str(point)]) == 0
     printed = capsys.readouterr().out
     for name in ("accuracy.png", "keypools.png", "topology.png"):
-        assert (point / name).stat().st_size > 5000
+        png_pixels(point / name, coloured=True)
         assert name in printed
 
 

@@ -247,11 +247,17 @@ def test_same_seed_same_metrics_other_seed_other_models() -> None:
 
 
 def test_result_types() -> None:
-    _, res = _run(DefFDConfig(**FAST), rounds=3)
+    learner, res = _run(DefFDConfig(**FAST), rounds=3)
     assert all(isinstance(p, RoundPlan) for p in res.plans)
     m = res.final
     assert len(m.global_acc) == len(m.local_acc) == 4
-    assert all(0.0 <= a <= 1.0 for a in m.global_acc + m.local_acc)
+    # each accuracy is the share of right answers of that client's final model
+    for i, client in enumerate(learner.clients):
+        params = {k: v[i] for k, v in learner.params.items()}
+        for data, acc in ((learner.test, m.global_acc[i]), (client.holdout, m.local_acc[i])):
+            with torch.no_grad():
+                logits, _ = torch.func.functional_call(learner.model, params, (data.x,))
+            assert acc == pytest.approx((logits.argmax(-1) == data.y).double().mean().item())
     assert m.global_mean == pytest.approx(np.mean(m.global_acc))
     assert m.local_std == pytest.approx(np.std(m.local_acc))
 

@@ -2,11 +2,11 @@
 
 The network timeline of a synchronous FedAvg scenario depends on the key rate only through
 *when* rounds happen, not *what* is learned, so every point of a key-rate sweep has the same
-learning inputs; ``qfl.sweep.run_sweep`` simulates the ten network timelines and trains once.
+learning inputs; ``qfl.cosim.sweep.run_sweep`` simulates the ten network timelines and trains once.
 This script measures, in one process and one run:
 
 - ``single_run_s``: ``qfl.cosim.run_scenario`` of the base scenario (network + learning);
-- ``sweep_s``: ``qfl.sweep.run_sweep`` over ``qkd.rate_scale`` in ten values (inline
+- ``sweep_s``: ``qfl.cosim.sweep.run_sweep`` over ``qkd.rate_scale`` in ten values (inline
   executor, so both use the same threads);
 - ``cost_ratio = sweep_s / single_run_s`` (target < 2).
 
@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 from qfl.cosim import run_scenario
+from qfl.cosim.sweep import SweepSpec, run_sweep
 from qfl.scenario import parse_scenario
-from qfl.sweep import SweepSpec, run_sweep
 
 SCALES = [0.001, 0.002, 0.005, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
 

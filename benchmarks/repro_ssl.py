@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from qfl.algorithms.ssl import HeadConfig, SimCLRConfig, SupervisedConfig
-from qfl.augment import AugmentConfig
+from qfl.data.augment import AugmentConfig
 from qfl.experiments.ssl import PAPER, SSLExperiment, load_clients, run_ssl_experiment
 
 _DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
-import qfl.sweep
+import qfl.cosim.sweep
 from qfl.cli import main
+from qfl.cosim.sweep import SweepSpec, run_sweep
 from qfl.scenario import Scenario, load_scenario
-from qfl.sweep import SweepSpec, run_sweep
 
 Tiny = Callable[..., dict[str, Any]]
 SKR = 1.0e5
@@ -55,9 +55,11 @@ def keyrate_sweep(
     scen.write_text(yaml.safe_dump(sweep_scenario(tiny), sort_keys=False))
     out = base / "sw"
     tasks: list[Any] = []
-    real = qfl.sweep._run_tasks
+    real = qfl.cosim.sweep._run_tasks
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(qfl.sweep, "_run_tasks", lambda t, *a: tasks.append(list(t)) or real(t, *a))
+        mp.setattr(
+            qfl.cosim.sweep, "_run_tasks", lambda t, *a: tasks.append(list(t)) or real(t, *a)
+        )
         status, stdout = run_cli(
             ["sweep", str(scen), "--set", "qkd.rate_scale=0.5,1,2", "--out", str(out)]
         )
@@ -116,8 +118,10 @@ def test_resume_skips_finished_points(
     before = read_rows(out / "sweep.csv")
     (out / "points" / before[0]["slug"] / "summary.json").unlink()  # as if interrupted
     tasks: list[Any] = []
-    real = qfl.sweep._run_tasks
-    monkeypatch.setattr(qfl.sweep, "_run_tasks", lambda t, *a: tasks.append(list(t)) or real(t, *a))
+    real = qfl.cosim.sweep._run_tasks
+    monkeypatch.setattr(
+        qfl.cosim.sweep, "_run_tasks", lambda t, *a: tasks.append(list(t)) or real(t, *a)
+    )
     args = ["sweep", str(keyrate_sweep["scenario"]), "--set", "qkd.rate_scale=0.5,1,2"]
     status, _ = run_cli([*args, "--out", str(out), "--resume", "--no-plots"])
     assert status == 0

@@ -100,3 +100,33 @@ def test_import_graph_sees_type_checking_and_relative_imports(tmp_path: Path) ->
     graph = _import_graph(pkg)
     assert set(graph.edges) == {("pkg", "pkg.a"), ("pkg.a", "pkg.b"), ("pkg.b", "pkg.a")}
     assert list(nx.simple_cycles(graph))
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module an import statement of ``path`` names (anywhere in the file)."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+    return out
+
+
+# Inside qfl: the learning side never reaches into the co-simulation or the CLI; the
+# algorithms talk to a Transport, the co-simulation drives them.
+LOWER_QFL = ("algorithms", "models", "engine", "losses", "data")
+
+
+@pytest.mark.parametrize("sub", LOWER_QFL)
+def test_learning_side_never_imports_cosim_or_commands(sub: str) -> None:
+    files = sorted((ROOT / "qfl" / sub).rglob("*.py"))
+    assert files
+    bad = {
+        f"{f.relative_to(ROOT)} imports {m}"
+        for f in files
+        for m in _imported_modules(f)
+        if m.startswith(("qfl.cosim", "qfl.commands", "qfl.cli"))
+    }
+    assert not bad, sorted(bad)

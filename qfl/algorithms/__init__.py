@@ -1,4 +1,4 @@
-"""Learning methods written against :class:`qfl.transport.Transport`.
+"""Learning methods written against :class:`qfl.algorithms.transport.Transport`.
 
 - :mod:`~qfl.algorithms.deffd`: Def-FD (feature-map distillation) and its decentralized
   baselines Def-KT (mutual knowledge transfer) and gossip averaging.

@@ -31,8 +31,9 @@ round (who trains, who sends to whom, whether to evaluate) from the seed alone, 
 :class:`DecentralizedLearner` executes its operations (:meth:`~DecentralizedLearner.local_update`,
 :meth:`~DecentralizedLearner.snapshot`, :meth:`~DecentralizedLearner.fuse`,
 :meth:`~DecentralizedLearner.evaluate`). :func:`run_round` drives one round through a
-:class:`~qfl.transport.Transport`; a co-simulation can instead call the operations when its
-own clock says the inputs are there (``fuse`` takes whatever messages have arrived).
+:class:`~qfl.algorithms.transport.Transport`; a co-simulation can instead call the
+operations when its own clock says the inputs are there (``fuse`` takes whatever messages
+have arrived).
 
 Each training phase starts a fresh optimizer state (SGD momentum is not carried between
 phases); all clients start from one common initialisation drawn from the seed.
@@ -56,13 +57,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from qfl.algorithms.transport import Message, Transport
 from qfl.data import TensorDataset
 from qfl.engine import default_logits, evaluate, kernels, sgd, stacked_cnn
 from qfl.engine.select import ENGINES, make_trainer, resolve_engine
 from qfl.losses import FEATURE_LOSSES, DefFDLoss, cross_entropy, kd_loss
 from qfl.seeding import derive_seed as _derive
 from qfl.seeding import int_seed as _int_seed
-from qfl.transport import Message, Transport
 from qkd.errors import ParameterError, UnknownNameError
 
 __all__ = [
@@ -261,7 +262,7 @@ def plan_round(
 
     Examples
     --------
-    >>> from qfl.transport import InMemoryTransport
+    >>> from qfl.algorithms.transport import InMemoryTransport
     >>> p = plan_round(0, range(6), InMemoryTransport(6).neighbours, 3, seed=1)
     >>> len(p.senders), len(p.transfers), set(p.senders) & set(p.receivers)
     (3, 3, set())

@@ -14,7 +14,7 @@ names, and :func:`aggregate` averages each parameter over the clients that sent 
 (:func:`masked_average` is the same rule over stacked tensors and a 0/1 mask); a parameter
 nobody sent keeps its value.
 
-**Transport.** Every download and upload goes through a :class:`qfl.transport.Transport`
+**Transport.** Every download and upload goes through a :class:`qfl.algorithms.transport.Transport`
 (``send`` / ``receive``) with its size in bytes, so that a network-backed transport can gate
 them on key; :func:`star_transport` builds the in-memory star topology used by default.
 
@@ -41,12 +41,12 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from qfl.algorithms.transport import InMemoryTransport, Message, Transport
 from qfl.data import TensorDataset
 from qfl.engine import BatchedTrainer, SequentialTrainer, optim
 from qfl.engine.select import ENGINES, make_trainer, resolve_engine
 from qfl.models.multiexit import MultiExitModel, exit_parameter_mask, truncated
 from qfl.seeding import derive_seed as _derive
-from qfl.transport import InMemoryTransport, Message, Transport
 from qkd.errors import ParameterError, UnknownNameError
 
 __all__ = [
@@ -431,7 +431,7 @@ class FedAvg(ServerRounds):
     loss_fn : callable
         ``loss_fn(outputs, y, teacher_outputs) -> scalar`` (the engine's signature;
         ``teacher_outputs`` is ``None`` here), e.g. a wrapper of
-        :func:`qfl.losses_multiexit.multi_exit_loss`. A client limited to exit ``k`` passes
+        :func:`qfl.losses.multiexit.multi_exit_loss`. A client limited to exit ``k`` passes
         the ``k`` exits it computes.
     config : FedAvgConfig
         Schedule and local optimizer.

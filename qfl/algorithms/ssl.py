@@ -3,11 +3,12 @@
 **Phase 1 (federated SimCLR).** Every client holds unlabeled images (75 % of its data). Each
 round the server sends the global SimCLR network (encoder + projection head) to every
 client; each client trains it for ``local_epochs`` on its unlabeled images with the NT-Xent
-loss on two augmented views per image (:mod:`qfl.augment`, :func:`qfl.losses_ssl.nt_xent`),
-with a fresh optimizer, and sends it back; the server averages the parameters weighted by
-the clients' sample counts (:func:`qfl.algorithms.fedavg.aggregate`, the FedAvg rule shared
-with multi-exit FedAvg). Downloads and uploads go through a :class:`qfl.transport.Transport`
-with their size in bytes, so that a network-backed transport can gate them on key.
+loss on two augmented views per image (:mod:`qfl.data.augment`,
+:func:`qfl.losses.ssl.nt_xent`), with a fresh optimizer, and sends it back; the server
+averages the parameters weighted by the clients' sample counts
+(:func:`qfl.algorithms.fedavg.aggregate`, the FedAvg rule shared with multi-exit FedAvg).
+Downloads and uploads go through a :class:`qfl.algorithms.transport.Transport` with their
+size in bytes, so that a network-backed transport can gate them on key.
 
 The clients hold different datasets but run the same architecture, so a round's local
 training is one vectorized computation over the clients (:class:`qfl.engine.BatchedTrainer`,
@@ -53,13 +54,14 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from qfl.algorithms.fedavg import ServerRounds, star_transport
-from qfl.augment import N_UNIFORMS, AugmentConfig, augment_from_uniform
+from qfl.algorithms.transport import Transport
 from qfl.data import TensorDataset
+from qfl.data.augment import N_UNIFORMS, AugmentConfig, augment_from_uniform
 from qfl.data.images import IMAGENET_MEAN, IMAGENET_STD, normalize_images
 from qfl.engine import BatchedTrainer, SequentialTrainer, adam, load_into, sgd
 from qfl.engine.random import fold_in, uniform
 from qfl.engine.select import ENGINES, make_trainer, resolve_engine
-from qfl.losses_ssl import nt_xent
+from qfl.losses.ssl import nt_xent
 from qfl.models.resnet_ssl import (
     LAST_BLOCK,
     Classifier,
@@ -69,7 +71,6 @@ from qfl.models.resnet_ssl import (
 )
 from qfl.seeding import derive_seed as _derive
 from qfl.seeding import int_seed as _int_seed
-from qfl.transport import Transport
 from qkd.errors import ParameterError, UnknownNameError
 
 __all__ = [

@@ -13,8 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from qfl.commands.simulate import next_run_folder
+from qfl.cosim.sweep import SweepSpec, load_sweep_file, parse_set_options, run_sweep
 from qfl.scenario import ScenarioError, apply_overrides, load_scenario
-from qfl.sweep import SweepSpec, load_sweep_file, parse_set_options, run_sweep
 
 __all__ = ["plot", "sweep"]
 
@@ -128,7 +128,7 @@ def plot(
     folder: Annotated[Path, typer.Argument(help="A run folder or a sweep folder.")],
 ) -> None:
     """Redraw the plots of a run or sweep folder from its saved files."""
-    from qfl.plots import redraw
+    from qfl.cosim.plots import redraw
 
     console = Console(highlight=False, soft_wrap=True)
     for p in redraw(folder):

@@ -221,7 +221,7 @@ class DecentralizedJob(Job):
     def plan(self, r: int) -> RoundOps:
         """The senders and receivers of round ``r``, drawn exactly as the learner draws them."""
         from qfl.algorithms.deffd import plan_round
-        from qfl.transport import complete_adjacency
+        from qfl.algorithms.transport import complete_adjacency
 
         adj = complete_adjacency(len(self.names))
         p = plan_round(

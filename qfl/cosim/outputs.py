@@ -155,6 +155,6 @@ class RunFolder:
         if summary is not None:
             _write_text_atomic(self.folder / "summary.json", json.dumps(summary, indent=2))
         if plots:
-            from qfl.plots import redraw
+            from qfl.cosim.plots import redraw
 
             redraw(self.folder)

@@ -1,6 +1,6 @@
 """A transport that replays the network half of a run for the learning half.
 
-The learning algorithms talk only to the narrow :class:`~qfl.transport.Transport`
+The learning algorithms talk only to the narrow :class:`~qfl.algorithms.transport.Transport`
 interface. During a co-simulation the network timeline has already been simulated; this
 transport delivers every message at once, except those whose transfer failed on the network
 (a fault with no way round), which it drops, as the network did. So the algorithms run
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from typing import Any
 
-from qfl.transport import InMemoryTransport, Message
+from qfl.algorithms.transport import InMemoryTransport, Message
 
 __all__ = ["ReplayTransport", "RoundTransport"]
 
@@ -23,7 +23,7 @@ class ReplayTransport:
     Parameters
     ----------
     graph : object
-        Who may talk to whom (as :class:`~qfl.transport.InMemoryTransport`).
+        Who may talk to whom (as :class:`~qfl.algorithms.transport.InMemoryTransport`).
     dropped : iterable of tuple
         ``(round, src, dst)`` of the send operations that failed, in the learners' labels.
 
@@ -62,7 +62,8 @@ class ReplayTransport:
 
 
 class RoundTransport:
-    """One round's view of a :class:`ReplayTransport` (a :class:`~qfl.transport.Transport`)."""
+    """One round's view of a :class:`ReplayTransport` (a
+    :class:`~qfl.algorithms.transport.Transport`)."""
 
     def __init__(self, replay: ReplayTransport, round_index: int) -> None:
         self._replay = replay

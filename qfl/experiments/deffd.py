@@ -31,9 +31,9 @@ from qfl.algorithms.deffd import (
     DefFDConfig,
     run_decentralized,
 )
+from qfl.algorithms.transport import InMemoryTransport
 from qfl.data import TensorDataset, load_fashion_mnist, partition
 from qfl.models import FeatureCNN
-from qfl.transport import InMemoryTransport
 from qkd.errors import ParameterError, UnknownNameError
 
 __all__ = [

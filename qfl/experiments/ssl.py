@@ -39,9 +39,9 @@ from qfl.algorithms.ssl import (
     train_centralized,
     train_heads,
 )
+from qfl.algorithms.transport import Transport
 from qfl.data import TensorDataset, load_flowers102, load_intel_scenes, partition
 from qfl.models.resnet_ssl import DEPTHS, NORMS, ProjectionHead, ResNetEncoder, SimCLRNet
-from qfl.transport import Transport
 from qkd.errors import ParameterError, UnknownNameError
 
 __all__ = [

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.func import vmap
 
-from qfl.augment import (
+from qfl.data.augment import (
     N_UNIFORMS,
     AugmentConfig,
     _crop_boxes,

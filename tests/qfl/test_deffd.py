@@ -18,10 +18,10 @@ from qfl.algorithms import (
     run_decentralized,
     run_round,
 )
+from qfl.algorithms.transport import InMemoryTransport
 from qfl.data import TensorDataset, load_fashion_mnist
 from qfl.experiments import DefFDSetup, make_clients, method_config, run_deffd_experiment
 from qfl.models import FeatureCNN
-from qfl.transport import InMemoryTransport
 from qkd.errors import ParameterError, UnknownNameError
 
 CLASSES = tuple(str(i) for i in range(4))

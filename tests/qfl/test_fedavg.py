@@ -25,13 +25,13 @@ from qfl.algorithms.fedavg import (
     star_transport,
 )
 from qfl.data import TensorDataset
+from qfl.data.har_synthetic import synthetic_har
 from qfl.experiments.multiexit import (
     MultiExitExperiment,
     client_data,
     run_multiexit_experiment,
-    synthetic_har,
 )
-from qfl.losses_multiexit import multi_exit_loss
+from qfl.losses.multiexit import multi_exit_loss
 from qfl.models.multiexit import MultiExitLSTM, exit_parameter_mask, reinitialize
 from qkd.errors import ParameterError, UnknownNameError
 

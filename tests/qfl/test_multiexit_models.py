@@ -11,7 +11,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
-from qfl.losses_multiexit import (
+from qfl.losses.multiexit import (
     AdaptiveTemperature,
     mean_max_probability,
     multi_exit_loss,

@@ -19,7 +19,14 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from PIL import Image
 
-from qfl.plots import plot_accuracy, plot_keypools, plot_sweep, plot_topology, read_csv, redraw
+from qfl.cosim.plots import (
+    plot_accuracy,
+    plot_keypools,
+    plot_sweep,
+    plot_topology,
+    read_csv,
+    redraw,
+)
 from qkd.errors import QflError
 
 

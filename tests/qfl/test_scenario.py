@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import qfl.cosim.replay
+import qfl.cosim.sweep
 import qfl.scenario
-import qfl.sweep
 from qfl.commands.simulate import resolve_scenario
 from qfl.cosim.netbuild import build_faults, build_topology, check_network
 from qfl.scenario import (
@@ -35,7 +35,7 @@ def parse(d: dict[str, Any]) -> Scenario:
     return parse_scenario(yaml.safe_dump(d, sort_keys=False))
 
 
-@pytest.mark.parametrize("module", [qfl.scenario, qfl.sweep, qfl.cosim.replay])
+@pytest.mark.parametrize("module", [qfl.scenario, qfl.cosim.sweep, qfl.cosim.replay])
 def test_doctests(module: Any) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

@@ -26,7 +26,7 @@ from qfl.algorithms.ssl import (
 )
 from qfl.data import TensorDataset
 from qfl.experiments.ssl import SSLExperiment, load_clients, run_ssl_experiment
-from qfl.losses_ssl import nt_xent
+from qfl.losses.ssl import nt_xent
 from qfl.models.resnet_ssl import (
     Classifier,
     ProjectionHead,

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from qfl.scenario import Scenario, ScenarioError
-from qfl.sweep import (
+from qfl.cosim.sweep import (
     EXECUTORS,
     SweepSpec,
     _prefix_of,
@@ -23,6 +22,7 @@ from qfl.sweep import (
     run_sweep,
     sweep_points,
 )
+from qfl.scenario import Scenario, ScenarioError
 
 Tiny = Callable[..., dict[str, Any]]
 
@@ -185,7 +185,7 @@ def test_scenario_error_survives_pickling() -> None:
 def test_shipped_sweep_file_expands_to_valid_points() -> None:
     from pathlib import Path
 
-    from qfl.sweep import load_sweep_file, sweep_points
+    from qfl.cosim.sweep import load_sweep_file, sweep_points
 
     path = Path(__file__).resolve().parents[2] / "scenarios" / "sweeps" / "metro-keyrate.yaml"
     spec = load_sweep_file(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-from qfl.transport import InMemoryTransport, Message, Transport, complete_adjacency
+from qfl.algorithms.transport import InMemoryTransport, Message, Transport, complete_adjacency
 from qkd.errors import ParameterError, UnknownNameError
 
 

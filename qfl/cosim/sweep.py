@@ -480,7 +480,7 @@ def run_sweep(
     )
     write_json_atomic(meta, folder / "sweep.json")
     if plots:
-        from qfl.plots import plot_sweep
+        from qfl.cosim.plots import plot_sweep
 
         plot_sweep(
             table, folder / "keyrate_vs_accuracy.png", x=_x_column(spec.x), x_label=meta["x_label"]

@@ -31,9 +31,10 @@ round (who trains, who sends to whom, whether to evaluate) from the seed alone, 
 :class:`DecentralizedLearner` executes its operations (:meth:`~DecentralizedLearner.local_update`,
 :meth:`~DecentralizedLearner.snapshot`, :meth:`~DecentralizedLearner.fuse`,
 :meth:`~DecentralizedLearner.evaluate`). :func:`run_round` drives one round through a
-:class:`~qfl.algorithms.transport.Transport`; a co-simulation can instead call the
-operations when its own clock says the inputs are there (``fuse`` takes whatever messages
-have arrived).
+:class:`~qfl.algorithms.transport.Transport`; the co-simulation runs the same plan on
+the network's clock first (:mod:`qfl.cosim`), then drives the learner round by round through
+a replay transport that drops the models the network failed to deliver (``fuse`` takes
+whatever messages arrived).
 
 Each training phase starts a fresh optimizer state (SGD momentum is not carried between
 phases); all clients start from one common initialisation drawn from the seed.

@@ -15,8 +15,10 @@ names, and :func:`aggregate` averages each parameter over the clients that sent 
 nobody sent keeps its value.
 
 **Transport.** Every download and upload goes through a :class:`qfl.algorithms.transport.Transport`
-(``send`` / ``receive``) with its size in bytes, so that a network-backed transport can gate
-them on key; :func:`star_transport` builds the in-memory star topology used by default.
+(``send`` / ``receive``) with its size in bytes; :func:`star_transport` builds the in-memory
+star topology used by default. In a co-simulation the network half has already timed each
+transfer on the key-gated network (:mod:`qfl.cosim`) and the round runs over a replay
+transport that drops the transfers that failed there.
 
 **Engine.** The clients of a round train together in the batched engine
 (:class:`qfl.engine.BatchedTrainer`, one vectorized computation for all clients with the same

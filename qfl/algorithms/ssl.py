@@ -8,7 +8,7 @@ loss on two augmented views per image (:mod:`qfl.data.augment`,
 averages the parameters weighted by the clients' sample counts
 (:func:`qfl.algorithms.fedavg.aggregate`, the FedAvg rule shared with multi-exit FedAvg).
 Downloads and uploads go through a :class:`qfl.algorithms.transport.Transport` with their
-size in bytes, so that a network-backed transport can gate them on key.
+size in bytes (in a co-simulation, a replay of the key-gated network: :mod:`qfl.cosim`).
 
 The clients hold different datasets but run the same architecture, so a round's local
 training is one vectorized computation over the clients (:class:`qfl.engine.BatchedTrainer`,

@@ -3,9 +3,11 @@
 A decentralized learning method only ever asks three things of the network: *send this
 payload to that node*, *what has arrived at this node*, and *who are this node's
 neighbours*. :class:`Transport` is that interface; :class:`InMemoryTransport` implements it
-with instant delivery for unit tests and for runs without a network model. A
-network-backed transport (key pools, latency, bandwidth; the co-simulation) implements the
-same three methods, so the algorithms never change.
+with instant delivery for unit tests and for runs without a network model. In a
+co-simulation the network half runs first, on the SimPy clock (key pools, latency,
+bandwidth: :mod:`qfl.cosim.schedule`), and the learning half's transport
+(:class:`qfl.cosim.replay.ReplayTransport`) replays its outcome: it delivers at once, except
+the sends that failed on the network. So the algorithms never change.
 
 This module imports neither torch nor the network layer: payloads are opaque objects.
 """

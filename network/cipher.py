@@ -12,16 +12,28 @@ optax's ``(init, update)`` pairs; the network keeps one state per link.
   ``rekey_s`` seconds; each new key costs 256 bits from the link's pool.
 * :class:`NoCipher`: no key at all (the classical baseline).
 
+The plan is the only state transition: it decides, when a message asks a link for key, which
+of the link's AES keys (by index) and which GCM nonces each byte of the message will use, and
+charges 256 bits for each key it creates. Sending then uses exactly what the plan says,
+whatever the order in which concurrent messages reach the link, so the bytes under one key
+never exceed ``rekey_bytes``, no nonce repeats, and the key bits charged are the bits used.
+A key is charged to the message that creates it; a message planned on that key may be sent
+before the creator's key request is served (the bits are counted once, at that request).
+
 In bit-exact mode a policy also carries each hop's payload: ``carry`` seals it with key bits
 drawn from the link's :class:`BitStore` (:func:`otp_encrypt`, :func:`aes_encrypt`), sends it
-over the link and opens it at the far end (:func:`otp_decrypt`, :func:`aes_decrypt`), keeping
-the link's session (``session()``: the live AES key and nonce counter) up to date.
+over the link and opens it at the far end (:func:`otp_decrypt`, :func:`aes_decrypt`). The
+link's session (``session()``) holds its AES keys by index, each drawn from the store the
+first time it is used, and every encryption is logged as an :class:`Encryption` (the key bits
+and nonce it used) so that tests can check the bits, not the bookkeeping.
 
 References
 ----------
 M. N. Wegman and J. L. Carter, "New hash functions and their use in authentication and set
 equality", J. Comput. Syst. Sci. 22, 265 (1981).
 D. J. Bernstein, "The Poly1305-AES message-authentication code", FSE 2005.
+M. Dworkin, "Recommendation for Block Cipher Modes of Operation: Galois/Counter Mode (GCM)
+and GMAC", NIST SP 800-38D (2007), sections 5.2.1.1 and 8.3.
 """
 
 from __future__ import annotations
@@ -29,7 +41,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
@@ -40,24 +52,30 @@ from numpy.typing import NDArray
 from network.errors import NetworkError
 
 if TYPE_CHECKING:
-    from qkd.keypool import KeyMaterial
+    from qkd.keypool import KeyMaterial, KeySlice
 from qkd.errors import ParameterError, UnknownNameError
 
 __all__ = [
     "AES_KEY_BITS",
+    "GCM_MAX_INVOCATIONS",
+    "GCM_MAX_INVOCATION_BYTES",
+    "GCM_MAX_KEY_BYTES",
     "POLY1305_KEY_BITS",
     "AesGcm",
     "AesSession",
     "AesState",
     "BitStore",
     "CipherPolicy",
+    "Encryption",
     "Hop",
     "IntegrityError",
     "KeyPlan",
     "NoCipher",
     "OneTimePad",
+    "Segment",
     "aes_decrypt",
     "aes_encrypt",
+    "gcm_nonce",
     "get_cipher",
     "otp_decrypt",
     "otp_encrypt",
@@ -66,10 +84,39 @@ __all__ = [
 
 AES_KEY_BITS = 256
 POLY1305_KEY_BITS = 256
+GCM_MAX_INVOCATION_BYTES = ((1 << 39) - 256) // 8
+"""Most plaintext one GCM invocation may protect: 2**39 - 256 bits (SP 800-38D, 5.2.1.1)."""
+GCM_MAX_INVOCATIONS = 1 << 32
+"""Most GCM invocations under one key: 2**32 (SP 800-38D, 8.3, binding for random 96-bit
+IVs; the counter nonces used here would allow more, the smaller limit is enforced anyway)."""
+GCM_MAX_KEY_BYTES = GCM_MAX_INVOCATIONS * GCM_MAX_INVOCATION_BYTES
+"""Most bytes one key may protect: ``GCM_MAX_INVOCATIONS * GCM_MAX_INVOCATION_BYTES``."""
 
 
 class IntegrityError(NetworkError):
     """A ciphertext failed its authentication check (tampered, or the wrong key)."""
+
+
+class Segment(NamedTuple):
+    """A piece of a message under one key.
+
+    Attributes
+    ----------
+    n_bytes : int
+        Bytes of the message in this piece.
+    new_key : bool
+        The piece starts a key that this message pays for (256 bits for AES).
+    key : int
+        AES: index of the link's key (0, 1, ... in order of creation).
+    nonce : int
+        AES: GCM invocation counter of the piece's first invocation under that key; the
+        piece takes ``max(1, ceil(n_bytes / invocation_bytes))`` consecutive counters.
+    """
+
+    n_bytes: int
+    new_key: bool
+    key: int = 0
+    nonce: int = 0
 
 
 @dataclass(frozen=True)
@@ -80,16 +127,38 @@ class KeyPlan:
     ----------
     bits : int
         Key bits to take from the link's pool.
-    segments : tuple of (int, bool)
-        ``(n_bytes, new_key)`` pieces of the message: for AES, which bytes start under a fresh
-        key; for OTP a single piece.
+    segments : tuple of Segment
+        The pieces of the message: for AES, the key and nonces of each byte; for OTP a single
+        piece.
     state : object
         The link's cipher state after this message.
     """
 
     bits: int
-    segments: tuple[tuple[int, bool], ...]
+    segments: tuple[Segment, ...]
     state: Any
+
+
+@dataclass(frozen=True)
+class Encryption:
+    """One encryption in bit-exact mode, as it happened (see :attr:`Hop.log`).
+
+    Attributes
+    ----------
+    direction : int
+        0 from the link's end ``a``, 1 from ``b``.
+    key : tuple of KeySlice
+        The key bits used: the AES key, or the one-time pad and its authentication key.
+    nonce : bytes
+        The GCM nonce (empty for a one-time pad).
+    n_bytes : int
+        Plaintext bytes encrypted.
+    """
+
+    direction: int
+    key: tuple[KeySlice, ...]
+    nonce: bytes
+    n_bytes: int
 
 
 class CipherPolicy(Protocol):
@@ -136,17 +205,29 @@ class Hop:
         Associated data bound to every ciphertext (the link's name).
     deliver : callable
         ``deliver(ciphertext) -> bytes`` as received (an attacker may alter it).
+    log : list of Encryption, optional
+        Where to record each encryption (the link's :attr:`~network.link.Link.encryptions`).
     """
 
     direction: int
     aad: bytes
     deliver: Callable[[bytes], bytes]
+    log: list[Encryption] | None = None
+
+    def record(self, key: KeyMaterial, nonce: bytes, n_bytes: int) -> None:
+        """Log one encryption under ``key`` (if this hop keeps a log)."""
+        if self.log is not None:
+            self.log.append(Encryption(self.direction, key.slices, nonce, n_bytes))
 
 
-def _int_param(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ParameterError(name, value, f"an integer >= {minimum}")
-    return value
+def _int_param(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    bad = isinstance(value, bool) or not isinstance(value, int) or value < minimum
+    if bad or (maximum is not None and value > maximum):
+        allowed = f"an integer >= {minimum}"
+        if maximum is not None:
+            allowed = f"an integer in [{minimum}, {maximum}]"
+        raise ParameterError(name, value, allowed)
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -174,7 +255,7 @@ class OneTimePad:
         return None
 
     def plan(self, state: None, n_bytes: int, now: float) -> KeyPlan:
-        return KeyPlan(8 * n_bytes + self.auth_bits, ((n_bytes, True),), None)
+        return KeyPlan(8 * n_bytes + self.auth_bits, (Segment(n_bytes, True),), None)
 
     def max_chunk_bytes(self, capacity_bits: float) -> int | None:
         return int((capacity_bits - self.auth_bits) // 8)
@@ -185,26 +266,46 @@ class OneTimePad:
     def carry(
         self, session: None, store: BitStore, plan: KeyPlan, data: bytes, *, hop: Hop
     ) -> bytes:
-        bits, _ = store.take(plan.bits)
+        bits, km = store.take(plan.bits)
         sealed = otp_encrypt(data, bits, self.auth_bits)
+        hop.record(km, b"", len(data))
         return otp_decrypt(hop.deliver(sealed), bits, self.auth_bits)
 
 
 @dataclass
 class AesSession:
-    """A link's live AES-256-GCM key and the count of messages sent under it (bit-exact)."""
+    """A link's AES-256-GCM keys by index (bit-exact mode).
 
-    key: bytes | None = None
-    counter: int = 0
+    Key ``i`` is drawn from the link's :class:`BitStore` the first time a message uses it,
+    whichever message that is, so every key a plan creates is drawn once and only once.
+    """
+
+    keys: dict[int, tuple[bytes, KeyMaterial]] = field(default_factory=dict)
+
+    def key(self, index: int, store: BitStore) -> tuple[bytes, KeyMaterial]:
+        """The key ``index`` (bytes and the key material it came from)."""
+        got = self.keys.get(index)
+        if got is None:
+            bits, km = store.take(AES_KEY_BITS)
+            got = self.keys[index] = (key_bytes(bits), km)
+        return got
 
 
 @dataclass(frozen=True)
 class AesState:
-    """A link's AES session: bytes under the current key, when it was installed, key count."""
+    """A link's AES planning state: the current key's bytes and GCM invocations so far, when
+    it was installed, and how many keys the link has had (the current one is ``n_keys - 1``)."""
 
     used_bytes: int = 0
     installed_at: float = -math.inf
     n_keys: int = 0
+    nonces: int = 0
+
+
+def gcm_nonce(direction: int, counter: int) -> bytes:
+    """The 96-bit GCM nonce of invocation ``counter`` under a key: one byte for the direction,
+    then the counter on 88 bits (the deterministic construction of SP 800-38D, 8.2.1)."""
+    return bytes([direction]) + counter.to_bytes(11, "big")
 
 
 @dataclass(frozen=True)
@@ -212,33 +313,45 @@ class AesGcm:
     """AES-256-GCM, re-keyed every ``rekey_bytes`` bytes and/or ``rekey_s`` seconds.
 
     A link without a key, or whose key has expired, takes a fresh 256-bit key for the next
-    message; a message that would carry the key past ``rekey_bytes`` is split across keys.
-    Key age is checked when a message starts.
+    message; a message that would carry the key past ``rekey_bytes`` bytes (or past
+    :data:`GCM_MAX_INVOCATIONS` invocations) is split across keys, and a piece longer than
+    ``invocation_bytes`` into several GCM invocations, each with its own nonce. Key age is
+    checked when a message is planned (when it asks the link for key).
 
     Parameters
     ----------
     rekey_bytes : int, optional
-        Bytes per key (``>= 1``); None for no byte limit.
+        Bytes per key, an integer in ``[1, GCM_MAX_KEY_BYTES]``; None for no limit but GCM's.
+        The limit enforced is NIST SP 800-38D's: at most 2**32 invocations per key (section
+        8.3, the limit for random 96-bit IVs, applied here to counter nonces too), each
+        protecting at most 2**39 - 256 bits of plaintext (section 5.2.1.1), so
+        ``GCM_MAX_KEY_BYTES = 2**32 * (2**36 - 32)``.
     rekey_s : float, optional
         Key lifetime in seconds (``> 0``); None for no time limit.
+    invocation_bytes : int
+        Most plaintext bytes per GCM invocation, in ``[1, GCM_MAX_INVOCATION_BYTES]``
+        (default: the SP 800-38D limit, ``2**36 - 32`` bytes).
 
     Examples
     --------
     >>> aes = AesGcm(rekey_bytes=1000)
     >>> p = aes.plan(aes.init(), 2500, 0.0)
-    >>> p.bits, p.segments
-    (768, ((1000, True), (1000, True), (500, True)))
-    >>> aes.plan(p.state, 600, 1.0).segments  # 500 bytes left on the key, then a new one
-    ((500, False), (100, True))
+    >>> p.bits, [(s.n_bytes, s.key) for s in p.segments]
+    (768, [(1000, 0), (1000, 1), (500, 2)])
+    >>> p2 = aes.plan(p.state, 600, 1.0)  # 500 bytes left on key 2, then key 3
+    >>> p2.bits, p2.segments[0]
+    (256, Segment(n_bytes=500, new_key=False, key=2, nonce=1))
     """
 
     rekey_bytes: int | None = 1 << 30
     rekey_s: float | None = None
+    invocation_bytes: int = GCM_MAX_INVOCATION_BYTES
     name: str = field(default="aes-256-gcm", init=False)
 
     def __post_init__(self) -> None:
         if self.rekey_bytes is not None:
-            _int_param("aes.rekey_bytes", self.rekey_bytes, 1)
+            _int_param("aes.rekey_bytes", self.rekey_bytes, 1, GCM_MAX_KEY_BYTES)
+        _int_param("aes.invocation_bytes", self.invocation_bytes, 1, GCM_MAX_INVOCATION_BYTES)
         if self.rekey_s is not None:
             t = self.rekey_s
             if (
@@ -253,30 +366,32 @@ class AesGcm:
         return AesState()
 
     def plan(self, state: AesState, n_bytes: int, now: float) -> KeyPlan:
-        used, installed, keys = state.used_bytes, state.installed_at, state.n_keys
-        expired = keys == 0 or (self.rekey_s is not None and now - installed >= self.rekey_s)
-        cap = self.rekey_bytes
-        segments: list[tuple[int, bool]] = []
-        left = n_bytes
-        if not expired and (cap is None or used < cap) and left > 0:
-            first = left if cap is None else min(left, cap - used)
-            segments.append((first, False))
-            used += first
-            left -= first
+        cap = GCM_MAX_KEY_BYTES if self.rekey_bytes is None else self.rekey_bytes
+        step = self.invocation_bytes
+        key, used, nonces, installed = (
+            state.n_keys - 1,
+            state.used_bytes,
+            state.nonces,
+            state.installed_at,
+        )
+        expired = key < 0 or (self.rekey_s is not None and now - installed >= self.rekey_s)
+        segments: list[Segment] = []
         new_keys = 0
-        if left > 0 or (expired and n_bytes == 0):
-            per = left if cap is None else cap
-            while True:
-                piece = min(left, per)
-                segments.append((piece, True))
+        left = n_bytes
+        while True:
+            new = expired or nonces >= GCM_MAX_INVOCATIONS or (left > 0 and used >= cap)
+            if new:
+                key, used, nonces, installed, expired = key + 1, 0, 0, now, False
                 new_keys += 1
-                used = piece
-                left -= piece
-                if left <= 0:
-                    break
-            installed = now
+            piece = min(left, cap - used, (GCM_MAX_INVOCATIONS - nonces) * step)
+            segments.append(Segment(piece, new, key, nonces))
+            used += piece
+            nonces += max(1, -(-piece // step))
+            left -= piece
+            if left <= 0:
+                break
         return KeyPlan(
-            AES_KEY_BITS * new_keys, tuple(segments), AesState(used, installed, keys + new_keys)
+            AES_KEY_BITS * new_keys, tuple(segments), AesState(used, installed, key + 1, nonces)
         )
 
     def max_chunk_bytes(self, capacity_bits: float) -> int | None:
@@ -293,16 +408,17 @@ class AesGcm:
     ) -> bytes:
         out = bytearray()
         pos = 0
-        for n, new_key in plan.segments:
-            if new_key or session.key is None:
-                bits, _ = store.take(AES_KEY_BITS)
-                session.key = key_bytes(bits)
-                session.counter = 0
-            session.counter += 1
-            nonce = bytes([hop.direction]) + session.counter.to_bytes(11, "big")
-            sealed = aes_encrypt(session.key, nonce, data[pos : pos + n], hop.aad)
-            out += aes_decrypt(session.key, nonce, hop.deliver(sealed), hop.aad)
-            pos += n
+        step = self.invocation_bytes
+        for seg in plan.segments:
+            key, km = session.key(seg.key, store)
+            end = pos + seg.n_bytes
+            for i, start in enumerate(range(pos, max(end, pos + 1), step)):
+                piece = data[start : min(start + step, end)]
+                nonce = gcm_nonce(hop.direction, seg.nonce + i)
+                sealed = aes_encrypt(key, nonce, piece, hop.aad)
+                hop.record(km, nonce, len(piece))
+                out += aes_decrypt(key, nonce, hop.deliver(sealed), hop.aad)
+            pos = end
         return bytes(out)
 
 
@@ -316,7 +432,7 @@ class NoCipher:
         return None
 
     def plan(self, state: None, n_bytes: int, now: float) -> KeyPlan:
-        return KeyPlan(0, ((n_bytes, False),), None)
+        return KeyPlan(0, (Segment(n_bytes, False),), None)
 
     def max_chunk_bytes(self, capacity_bits: float) -> int | None:
         return None

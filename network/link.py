@@ -15,6 +15,7 @@ import networkx as nx
 import numpy as np
 import simpy
 
+from network.cipher import Encryption
 from network.errors import KeyNeverSuffices, NodeNotFound, NoPath
 from network.keypool import FluidKeyPool, PoolObserver
 from network.topology import LinkSpec
@@ -94,6 +95,9 @@ class Link:
     cipher_state, session, bits
         The cipher's planning state, its bit-exact session and the link's real key bits
         (:class:`~network.cipher.BitStore`, bit-exact mode only).
+    encryptions : list of Encryption
+        Bit-exact mode: every encryption made on the link, in order, with the key bits and
+        nonce it used (:class:`~network.cipher.Encryption`).
     """
 
     def __init__(
@@ -137,6 +141,7 @@ class Link:
         self.cipher_state: Any = None
         self.session: Any = None
         self.bits: Any = None  # BitStore in bit-exact mode
+        self.encryptions: list[Encryption] = []
 
     def __repr__(self) -> str:
         return f"Link({self.name!r}, rate={self.pool.rate_bps:g} b/s, level={self.pool.level:g})"

@@ -285,7 +285,8 @@ class Transfer:
                 self.transmit_s += tx
                 self.propagation_s += link.latency_s
                 try:
-                    data = self._arrive(link, u, plans[link], held, data)
+                    # the plan is spent: a chunk that crosses the link again plans anew
+                    data = self._arrive(link, u, plans.pop(link), held, data)
                 except IntegrityError as exc:
                     self.cause = f"link {link.name}: {exc}"
                     self._discard(held)
@@ -365,7 +366,8 @@ class Transfer:
             held[link] -= plan.bits
             self.key_used[link.name] = self.key_used.get(link.name, 0.0) + plan.bits
         if link.bits is not None and data is not None:
-            hop = Hop(0 if sender == link.a else 1, link.name.encode(), link.deliver)
+            direction = 0 if sender == link.a else 1
+            hop = Hop(direction, link.name.encode(), link.deliver, link.encryptions)
             return self.ctx.cipher.carry(link.session, link.bits, plan, data, hop=hop)
         if link.tampered:
             raise IntegrityError("message failed its integrity check")

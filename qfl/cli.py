@@ -10,8 +10,12 @@ Typer (>= 0.2x) vendors click as ``typer._click``; only typer's public names are
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -54,6 +58,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         The arguments (without the program name); ``sys.argv[1:]`` when omitted.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    with _sigterm_as_interrupt():
+        return _run(args)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a ``kill``, a job scheduler's stop) is handled like Ctrl-C: the run or sweep
+    records what it finished and says ``interrupted``."""
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: list[str]) -> int:
     try:
         result = app(args=args, prog_name="qfl", standalone_mode=False)
     except QflError as exc:

@@ -21,7 +21,7 @@ Examples
 from __future__ import annotations
 
 import difflib
-import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -36,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 
+from network.cipher import GCM_MAX_KEY_BYTES
 from network.topology import (
     DEFAULT_BANDWIDTH_BPS,
     DEFAULT_FLOPS_PER_S,
@@ -56,8 +57,11 @@ __all__ = [
     "ScenarioError",
     "TopologySpec",
     "apply_overrides",
+    "check_folder_name",
     "load_scenario",
+    "load_yaml",
     "parse_scenario",
+    "read_text",
     "scenario_json_schema",
 ]
 
@@ -86,8 +90,42 @@ class ScenarioError(QflError, ValueError):
         return (type(self), (self.path, self.message))
 
 
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+def check_folder_name(name: str, where: str) -> str:
+    """Check that ``name`` can name a folder under an output directory: one path component
+    of letters, digits, ``_``, ``.`` and ``-``, not starting with a dot (so not ``.`` or
+    ``..``, which would write outside the output directory).
+
+    Raises
+    ------
+    ScenarioError
+        On ``where`` (the YAML path or option that carried the name).
+
+    Examples
+    --------
+    >>> check_folder_name("metro-2", "name")
+    'metro-2'
+    >>> check_folder_name("..", "name")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    qfl.scenario.ScenarioError: name: must be one folder name (...), got '..'
+    """
+    if not isinstance(name, str) or not _NAME.match(name) or len(name) > 200:
+        shown = repr(name) if len(str(name)) <= 80 else repr(str(name)[:77] + "...")
+        raise ScenarioError(
+            where,
+            "must be one folder name (letters, digits, '_', '.', '-', not starting with '.'), "
+            f"got {shown}",
+        )
+    return name
+
+
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False
+    )
 
 
 class NodeSpec(_Frozen):
@@ -169,6 +207,17 @@ class CipherSpec(_Frozen):
     policy: Literal["otp", "aes-256-gcm", "none"] = "aes-256-gcm"
     rekey_bytes: Positive | None = Field(1e6, description="AES: a new 256-bit key every N bytes.")
     rekey_seconds: Positive | None = Field(None, description="AES: and/or every T seconds.")
+
+    @field_validator("rekey_bytes")
+    @classmethod
+    def _key_bytes(cls, v: float | None) -> float | None:
+        """A whole number of bytes within AES-GCM's limit per key (NIST SP 800-38D)."""
+        allowed = f"a whole number of bytes in [1, {GCM_MAX_KEY_BYTES}] (GCM's limit per key)"
+        if v is None:  # no limit but GCM's (infinite values are refused as not finite)
+            return v
+        if v != int(v) or not 1 <= int(v) <= GCM_MAX_KEY_BYTES:
+            raise ValueError(f"must be {allowed}")
+        return v
 
 
 class FaultSpec(_Frozen):
@@ -272,7 +321,11 @@ class OutputSpec(_Frozen):
 class Scenario(_Frozen):
     """A complete scenario: network, QKD, cipher, learning, time and outputs."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str = Field(
+        min_length=1,
+        description="Names the run folder (outputs.dir/NAME): letters, digits, '_', '.', '-', "
+        "not starting with '.'.",
+    )
     description: str = ""
     seed: Annotated[int, Field(ge=0)] = 0
     topology: TopologySpec
@@ -281,6 +334,12 @@ class Scenario(_Frozen):
     compute: ComputeSpec = ComputeSpec()
     learning: LearningSpec
     horizon_s: Positive | None = Field(None, description="Stop at this simulated time.")
+    routing: Literal["latency", "key-aware"] | None = Field(
+        None,
+        description="How transfers choose their path: latency (shortest propagation delay) or "
+        "key-aware (latency plus the expected wait for key; links that can never supply the "
+        "key are avoided). Default: key-aware when some link produces no key, else latency.",
+    )
     faults: tuple[FaultSpec, ...] = ()
     outputs: OutputSpec = OutputSpec()
     quick: dict[str, Any] = Field(
@@ -288,12 +347,13 @@ class Scenario(_Frozen):
         description="Overrides applied by --quick, as dotted paths (learning.rounds: 2).",
     )
 
-    @field_validator("horizon_s")
+    @field_validator("name")
     @classmethod
-    def _finite(cls, v: float | None) -> float | None:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be finite")
-        return v
+    def _folder_name(cls, v: str) -> str:
+        try:
+            return check_folder_name(v, "")
+        except ScenarioError as exc:
+            raise ValueError(exc.message.rpartition(", got ")[0]) from None
 
 
 _UNION_TAGS = {"float", "int", "str", "bool", "none", "list", "tuple", "dict"}
@@ -343,7 +403,7 @@ _TYPE_MESSAGES = {
     "int_from_float": "must be a whole number",
     "float_parsing": "must be a number",
     "float_type": "must be a number",
-    "finite_number": "must be a finite number",
+    "finite_number": "must be finite",
     "bool_parsing": "must be true or false",
     "bool_type": "must be true or false",
     "string_type": "must be a string",
@@ -353,6 +413,12 @@ _TYPE_MESSAGES = {
     "model_type": "must be a mapping",
     "model_attributes_type": "must be a mapping",
 }
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a bad 1 MB list is not echoed whole)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + " ...]"[:5]
 
 
 def _format_error(err: Mapping[str, Any]) -> tuple[str, str]:
@@ -369,7 +435,7 @@ def _format_error(err: Mapping[str, Any]) -> tuple[str, str]:
         return path, f"unknown key {key!r}{hint}; allowed keys: {', '.join(allowed)}"
     if typ == "missing":
         if loc and isinstance(loc[-1], int):  # a tuple with too few items
-            return _loc_to_path(loc[:-1]), f"must have {loc[-1] + 1} items, got {value!r}"
+            return _loc_to_path(loc[:-1]), f"must have {loc[-1] + 1} items, got {_short(value)}"
         return path, "missing; this field is required"
     if typ in _TYPE_MESSAGES:
         msg = _TYPE_MESSAGES[typ]
@@ -377,9 +443,9 @@ def _format_error(err: Mapping[str, Any]) -> tuple[str, str]:
             keys = list(_model_fields(str(ctx["class_name"])))
             if keys:
                 msg += f" with keys {', '.join(keys)}"
-        return path, f"{msg}, got {value!r}"
+        return path, f"{msg}, got {_short(value)}"
     if typ == "string_pattern_mismatch":
-        return path, f"must match the pattern {ctx.get('pattern')}, got {value!r}"
+        return path, f"must match the pattern {ctx.get('pattern')}, got {_short(value)}"
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     msg = msg.replace("Input should be", "must be").replace("input should be", "must be")
     msg = msg.replace("String should", "must").replace("Tuple should", "must")
@@ -388,9 +454,9 @@ def _format_error(err: Mapping[str, Any]) -> tuple[str, str]:
     if msg:
         msg = msg[0].lower() + msg[1:]
     if not isinstance(value, dict | list):
-        msg = f"{msg}, got {value!r}" if msg else f"got {value!r}"
+        msg = f"{msg}, got {_short(value)}" if msg else f"got {_short(value)}"
     elif typ == "too_long" or typ == "too_short":
-        msg = f"{msg.split(' after validation')[0]}, got {value!r}"
+        msg = f"{msg.split(' after validation')[0]}, got {_short(value)}"
     return path, msg
 
 
@@ -571,28 +637,108 @@ def parse_scenario(text: str, *, source: str = "") -> Scenario:
     ScenarioError
         For malformed YAML or any invalid field, naming the YAML path.
     """
+    return _from_mapping(load_yaml(text, source or "<yaml>"), source)
+
+
+MAX_FILE_BYTES = 1 << 20
+"""Largest scenario or sweep file read (1 MiB; the shipped ones are a few KiB)."""
+MAX_YAML_VALUES = 100_000
+"""Most values a YAML document may expand to, aliases counted at every use."""
+
+
+def load_yaml(text: str, source: str) -> Any:
+    r"""Parse one YAML document safely: plain data only (the C loader where present), at most
+    :data:`MAX_FILE_BYTES`, and at most :data:`MAX_YAML_VALUES` values once aliases are
+    expanded (an "alias bomb" of a few lines would otherwise expand to gigabytes).
+
+    Raises
+    ------
+    ScenarioError
+        On ``source``: malformed YAML (with its line and column), too large, too many values.
+
+    Examples
+    --------
+    >>> load_yaml("a: &x [1, 2]\nb: *x", "doc")
+    {'a': [1, 2], 'b': [1, 2]}
+    >>> bomb = "a: &a [x, x]\n" + "".join(f"{c}: &{c} [*{p}, *{p}]\n"
+    ...     for p, c in zip("abcdefghijklmnopqrst", "bcdefghijklmnopqrstu"))
+    >>> load_yaml(bomb, "doc")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    qfl.scenario.ScenarioError: doc: the YAML expands to more than 100000 values ...
+    """
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_FILE_BYTES:
+        raise ScenarioError(source, f"{size} bytes; a scenario or sweep file may hold at most "
+                            f"{MAX_FILE_BYTES} bytes")  # fmt: skip
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_values(node) > MAX_YAML_VALUES:
+            raise ScenarioError(
+                source,
+                f"the YAML expands to more than {MAX_YAML_VALUES} values (anchors and aliases "
+                "repeated inside each other); write the values out",
+            )
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
         problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise ScenarioError(source or "<yaml>", f"malformed YAML at {where}: {problem}") from None
-    return _from_mapping(data, source)
+        raise ScenarioError(source, f"malformed YAML at {where}: {problem}") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_values(root: yaml.Node) -> int:
+    """How many values the node graph holds with every alias expanded (a recursive alias:
+    infinitely many). Linear in the number of distinct nodes."""
+    size: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if done:
+            size[id(node)] = min(1 + sum(size[id(c)] for c in children), MAX_YAML_VALUES + 1)
+            continue
+        if id(node) in size:
+            continue
+        if any(size.get(id(c)) == -1 for c in children) or size.get(id(node)) == -1:
+            return MAX_YAML_VALUES + 1  # an alias to an enclosing node: a recursive document
+        size[id(node)] = -1  # in progress
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
+    return size[id(root)]
 
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; a ``topology.file`` is resolved against it."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError(str(p), f"cannot read the file ({exc.strerror})") from None
-    sc = parse_scenario(text, source=str(p))
+    sc = parse_scenario(read_text(p), source=str(p))
     if sc.topology.file is not None and not Path(sc.topology.file).is_absolute():
         topo = sc.topology.model_copy(update={"file": str(p.parent / sc.topology.file)})
         sc = sc.model_copy(update={"topology": topo})
     return sc
+
+
+def read_text(path: Path) -> str:
+    """A scenario or sweep file's text; a missing, unreadable, too large or non-UTF-8 file
+    is a :class:`ScenarioError` on the file."""
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ScenarioError(str(path), f"{path.stat().st_size} bytes; a scenario or sweep "
+                                f"file may hold at most {MAX_FILE_BYTES} bytes")  # fmt: skip
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(str(path), f"cannot read the file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(str(path), "not a text file (it is not UTF-8)") from None
 
 
 def _parse_scalar(text: str) -> Any:

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from qfl.cli import main
-from qfl.commands.simulate import next_run_folder, resolve_scenario
+from qfl.commands.simulate import resolve_scenario
 from qfl.cosim.netbuild import build_topology, check_network
+from qfl.cosim.outputs import new_folder
 from qfl.scenario import load_scenario
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,8 +199,12 @@ def test_schema(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert list(v.iter_errors(bad))
 
 
-def test_next_run_folder_never_overwrites(tmp_path: Path) -> None:
-    assert next_run_folder(tmp_path, "metro") == tmp_path / "metro"
-    (tmp_path / "metro").mkdir()
+def test_new_folder_never_overwrites_even_when_runs_start_at_once(tmp_path: Path) -> None:
+    import concurrent.futures as cf
+
+    assert new_folder(tmp_path, "metro") == tmp_path / "metro"
     (tmp_path / "metro-2").mkdir()
-    assert next_run_folder(tmp_path, "metro") == tmp_path / "metro-3"
+    assert new_folder(tmp_path, "metro") == tmp_path / "metro-3"
+    with cf.ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: new_folder(tmp_path, "race"), range(8)))
+    assert len(set(got)) == 8 and all(p.is_dir() for p in got)

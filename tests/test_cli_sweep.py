@@ -55,10 +55,10 @@ def keyrate_sweep(
     scen.write_text(yaml.safe_dump(sweep_scenario(tiny), sort_keys=False))
     out = base / "sw"
     tasks: list[Any] = []
-    real = qfl.cosim.sweep._run_tasks
+    real = qfl.cosim.sweep.iter_tasks
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(
-            qfl.cosim.sweep, "_run_tasks", lambda t, *a: tasks.append(list(t)) or real(t, *a)
+            qfl.cosim.sweep, "iter_tasks", lambda t, *a: tasks.append(list(t)) or real(t, *a)
         )
         status, stdout = run_cli(
             ["sweep", str(scen), "--set", "qkd.rate_scale=0.5,1,2", "--out", str(out)]
@@ -118,9 +118,9 @@ def test_resume_skips_finished_points(
     before = read_rows(out / "sweep.csv")
     (out / "points" / before[0]["slug"] / "summary.json").unlink()  # as if interrupted
     tasks: list[Any] = []
-    real = qfl.cosim.sweep._run_tasks
+    real = qfl.cosim.sweep.iter_tasks
     monkeypatch.setattr(
-        qfl.cosim.sweep, "_run_tasks", lambda t, *a: tasks.append(list(t)) or real(t, *a)
+        qfl.cosim.sweep, "iter_tasks", lambda t, *a: tasks.append(list(t)) or real(t, *a)
     )
     args = ["sweep", str(keyrate_sweep["scenario"]), "--set", "qkd.rate_scale=0.5,1,2"]
     status, _ = run_cli([*args, "--out", str(out), "--resume", "--no-plots"])

@@ -82,7 +82,7 @@ def test_quick_run_matches_golden(name: str, tmp_path: Path, same_machine: str) 
     for f in NETWORK_FILES:
         assert (out / f).read_bytes() == (want_dir / f).read_bytes(), f"{name}/{f} changed"
     got, want = _summary(out), _summary(want_dir)
-    net_keys = [k for k in want if k not in LEARNING_KEYS]
+    net_keys = [k for k in want if k not in LEARNING_KEYS]  # keys added since are not compared
     assert {k: got.get(k) for k in net_keys} == {k: want[k] for k in net_keys}
     if same_machine:
         print(f"learning half of {name} not compared: {same_machine}")

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from qfl.scenario import Scenario, ScenarioError, apply_overrides, load_scenario
 
-__all__ = ["next_run_folder", "resolve_scenario", "simulate", "summary_table"]
+__all__ = ["resolve_scenario", "simulate", "summary_table"]
 
 
 def resolve_scenario(file: Path, quick: bool, sets: list[str] | None) -> Scenario:
@@ -33,16 +33,6 @@ def resolve_scenario(file: Path, quick: bool, sets: list[str] | None) -> Scenari
         except ScenarioError as exc:
             raise ScenarioError(f"--set {exc.path}", exc.message) from None
     return sc
-
-
-def next_run_folder(parent: Path, name: str) -> Path:
-    """``parent/name``, or ``parent/name-2``, ``-3``... if taken (nothing is overwritten)."""
-    candidate = parent / name
-    k = 2
-    while candidate.exists():
-        candidate = parent / f"{name}-{k}"
-        k += 1
-    return candidate
 
 
 def _fmt_time(s: float | None) -> str:
@@ -117,12 +107,16 @@ def simulate(
 ) -> None:
     """Run a scenario: the QKD network's timeline, then the learning it allows."""
     from qfl.cosim import run_scenario
+    from qfl.cosim.netbuild import check_network
+    from qfl.cosim.outputs import claim_folder, new_folder
 
     console = Console(highlight=False, soft_wrap=True)
     sc = resolve_scenario(file, quick, set_)
-    folder = out if out is not None else next_run_folder(Path(sc.outputs.dir), sc.name)
-    if folder.exists() and any(folder.iterdir()):
-        raise ScenarioError("--out", f"folder {str(folder)!r} exists and is not empty")
+    topo = check_network(sc)  # bad input is reported before anything is written
+    if out is not None:
+        folder = claim_folder(out, what="--out")
+    else:
+        folder = new_folder(Path(sc.outputs.dir), sc.name)
     progress = Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
@@ -155,7 +149,9 @@ def simulate(
 
     try:
         with progress:
-            result = run_scenario(sc, folder, on_eval=on_eval, on_network=on_network, plots=plots)
+            result = run_scenario(
+                sc, folder, on_eval=on_eval, on_network=on_network, plots=plots, topo=topo
+            )
     except KeyboardInterrupt:
         console.print(f"interrupted: the partial run is in {folder}", markup=False)
         raise typer.Exit(130) from None

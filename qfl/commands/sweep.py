@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,7 +13,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from qfl.commands.simulate import next_run_folder
 from qfl.cosim.sweep import SweepSpec, load_sweep_file, parse_set_options, run_sweep
 from qfl.scenario import ScenarioError, apply_overrides, load_scenario
 
@@ -78,9 +78,7 @@ def sweep(
                 "--series", f"must be one of the varied fields {sorted(spec.grid)}, got {series!r}"
             )
         spec = SweepSpec(spec.base, spec.grid, x or spec.x, series or spec.series, spec.name)
-    if out is None:
-        parent = Path(spec.base.outputs.dir)
-        out = parent / spec.name if resume else next_run_folder(parent, spec.name)
+    out = _sweep_folder(spec, out, resume)
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"), console=console,
@@ -107,13 +105,59 @@ def sweep(
         )
         raise typer.Exit(130) from None
     table = Table(title=f"sweep {spec.name}: {len(table_rows)} points")
-    cols = [*spec.grid, "mean_skr_bps", "rounds_done", "final_global_acc", "time_to_target_s"]
+    cols = [*spec.grid, "status", "mean_skr_bps", "rounds_done", "final_global_acc",
+            "time_to_target_s"]  # fmt: skip
     for c in cols:
         table.add_column(c.split(".")[-1], justify="right")
     for r in table_rows:
         table.add_row(*[_cell(r.get(c)) for c in cols])
     console.print(table)
     console.print(f"sweep folder: {out} (sweep.csv, keyrate_vs_accuracy.png)", markup=False)
+    failed = [r for r in table_rows if r.get("status") != "complete"]
+    if failed:
+        console.print(
+            f"{len(failed)} of {len(table_rows)} points failed (first: {failed[0]['slug']}: "
+            f"{failed[0].get('error', '')}); see the error column of sweep.csv",
+            markup=False,
+        )
+        raise typer.Exit(1)
+
+
+def _sweep_folder(spec: SweepSpec, out: Path | None, resume: bool) -> Path:
+    """The sweep folder, claimed before any work: ``--out`` (refused if it holds files,
+    unless ``--resume``), else a new ``outputs.dir/NAME[-k]``; ``--resume`` without
+    ``--out`` takes the latest folder of this sweep (same name and grid)."""
+    from qfl.cosim.outputs import claim_folder, new_folder
+
+    if out is not None:
+        if out.is_dir() and any(out.iterdir()) and not resume:
+            raise ScenarioError(
+                "--out", f"folder {str(out)!r} is not empty: add --resume to continue that sweep"
+            )
+        return claim_folder(out, what="--out", existing_ok=resume)
+    parent = Path(spec.base.outputs.dir)
+    if not resume:
+        return new_folder(parent, spec.name, what="outputs.dir")
+    named = sorted(parent.glob(f"{spec.name}*")) if parent.is_dir() else []
+    mine = [d for d in named if d.name == spec.name or d.name.startswith(f"{spec.name}-")]
+    grid = {k: list(v) for k, v in spec.grid.items()}
+    same = [d for d in mine if _sweep_meta(d).get("grid") == grid]
+    if not same:
+        seen = ", ".join(str(d) for d in mine) or "none"
+        raise ScenarioError(
+            "--resume",
+            f"no earlier sweep {spec.name!r} with this grid in {str(parent)!r} (folders of that "
+            f"name: {seen}); give the folder with --out",
+        )
+    return max(same, key=lambda d: (d / "sweep.json").stat().st_mtime)
+
+
+def _sweep_meta(folder: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / "sweep.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _cell(v: Any) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,13 +33,77 @@ import yaml
 
 from network.records import to_rows
 from qfl.cosim.jobs import EvalRow
+from qfl.scenario import ScenarioError, check_folder_name
 
 if TYPE_CHECKING:
     from qfl.cosim.run import NetworkRun
 
-__all__ = ["METRIC_COLUMNS", "RunFolder", "metric_row", "write_network_outputs"]
+__all__ = [
+    "METRIC_COLUMNS",
+    "RunFolder",
+    "check_folder_name",
+    "claim_folder",
+    "metric_row",
+    "new_folder",
+    "write_network_outputs",
+]
 
 METRIC_COLUMNS = ("sim_time_s", "round", "node", "global_acc", "local_acc", "exit_acc")
+
+
+def _mkdir(path: Path, what: str, **kw: bool) -> None:
+    try:
+        path.mkdir(**kw)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        raise ScenarioError(what, f"cannot create {str(path)!r} ({exc.strerror})") from None
+
+
+def _writable(folder: Path, what: str) -> None:
+    """Probe ``folder`` with a file (``os.access`` says yes to root on a read-only mount)."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".qfl-probe-"):
+            pass
+    except OSError as exc:
+        raise ScenarioError(
+            what, f"folder {str(folder)!r} is not writable ({exc.strerror})"
+        ) from None
+
+
+def _check_parent(parent: Path, what: str) -> None:
+    if parent.exists() and not parent.is_dir():
+        raise ScenarioError(what, f"{str(parent)!r} is a file, not a folder")
+    _mkdir(parent, what, parents=True, exist_ok=True)
+    _writable(parent, what)
+
+
+def new_folder(parent: Path, name: str, *, what: str = "outputs.dir") -> Path:
+    """Create ``parent/name``, or ``name-2``, ``-3``... if taken, atomically: two runs
+    started at once get two folders, and nothing is overwritten."""
+    _check_parent(parent, what)
+    k = 1
+    while True:
+        candidate = parent / (name if k == 1 else f"{name}-{k}")
+        try:
+            _mkdir(candidate, what)
+        except FileExistsError:
+            k += 1
+            continue
+        return candidate
+
+
+def claim_folder(folder: Path, *, what: str = "--out", existing_ok: bool = False) -> Path:
+    """Make ``folder`` ready to write into, before any work: not a file, writable, and
+    empty unless ``existing_ok`` (a resumed sweep)."""
+    if folder.exists() and not folder.is_dir():
+        raise ScenarioError(what, f"{str(folder)!r} is a file, not a folder")
+    _check_parent(folder.parent, what)
+    _mkdir(folder, what, exist_ok=True)
+    _writable(folder, what)
+    if not existing_ok and any(folder.iterdir()):
+        raise ScenarioError(what, f"folder {str(folder)!r} exists and is not empty")
+    return folder
 
 
 def _write_text_atomic(path: Path, text: str) -> None:

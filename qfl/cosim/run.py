@@ -38,6 +38,8 @@ __all__ = [
     "eval_rounds_for",
     "execute_learning",
     "learning_key",
+    "one_line",
+    "routing_of",
     "run_scenario",
     "simulate_network",
     "summarize_run",
@@ -92,8 +94,20 @@ def build_job(sc: Scenario, topo: Any, cache: dict[str, Job] | None = None) -> J
     return job
 
 
+def routing_of(sc: Scenario, topo: Any) -> str:
+    """The scenario's ``routing``; by default ``key-aware`` when some link produces no key
+    (latency routing would send models into it, where they fail), else ``latency``."""
+    if sc.routing is not None:
+        return sc.routing
+    return "key-aware" if any(lk.skr_bps == 0 for lk in topo.links) else "latency"
+
+
 def simulate_network(
-    sc: Scenario, *, job: Job | None = None, job_cache: dict[str, Job] | None = None
+    sc: Scenario,
+    *,
+    job: Job | None = None,
+    job_cache: dict[str, Job] | None = None,
+    topo: Any = None,
 ) -> NetworkRun:
     """Build the network and the learning job, and simulate the timeline.
 
@@ -101,6 +115,9 @@ def simulate_network(
     ----------
     job : Job, optional
         The learning job (default: built from the scenario, or taken from ``job_cache``).
+    topo : TopologySpec, optional
+        The topology :func:`~qfl.cosim.netbuild.check_network` returned for ``sc`` (default:
+        checked and built here).
 
     Raises
     ------
@@ -108,12 +125,13 @@ def simulate_network(
         Anything in the scenario the network or the learning method rejects, with its path.
     """
     t0 = time.perf_counter()
-    topo = check_network(sc)
+    if topo is None:
+        topo = check_network(sc)
     if job is None:
         job = build_job(sc, topo, job_cache)
     env = simpy.Environment()
     try:
-        net = QKDNetwork(env, topo, build_cipher(sc), seed=sc.seed)
+        net = QKDNetwork(env, topo, build_cipher(sc), seed=sc.seed, routing=routing_of(sc, topo))
         schedule_faults(env, net, build_faults(sc))
         tl = Timeline()
         run_schedule(env, job.schedule(env, net, sc.learning.rounds, tl), sc.horizon_s, tl)
@@ -168,6 +186,7 @@ def summarize_run(
         "scenario": sc.name,
         "method": sc.learning.method,
         "cipher": sc.cipher.policy,
+        "routing": routing_of(sc, nrun.topology),
         "status": status,
         "rounds_planned": sc.learning.rounds,
         "rounds_done": tl.rounds_done,
@@ -208,6 +227,7 @@ def run_scenario(
     on_eval: Callable[[int, float, list[EvalRow]], None] | None = None,
     on_network: Callable[[NetworkRun], None] | None = None,
     plots: bool | None = None,
+    topo: Any = None,
 ) -> RunResult:
     """Run a scenario end to end and (if ``folder`` is given) write its run folder.
 
@@ -224,18 +244,25 @@ def run_scenario(
         Called once the network half is done.
     plots : bool, optional
         Draw the PNGs (default: the scenario's ``outputs.plots``).
+    topo : TopologySpec, optional
+        The checked topology of ``sc`` (see :func:`simulate_network`).
 
     Notes
     -----
-    A ``KeyboardInterrupt`` during training writes ``summary.json`` with status
-    ``interrupted`` (and the plots of what was computed), then propagates.
+    Whatever happens, ``summary.json`` says how the run ended: ``complete``; ``interrupted``
+    (Ctrl-C or SIGTERM, raised as ``KeyboardInterrupt``; the plots of what was computed are
+    drawn); or ``failed``, with the error's one-line text in ``error`` (any exception, in
+    either half). The exception then propagates.
     """
     t0 = time.perf_counter()
-    nrun = simulate_network(sc)
+    try:
+        nrun = simulate_network(sc, topo=topo)
+    except BaseException as exc:
+        if folder is not None:
+            _write_failed(folder, sc, exc)
+        raise
     wall = {"network_s": nrun.wall_s}
     out = RunFolder(folder, nrun) if folder is not None else None
-    if on_network is not None:
-        on_network(nrun)
     rows: list[EvalRow] = []
 
     def got(r: int, new: list[EvalRow]) -> None:
@@ -245,17 +272,47 @@ def run_scenario(
         if on_eval is not None:
             on_eval(r, nrun.timeline.round_end_s[r - 1], new)
 
-    status = "complete"
+    status, error = "complete", ""
     t1 = time.perf_counter()
     try:
+        if on_network is not None:
+            on_network(nrun)
         execute_learning(nrun, got)
     except KeyboardInterrupt:
         status = "interrupted"
+        raise
+    except BaseException as exc:
+        status, error = "failed", one_line(exc)
         raise
     finally:
         wall["learning_s"] = time.perf_counter() - t1
         wall["total_s"] = time.perf_counter() - t0
         summary = summarize_run(nrun, rows, status=status, wall=wall)
+        if error:
+            summary["error"] = error
         if out is not None:
-            out.close(summary, plots=sc.outputs.plots if plots is None else plots)
+            draw = sc.outputs.plots if plots is None else plots
+            out.close(summary, plots=draw and status != "failed")
     return RunResult(folder, summary, rows)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line of at most 300 characters (for summaries and tables)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if not isinstance(exc, QflError):
+        text = f"{type(exc).__name__}: {text}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _write_failed(folder: Path, sc: Scenario, exc: BaseException) -> None:
+    """A run that ended before its network half finished: the scenario and the error."""
+    import json
+
+    import yaml
+
+    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = yaml.safe_dump(sc.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    (folder / "scenario.yaml").write_text(doc, encoding="utf-8")
+    summary = {"scenario": sc.name, "status": status, "error": one_line(exc)}
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")

@@ -23,6 +23,7 @@ from typing import Any, cast
 import simpy
 
 from network import NetworkError, QKDNetwork, TransferRecord
+from network.routing import LatencyRouter
 from qfl.cosim.plan import SERVER, Aggregate, Fuse, Op, RoundOps, Send, Train
 
 __all__ = ["ComputeProfile", "Timeline", "run_plan", "run_schedule"]
@@ -152,6 +153,8 @@ def _send(
     ok = not why
     if not ok:
         tl.dropped.add((r, src, dst, tag))
+        if "produces no key" in why and isinstance(net.router, LatencyRouter):
+            why += "; routing: latency does not avoid it (routing: key-aware routes around it)"
     _op(tl, r, src, f"send:{tag}->{dst}" + ("" if ok else f" (failed: {why})"), start, env.now)
     return ok
 

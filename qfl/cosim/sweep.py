@@ -14,7 +14,10 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import os
 import re
+import shutil
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,16 +25,19 @@ from typing import Any
 
 import yaml
 
+from qfl.cosim.executors import Task, check_executor, iter_tasks
+from qfl.cosim.jobs import EvalRow
 from qfl.scenario import (
     Scenario,
     ScenarioError,
     _parse_scalar,
     apply_overrides,
+    check_folder_name,
     load_scenario,
 )
+from qkd.errors import QflError
 
 __all__ = [
-    "EXECUTORS",
     "SweepPoint",
     "SweepSpec",
     "load_sweep_file",
@@ -180,7 +186,7 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
         grid=grid,
         x=str(data.get("x", "mean_skr_bps")),
         series=data.get("series"),
-        name=str(data.get("name", p.stem)),
+        name=check_folder_name(str(data.get("name", p.stem)), f"{p}: name"),
         overrides=fixed,
     )
 
@@ -234,83 +240,6 @@ def write_json_atomic(obj: Any, path: Path) -> None:
 # ----------------------------------------------------------------------------- execution
 
 
-def _learn_job(
-    scenario_json: str, timeline: dict[str, Any], extra_eval_rounds: list[int], threads: int
-) -> list[dict[str, Any]]:
-    """Worker: build the point's learning job and train the rounds of its timeline (the
-    network half was simulated by the parent; only its outcome comes here)."""
-    import dataclasses
-
-    import torch
-
-    from qfl.cosim.netbuild import build_topology
-    from qfl.cosim.run import build_job, eval_rounds_for
-    from qfl.cosim.schedule import Timeline
-
-    if threads > 0:
-        torch.set_num_threads(threads)
-    sc = Scenario.model_validate_json(scenario_json)
-    job = build_job(sc, build_topology(sc))
-    tl = Timeline(
-        rounds_done=timeline["rounds_done"],
-        dropped={tuple(d) for d in timeline["dropped"]},
-    )
-    out: list[dict[str, Any]] = []
-
-    def got(_r: int, rows: list[Any]) -> None:
-        out.extend(dataclasses.asdict(x) for x in rows)
-
-    rounds = eval_rounds_for(tl.rounds_done, sc.learning.eval_every, extra_eval_rounds)
-    job.execute(tl, rounds, got)
-    return out
-
-
-EXECUTORS = ("local", "ray", "inline")
-
-
-Task = tuple[str, dict[str, Any], list[int]]
-
-
-def _run_tasks(
-    tasks: Sequence[Task], executor: str, jobs: int | None, address: str | None
-) -> list[list[dict[str, Any]]]:
-    """Run learning tasks ``(scenario_json, timeline, extra_eval_rounds)`` on the executor."""
-    import os
-
-    cpus = os.cpu_count() or 1
-    if executor == "inline" or (executor == "local" and (len(tasks) <= 1 or jobs == 1)):
-        return [_learn_job(s, t, e, 0) for s, t, e in tasks]
-    if executor == "local":
-        import concurrent.futures as cf
-        import multiprocessing as mp
-
-        workers = max(1, min(len(tasks), jobs or cpus))
-        threads = max(1, cpus // workers)
-        ctx = mp.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = [pool.submit(_learn_job, s, t, e, threads) for s, t, e in tasks]
-            return [f.result() for f in futures]
-    if executor == "ray":
-        try:
-            import ray
-        except ImportError:
-            raise ScenarioError(
-                "--executor", "'ray' needs the ray extra: pip install 'qfl[ray]'"
-            ) from None
-        started = False
-        if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-            started = True
-        try:
-            remote = ray.remote(_learn_job)
-            refs = [remote.remote(s, t, e, 1) for s, t, e in tasks]
-            return list(ray.get(refs))
-        finally:
-            if started:
-                ray.shutdown()
-    raise ScenarioError("--executor", f"must be one of {', '.join(EXECUTORS)}, got {executor!r}")
-
-
 def _prefix_of(short: Any, long: Any) -> bool:
     """Whether the timeline structure ``short`` is a prefix of ``long`` (rounds, drops)."""
     n = short[0]
@@ -318,23 +247,16 @@ def _prefix_of(short: Any, long: Any) -> bool:
     return short[1] == drops_long and tuple(short[2]) == tuple(long[2][: len(short[2])])
 
 
-def _pending(
-    spec: SweepSpec, points: Sequence[SweepPoint], folder: Path, rows: dict[int, dict[str, Any]]
-) -> list[SweepPoint]:
-    """The points to run on ``--resume``; the finished ones' table rows go into ``rows``."""
-    todo = []
+def _finished(points: Sequence[SweepPoint], folder: Path) -> set[int]:
+    """Points whose folder holds a complete run of the same resolved scenario (``--resume``
+    skips exactly these; a failed point, or one whose scenario changed, runs again)."""
+    out = set()
     for p in points:
         pdir = folder / "points" / p.slug
         done = _read_summary(pdir)
-        if (
-            done is not None
-            and done.get("status") == "complete"
-            and _same_scenario(pdir, p.scenario)
-        ):
-            rows[p.index] = _table_row(spec, p, done, resumed=True)
-        else:
-            todo.append(p)
-    return todo
+        if done and done.get("status") == "complete" and _same_scenario(pdir, p.scenario):
+            out.add(p.index)
+    return out
 
 
 def _learning_groups(nruns: Mapping[int, Any]) -> list[list[int]]:
@@ -363,29 +285,62 @@ def _task(nruns: Mapping[int, Any], group: Sequence[int]) -> Task:
     return lead.scenario.model_dump_json(), timeline, extra
 
 
+def _publish(tmp: Path, dest: Path) -> None:
+    """Move a finished point folder into place in one rename (an older attempt's folder,
+    e.g. a failed one, is replaced)."""
+    if dest.exists():
+        old = dest.with_name(f".old-{dest.name}-{os.getpid()}")
+        dest.replace(old)
+        shutil.rmtree(old, ignore_errors=True)
+    tmp.replace(dest)
+
+
 def _write_point(
-    folder: Path,
+    pdir: Path,
+    p: SweepPoint,
     nr: Any,
-    all_rows: Sequence[Any],
+    outcome: Sequence[Any] | BaseException,
     *,
     plots: bool,
-    group: tuple[int, int],
-    wall: dict[str, float],
-) -> dict[str, Any]:
-    """Write one point's run folder (``folder``) from its group's evaluations; return its
-    summary."""
+    extra: dict[str, Any],
+) -> None:
+    """Write point ``p``'s run folder from its group's evaluations (or its error),
+    atomically: built beside ``pdir`` and renamed into place."""
     from qfl.cosim.outputs import RunFolder
     from qfl.cosim.run import eval_rounds_for, summarize_run
 
-    sc = nr.scenario
-    mine = eval_rounds_for(nr.timeline.rounds_done, sc.learning.eval_every)
-    prow = [r for r in all_rows if r.round in mine]
-    out = RunFolder(folder, nr)
-    out.add(prow)
-    summary = summarize_run(nr, prow, status="complete", wall=wall)
-    summary["learning_group"], summary["learning_group_size"] = group
-    out.close(summary, plots=plots)
-    return summary
+    tmp = pdir.with_name(f".tmp-{pdir.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    if nr is None:  # the network half failed: the scenario and the error only
+        (tmp / "scenario.yaml").write_text(
+            yaml.safe_dump(p.scenario.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
+        )
+        summary = {"scenario": p.scenario.name, **extra}
+        write_json_atomic(summary, tmp / "summary.json")
+        _publish(tmp, pdir)
+        return
+    failed = isinstance(outcome, BaseException)
+    mine = eval_rounds_for(nr.timeline.rounds_done, p.scenario.learning.eval_every)
+    rows = [] if failed else [r for r in outcome if r.round in mine]  # type: ignore[union-attr]
+    out = RunFolder(tmp, nr)
+    out.add(rows)
+    summary = summarize_run(nr, rows, status="failed" if failed else "complete", wall={})
+    summary.update(extra)
+    out.close(summary, plots=plots and not failed)
+    _publish(tmp, pdir)
+
+
+def _table(
+    spec: SweepSpec, points: Sequence[SweepPoint], folder: Path, resumed: set[int]
+) -> list[dict[str, Any]]:
+    """The sweep table, rebuilt from the point folders (a row per point that has one)."""
+    rows = []
+    for p in points:
+        summary = _read_summary(folder / "points" / p.slug)
+        if summary is not None:
+            rows.append(_table_row(spec, p, summary, resumed=p.index in resumed))
+    return rows
 
 
 def run_sweep(
@@ -400,6 +355,12 @@ def run_sweep(
     on_point: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every point of a sweep, sharing learning between points with identical inputs.
+
+    Each point's run folder (``points/<slug>/``) is written the moment its learning finishes
+    (atomically), and ``sweep.csv`` is rebuilt from the point folders after each, so an
+    interrupted or crashed sweep keeps every finished point; ``resume`` skips exactly those.
+    A point that fails (in its network half or its learning) gets ``status: failed`` and its
+    error in its folder and in ``sweep.csv``; the others go on.
 
     Parameters
     ----------
@@ -420,72 +381,82 @@ def run_sweep(
     Returns
     -------
     list of dict
-        The sweep table, a row per point.
+        The sweep table, a row per point (``status`` says complete or failed).
     """
-    from qfl.cosim.jobs import EvalRow
-    from qfl.cosim.run import simulate_network
+    from qfl.cosim.run import one_line, simulate_network
 
-    if executor not in EXECUTORS:
-        raise ScenarioError(
-            "--executor", f"must be one of {', '.join(EXECUTORS)}, got {executor!r}"
-        )
-    import time
-
+    # Kept as one function: the network half, the learning tasks and the point writer share
+    # the progress state (``written``) and the timers.
+    check_executor(executor, jobs)
     t0 = time.perf_counter()
     points = sweep_points(spec)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "points").mkdir(exist_ok=True)
-    meta: dict[str, Any] = {
+    (folder / "points").mkdir(parents=True, exist_ok=True)
+    meta = _meta(spec, len(points))
+    write_json_atomic(meta, folder / "sweep.json")
+    resumed = _finished(points, folder) if resume else set()
+    cache: dict[str, Any] = {}  # one learning job per distinct learning input, not per point
+    nruns: dict[int, Any] = {}
+    done = len(resumed)
+
+    def written(p: SweepPoint) -> None:
+        nonlocal done
+        done += 1
+        table = _table(spec, points, folder, resumed)
+        write_sweep_table(table, folder / "sweep.csv")
+        if on_point is not None:
+            row = next(r for r in table if r["point"] == p.index)
+            on_point(done, len(points), row)
+
+    for p in points:
+        if p.index in resumed:
+            continue
+        try:
+            nruns[p.index] = simulate_network(p.scenario, job_cache=cache)
+        except QflError as exc:
+            why = {"status": "failed", "error": one_line(exc)}
+            _write_point(folder / "points" / p.slug, p, None, exc, plots=False, extra=why)
+            written(p)
+    groups = _learning_groups(nruns)
+    tasks = [_task(nruns, g) for g in groups]
+    t_net = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    for k, outcome in iter_tasks(tasks, executor, jobs, address):
+        rows = outcome if isinstance(outcome, BaseException) else [
+            EvalRow(**{**r, "exit_acc": tuple(r["exit_acc"])}) for r in outcome
+        ]  # fmt: skip
+        for i in groups[k]:
+            extra: dict[str, Any] = {"learning_group": k, "learning_group_size": len(groups[k])}
+            if isinstance(outcome, BaseException):
+                extra["error"] = one_line(outcome)
+            p = points[i]
+            _write_point(folder / "points" / p.slug, p, nruns[i], rows, plots=plots, extra=extra)
+            written(p)
+    table = _table(spec, points, folder, resumed)
+    write_sweep_table(table, folder / "sweep.csv")
+    t_learn, t_total = time.perf_counter() - t1, time.perf_counter() - t0
+    meta.update(learning_jobs=len(groups), wall_network_s=t_net, wall_learning_s=t_learn,
+                wall_total_s=t_total)  # fmt: skip
+    write_json_atomic(meta, folder / "sweep.json")
+    if plots:
+        from qfl.cosim.plots import plot_sweep
+
+        ok = [r for r in table if r.get("status") == "complete"]
+        plot_sweep(
+            ok, folder / "keyrate_vs_accuracy.png", x=_x_column(spec.x), x_label=meta["x_label"]
+        )
+    return table
+
+
+def _meta(spec: SweepSpec, n_points: int) -> dict[str, Any]:
+    return {
         "name": spec.name,
         "base": spec.base.name,
         "grid": {k: list(v) for k, v in spec.grid.items()},
         "x": spec.x,
         "series": spec.series,
         "x_label": _x_label(spec.x),
-        "points": len(points),
+        "points": n_points,
     }
-    write_json_atomic(meta, folder / "sweep.json")
-    rows: dict[int, dict[str, Any]] = {}
-    todo = _pending(spec, points, folder, rows) if resume else list(points)
-    # Network half of every point (cheap), then group points by learning inputs.
-    cache: dict[str, Any] = {}  # one learning job per distinct learning input, not per point
-    nruns = {p.index: simulate_network(p.scenario, job_cache=cache) for p in todo}
-    groups = _learning_groups(nruns)
-    tasks = [_task(nruns, g) for g in groups]
-    t_net = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    results = _run_tasks(tasks, executor, jobs, address)
-    t_learn = time.perf_counter() - t1
-    by_point = {p.index: p for p in points}
-    for k, (g, res) in enumerate(zip(groups, results, strict=True)):
-        all_rows = [EvalRow(**{**r, "exit_acc": tuple(r["exit_acc"])}) for r in res]
-        for i in g:
-            wall = {"network_s": nruns[i].wall_s, "learning_shared_s": t_learn}
-            pdir = folder / "points" / by_point[i].slug
-            summary = _write_point(
-                pdir, nruns[i], all_rows, plots=plots, group=(k, len(g)), wall=wall
-            )
-            rows[i] = _table_row(spec, by_point[i], summary, resumed=False)
-            if on_point is not None:
-                on_point(len(rows), len(points), rows[i])
-    table = [rows[i] for i in sorted(rows)]
-    write_sweep_table(table, folder / "sweep.csv")
-    meta.update(
-        {
-            "learning_jobs": len(groups),
-            "wall_network_s": t_net,
-            "wall_learning_s": t_learn,
-            "wall_total_s": time.perf_counter() - t0,
-        }
-    )
-    write_json_atomic(meta, folder / "sweep.json")
-    if plots:
-        from qfl.cosim.plots import plot_sweep
-
-        plot_sweep(
-            table, folder / "keyrate_vs_accuracy.png", x=_x_column(spec.x), x_label=meta["x_label"]
-        )
-    return table
 
 
 def _x_column(x: str) -> str:
@@ -548,5 +519,7 @@ def _table_row(
         "learning_group",
     ):
         row[k] = summary.get(k)
+    row["status"] = summary.get("status")
+    row["error"] = summary.get("error", "")
     row["resumed"] = resumed
     return row

@@ -5,7 +5,7 @@ the user cache (``~/.cache/qfl/<folder>``), where they download and verify the o
 """
 
 from qfl.data import partition
-from qfl.data.base import ChecksumMismatch, DatasetNotFound, TensorDataset
+from qfl.data.base import ChecksumMismatch, DatasetCorrupt, DatasetNotFound, TensorDataset
 from qfl.data.download import cache_dir, data_root
 from qfl.data.fashion_mnist import load_fashion_mnist
 from qfl.data.flowers import load_flowers102
@@ -14,6 +14,7 @@ from qfl.data.unimib import load_unimib_shar
 
 __all__ = [
     "ChecksumMismatch",
+    "DatasetCorrupt",
     "DatasetNotFound",
     "TensorDataset",
     "cache_dir",

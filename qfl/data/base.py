@@ -10,7 +10,7 @@ import torch
 
 from qkd.errors import ParameterError, QflError
 
-__all__ = ["ChecksumMismatch", "DatasetNotFound", "TensorDataset"]
+__all__ = ["ChecksumMismatch", "DatasetCorrupt", "DatasetNotFound", "TensorDataset"]
 
 
 class DatasetNotFound(QflError, FileNotFoundError):
@@ -22,7 +22,21 @@ class DatasetNotFound(QflError, FileNotFoundError):
 
 
 class ChecksumMismatch(QflError):
-    """A downloaded file does not have its published checksum (the file has been deleted)."""
+    """A dataset file does not have its published (or its folder's listed) checksum.
+
+    Raised for a download (whose bytes are then deleted) and for a file already on disk
+    (left in place: the message names it, gives the expected and actual digests, shortened,
+    and says whether to delete it so that it is downloaded again or to replace the copy).
+    """
+
+
+class DatasetCorrupt(QflError, ValueError):
+    """A dataset file cannot be read: truncated, not the expected format, or missing from
+    the checksum list of its folder.
+
+    The message names the file and says what to do (delete it so that it is downloaded
+    again, or replace the copy in ``QFL_DATA_DIR``).
+    """
 
 
 Indices = np.ndarray | torch.Tensor | Sequence[int]

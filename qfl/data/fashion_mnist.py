@@ -11,15 +11,15 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from qfl.data.base import TensorDataset
-from qfl.data.download import RemoteFile, data_root, ensure_files
-from qkd.errors import QflError
+from qfl.data.base import DatasetCorrupt, TensorDataset
+from qfl.data.download import RemoteFile, data_root, ensure_files, repair_hint
 
 __all__ = ["CLASSES", "FILES", "MEAN", "STD", "load_fashion_mnist", "read_idx"]
 
@@ -55,8 +55,8 @@ FILES: tuple[RemoteFile, ...] = tuple(
 )
 
 
-class IdxFormatError(QflError):
-    """A file is not a valid IDX file of unsigned bytes."""
+class IdxFormatError(DatasetCorrupt):
+    """A file is not a valid IDX file of unsigned bytes (or not a readable gzip file)."""
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
@@ -71,20 +71,38 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     -------
     numpy.ndarray
         uint8 array with the shape stored in the header (read-only view of the bytes).
+
+    Raises
+    ------
+    IdxFormatError
+        The file is truncated, not gzip data, or not an IDX file of unsigned bytes; the
+        message names it and says what to do.
     """
     path = Path(path)
     raw = path.read_bytes()
     if path.suffix == ".gz":
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except EOFError as exc:  # click would turn an EOFError into "interrupted"
+            raise IdxFormatError(
+                f"{path} is truncated (the gzip stream ends early); {repair_hint(path)}"
+            ) from exc
+        except (OSError, zlib.error) as exc:
+            raise IdxFormatError(
+                f"{path} is not a valid gzip file ({exc}); {repair_hint(path)}"
+            ) from exc
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise IdxFormatError(f"{path}: not an IDX file of unsigned bytes (magic {raw[:4]!r})")
+        raise IdxFormatError(
+            f"{path}: not an IDX file of unsigned bytes (magic {raw[:4]!r}); {repair_hint(path)}"
+        )
     ndim = raw[3]
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     offset = 4 + 4 * ndim
     expected = math.prod(dims)
     if len(raw) - offset != expected:
         raise IdxFormatError(
-            f"{path}: header says {dims} = {expected} bytes, file has {len(raw) - offset}"
+            f"{path}: header says {dims} = {expected} bytes, file has {len(raw) - offset}; "
+            + repair_hint(path)
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
 
@@ -132,6 +150,13 @@ def load_fashion_mnist(
     download : bool
         Download missing files from the official URLs (md5-verified).
 
+    Notes
+    -----
+    The four files are checked against their published md5 wherever they are found (an
+    explicit ``root``, ``$QFL_DATA_DIR`` or the user cache); the result is remembered by
+    path, size and modification time, so only the first load pays for hashing (see
+    :func:`qfl.data.download.verify_files`).
+
     Returns
     -------
     (TensorDataset, TensorDataset)
@@ -140,6 +165,15 @@ def load_fashion_mnist(
         in 0..9. The datasets are cached in-process (keyed by path, size and modification
         time), so loading again is free; the same tensors are returned each time, so do not
         modify them in place.
+
+    Raises
+    ------
+    ChecksumMismatch
+        A file does not have its published md5 (damaged, or not the official file).
+    IdxFormatError
+        A file cannot be decoded (a :class:`~qfl.data.base.DatasetCorrupt`).
+    DatasetNotFound
+        Files missing and not downloadable.
     """
     directory = data_root("fashion-mnist", root)
     ensure_files("fashion-mnist", directory, [f.filename for f in FILES], FILES, download=download)

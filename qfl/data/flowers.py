@@ -4,6 +4,12 @@ References
 ----------
 M.-E. Nilsback, A. Zisserman, "Automated flower classification over a large number of
 classes", ICVGIP 2008.
+
+Checksums: ``imagelabels.mat`` and ``setid.mat`` are checked against their published md5
+wherever they are found; the ``102flowers.tgz`` archive on download. The unpacked images have
+no published checksum, so they are verified only when the folder carries its own list, a
+``SHA256SUMS`` (else ``MD5SUMS``) file, as the ``flowers102-mini`` copy does: every image it
+lists must then be present and match (:func:`qfl.data.download.verify_files`).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from qfl.data.base import DatasetCorrupt
 from qkd.errors import ParameterError
 
 __all__ = [
@@ -69,11 +70,23 @@ def load_image(path: str | os.PathLike[str], size: int) -> np.ndarray:
     -------
     numpy.ndarray
         uint8 ``[size, size, 3]`` RGB.
+
+    Raises
+    ------
+    DatasetCorrupt
+        The file is missing, truncated or not an image pillow can decode.
     """
     size = check_image_size(size)
-    with Image.open(path) as img:
-        img.draft("RGB", (2 * size, 2 * size))
-        rgb = img.convert("RGB")
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (2 * size, 2 * size))
+            rgb = img.convert("RGB")
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # OSError covers pillow's UnidentifiedImageError and "image file is truncated".
+        raise DatasetCorrupt(
+            f"{os.fspath(path)} cannot be decoded as an image ({exc}); replace it with an "
+            "intact copy of the original file"
+        ) from exc
     square = rgb.crop(center_square(*rgb.size))
     resized = square.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.uint8)

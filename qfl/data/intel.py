@@ -8,6 +8,10 @@ a local folder in the Kaggle layout::
 
 (the un-nested ``<root>/seg_train/<class>/`` is accepted as well). Classes are the folder
 names sorted alphabetically: buildings, forest, glacier, mountain, sea, street.
+
+Since there is no published checksum, a folder is only verified when it carries its own list:
+a ``SHA256SUMS`` (else ``MD5SUMS``) file in ``<root>``, as the ``intel-mini`` copy does; every
+file it lists must then be present and match (:func:`qfl.data.download.verify_files`).
 """
 
 from __future__ import annotations

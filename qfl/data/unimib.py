@@ -24,9 +24,8 @@ import numpy as np
 import scipy.io
 import torch
 
-from qfl.data.base import DatasetNotFound, TensorDataset
+from qfl.data.base import DatasetCorrupt, DatasetNotFound, TensorDataset
 from qfl.data.download import RemoteFile, data_root, ensure_files, extract
-from qkd.errors import QflError
 
 __all__ = ["CLASSES", "FILES", "load_unimib_shar"]
 
@@ -62,8 +61,8 @@ FILES: tuple[RemoteFile, ...] = (
 _NEEDED = ("acc_data.mat", "acc_labels.mat")
 
 
-class UnimibFormatError(QflError):
-    """``acc_data.mat`` / ``acc_labels.mat`` do not have the release's layout."""
+class UnimibFormatError(DatasetCorrupt):
+    """``acc_data.mat`` / ``acc_labels.mat`` are unreadable or lack the release's layout."""
 
 
 def _find(directory: Path) -> Path | None:
@@ -81,7 +80,13 @@ def _unpack(directory: Path) -> None:
 
 
 def _load_var(path: Path, name: str) -> np.ndarray:
-    mat = scipy.io.loadmat(path)
+    try:
+        mat = scipy.io.loadmat(path)
+    except (OSError, ValueError, TypeError, EOFError, scipy.io.matlab.MatReadError) as exc:
+        raise UnimibFormatError(
+            f"{path} cannot be read as a MATLAB file ({exc}); it is truncated or damaged: "
+            "replace it with an intact copy of the release"
+        ) from exc
     if name not in mat:
         found = sorted(k for k in mat if not k.startswith("__"))
         raise UnimibFormatError(f"{path}: no variable {name!r} (found {found})")
@@ -107,6 +112,12 @@ def load_unimib_shar(
     download : bool
         Download and unpack the release archive when missing (no published checksum; the
         array shapes are verified).
+
+    Notes
+    -----
+    The publisher gives no checksum, neither for the archive nor for the ``.mat`` files, so
+    none is checked: only the layout (shapes, class range) is. A folder that carries its own
+    ``SHA256SUMS`` (or ``MD5SUMS``) list is checked against it.
 
     Returns
     -------

@@ -359,3 +359,34 @@ def test_check_network_builds_no_network(tiny: Tiny, monkeypatch: pytest.MonkeyP
     too_small = tiny({"qkd": {"pool_capacity_bits": 100.0}, "cipher": {"policy": "otp"}})
     with pytest.raises(ScenarioError, match=r"^qkd.pool_capacity_bits: link .*capacity_bits"):
         check_network(scenario(too_small))
+
+
+@pytest.mark.parametrize(
+    ("routing", "delivered"), [(None, True), ("key-aware", True), ("latency", False)]
+)
+def test_routing_around_a_link_without_key(
+    tiny: Tiny, fmnist: Path, routing: str | None, delivered: bool
+) -> None:
+    # a-b directly (1 km, no key) or through the relay r (2 + 2 km, key): latency routing
+    # takes the keyless link and the model is lost; key-aware (the default here) goes round.
+    d = tiny(
+        {
+            "topology": {
+                "nodes": [{"name": "a"}, {"name": "b"}, {"name": "r", "role": "relay"}],
+                "links": [
+                    {"a": "a", "b": "b", "length_km": 1.0, "skr_bps": 0.0},
+                    {"a": "a", "b": "r", "length_km": 2.0, "skr_bps": 1e6},
+                    {"a": "r", "b": "b", "length_km": 2.0, "skr_bps": 1e6},
+                ],
+            },
+            "cipher": {"policy": "otp"},
+            "routing": routing,
+        }
+    )
+    nrun = simulate_network(scenario(d))
+    assert (not nrun.timeline.dropped) is delivered
+    summary = summarize_run(nrun, [], status="complete", wall={})
+    assert summary["routing"] == (routing or "key-aware")
+    if not delivered:
+        (op,) = [o["op"] for o in nrun.timeline.ops if "failed" in o["op"]]
+        assert "produces no key" in op and "routing: key-aware routes around it" in op

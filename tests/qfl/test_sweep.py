@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
+from qfl.cosim.executors import EXECUTORS, iter_tasks
 from qfl.cosim.sweep import (
-    EXECUTORS,
     SweepSpec,
     _prefix_of,
-    _run_tasks,
     load_sweep_file,
     parse_set_options,
     run_sweep,
@@ -169,7 +168,10 @@ def test_unknown_executor_is_rejected_before_any_work(tiny: Tiny, tmp_path: Path
         run_sweep(spec, tmp_path / "sw", executor="dask")
     assert not (tmp_path / "sw").exists()
     assert EXECUTORS == ("local", "ray", "inline")
-    assert _run_tasks([], "local", None, None) == []
+    assert list(iter_tasks([], "local")) == []
+    with pytest.raises(ScenarioError, match=r"^--jobs: must be an integer >= 1, got 0$"):
+        run_sweep(spec, tmp_path / "sw", jobs=0)
+    assert not (tmp_path / "sw").exists()
 
 
 def test_scenario_error_survives_pickling() -> None:

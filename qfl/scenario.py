@@ -267,7 +267,7 @@ class LearningSpec(_Frozen):
     senders_per_round: Annotated[int, Field(ge=1)] | None = Field(
         None, description="Decentralized methods: senders per round (None: half the clients)."
     )
-    rounds: Annotated[int, Field(ge=1)] = 20
+    rounds: Annotated[int, Field(ge=1, le=100_000)] = 20
     local_epochs: Annotated[int, Field(ge=1)] = 1
     fusion_epochs: Annotated[int, Field(ge=1)] = 1
     batch_size: Annotated[int, Field(ge=1)] = 32

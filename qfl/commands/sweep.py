@@ -8,21 +8,21 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from qfl.cosim.executors import check_executor
 from qfl.cosim.sweep import SweepSpec, load_sweep_file, parse_set_options, run_sweep
-from qfl.scenario import ScenarioError, apply_overrides, load_scenario
+from qfl.scenario import ScenarioError, apply_overrides, load_scenario, load_yaml, read_text
 
 __all__ = ["plot", "sweep"]
 
 
 def _is_sweep_file(path: Path) -> bool:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        data = load_yaml(read_text(path), str(path))
+    except ScenarioError:
         return False
     return isinstance(data, dict) and "grid" in data and "topology" not in data
 
@@ -78,6 +78,7 @@ def sweep(
                 "--series", f"must be one of the varied fields {sorted(spec.grid)}, got {series!r}"
             )
         spec = SweepSpec(spec.base, spec.grid, x or spec.x, series or spec.series, spec.name)
+    check_executor(executor, jobs)  # before the folder is claimed or anything runs
     out = _sweep_folder(spec, out, resume)
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -175,5 +176,34 @@ def plot(
     from qfl.cosim.plots import redraw
 
     console = Console(highlight=False, soft_wrap=True)
-    for p in redraw(folder):
+    _check_saved_files(folder)
+    try:
+        made = redraw(folder)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:  # well-formed, wrong content
+        why = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise ScenarioError(
+            str(folder), f"cannot redraw its plots from its files ({type(exc).__name__}: {why})"
+        ) from None
+    for p in made:
         console.print(f"wrote {p}", markup=False)
+
+
+def _check_saved_files(folder: Path) -> None:
+    """Each CSV and JSON file ``qfl plot`` reads parses, or a one-line error names it."""
+    import csv
+
+    if not folder.is_dir():
+        raise ScenarioError(str(folder), "not a folder (give a run or sweep folder)")
+    for f in sorted(folder.glob("*.csv")) + sorted(folder.glob("*.json")):
+        try:
+            text = f.read_text(encoding="utf-8")
+            if f.suffix == ".json":
+                json.loads(text)
+            else:
+                rows = list(csv.reader(text.splitlines()))
+                if rows and any(len(r) != len(rows[0]) for r in rows[1:] if r):
+                    raise ValueError("rows with a different number of columns than the header")
+        except (OSError, UnicodeDecodeError, ValueError, csv.Error) as exc:
+            why = " ".join(str(exc).split())[:160]
+            kind = "JSON" if f.suffix == ".json" else "CSV"
+            raise ScenarioError(str(f), f"malformed {kind} ({why}); rerun or restore it") from None

@@ -9,26 +9,58 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from qfl.scenario import load_scenario, scenario_json_schema
+from qfl.scenario import ScenarioError, apply_overrides, load_scenario, scenario_json_schema
+from qkd.errors import QflError
 
 __all__ = ["schema", "validate"]
 
 
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Scenario YAML files to check.")],
+    files: Annotated[list[Path], typer.Argument(help="Scenario or sweep YAML files to check.")],
 ) -> None:
-    """Check scenario files; exit status 2 and one line naming the bad field if one is not valid."""
-    from qfl.cosim.netbuild import check_network
-
+    """Check scenario and sweep files (a sweep: every grid point; a scenario: also its
+    ``quick`` overrides); one line per file, exit status 2 if any is not valid."""
     out = Console(highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    bad = 0
     for f in files:
-        sc = load_scenario(f)
-        topo = check_network(sc)  # the network half must accept it too (reachability...)
-        out.print(
-            f"{f}: ok ({sc.name}: {len(topo.nodes)} nodes, {len(topo.links)} links, "
-            f"{sc.learning.method} on {sc.learning.dataset})",
-            markup=False,
-        )
+        try:
+            line = _check_file(f)
+        except QflError as exc:
+            bad += 1
+            where = str(exc) if str(exc).startswith(str(f)) else f"{f}: {exc}"
+            err.print(f"qfl: error: {where}", markup=False)
+        else:
+            out.print(f"{f}: ok ({line})", markup=False)
+    if bad:
+        raise typer.Exit(2)
+
+
+def _check_file(f: Path) -> str:
+    from qfl.commands.sweep import _is_sweep_file
+    from qfl.cosim.netbuild import check_network
+    from qfl.cosim.sweep import load_sweep_file, sweep_points
+
+    if _is_sweep_file(f):
+        spec = load_sweep_file(f)
+        points = sweep_points(spec)
+        for p in points:
+            try:
+                check_network(p.scenario)
+            except ScenarioError as exc:
+                raise ScenarioError(f"grid point {p.slug}: {exc.path}", exc.message) from None
+        return f"sweep {spec.name}: {len(points)} points over {spec.base.name}"
+    sc = load_scenario(f)
+    topo = check_network(sc)  # the network half must accept it too (reachability...)
+    if sc.quick:
+        try:
+            check_network(apply_overrides(sc, sc.quick))
+        except ScenarioError as exc:
+            raise ScenarioError(f"quick: {exc.path}", exc.message) from None
+    return (
+        f"{sc.name}: {len(topo.nodes)} nodes, {len(topo.links)} links, "
+        f"{sc.learning.method} on {sc.learning.dataset}"
+    )
 
 
 def schema(

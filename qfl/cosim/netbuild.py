@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+import networkx as nx
 import numpy as np
 
 from network import (
@@ -92,9 +93,33 @@ def _link_spec(sc: Scenario, i: int, a: str, b: str, length_km: float) -> LinkSp
     except ScenarioError:
         raise
     except QflError as exc:
-        raise ScenarioError(
-            f"topology.links[{i}]" if i >= 0 else "topology.file", str(exc)
-        ) from None
+        raise ScenarioError(_value_path(sc, i, exc), str(exc)) from None
+
+
+# network LinkSpec field -> (the scenario link's field, the qkd section's field)
+_FIELD_PATHS = {
+    "capacity_bits": ("pool_capacity_bits", "pool_capacity_bits"),
+    "initial_bits": ("initial_fill_bits", "initial_fill_bits"),
+    "bandwidth_bps": ("bandwidth_bps", "bandwidth_bps"),
+    "block_bits": (None, "block_bits"),
+    "length_km": ("length_km", None),
+    "latency_s": ("latency_s", None),
+    "skr_bps": ("skr_bps", None),
+    "attenuation_db_per_km": ("attenuation_db_per_km", "attenuation_db_per_km"),
+}
+
+
+def _value_path(sc: Scenario, i: int, exc: QflError) -> str:
+    """The YAML path of the value a link rejected: the link's own field where the link sets
+    it, else the ``qkd`` default it took (not ``topology.links[i]`` for a ``qkd.*`` value)."""
+    field = str(getattr(exc, "name", "")).rpartition(": ")[2]
+    own, default = _FIELD_PATHS.get(field, (None, None))
+    lk = sc.topology.links[i] if i >= 0 else None
+    if own is not None and lk is not None and getattr(lk, own, None) is not None:
+        return f"topology.links[{i}].{own}"
+    if default is not None:
+        return f"qkd.{default}"
+    return f"topology.links[{i}]" if i >= 0 else "topology.file"
 
 
 def build_topology(sc: Scenario) -> TopologySpec:
@@ -124,6 +149,13 @@ def build_topology(sc: Scenario) -> TopologySpec:
             raise ScenarioError("topology.file", f"no such file {topo.file!r}") from None
         except QflError as exc:
             raise ScenarioError("topology.file", str(exc)) from None
+        except (OSError, ValueError, TypeError, KeyError, SyntaxError, nx.NetworkXError) as exc:
+            # malformed XML/GML (ElementTree's ParseError is a SyntaxError), a folder, an
+            # empty file, a coordinate that is not a number...
+            why = " ".join(str(exc).split())[:160] or type(exc).__name__
+            raise ScenarioError(
+                "topology.file", f"cannot read {topo.file!r} as GraphML/GML: {why}"
+            ) from None
         names = {n.name for n in raw.nodes}
         for field_name, listed in (
             ("topology.relays", topo.relays),
@@ -283,5 +315,8 @@ def check_network(sc: Scenario, topo: TopologySpec | None = None) -> TopologySpe
     try:
         max_chunk_bytes(build_cipher(sc), {lk.name: lk.capacity_bits for lk in topo.links})
     except QflError as exc:
-        raise ScenarioError("qkd.pool_capacity_bits", str(exc)) from None
+        name = str(getattr(exc, "name", "")).removeprefix("link ").partition(":")[0]
+        i = next((j for j, lk in enumerate(sc.topology.links) if f"{lk.a}-{lk.b}" == name), -1)
+        path = _value_path(sc, i, exc) if i >= 0 else "qkd.pool_capacity_bits"
+        raise ScenarioError(path, str(exc)) from None
     return topo

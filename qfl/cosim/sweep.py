@@ -34,6 +34,8 @@ from qfl.scenario import (
     apply_overrides,
     check_folder_name,
     load_scenario,
+    load_yaml,
+    read_text,
 )
 from qkd.errors import QflError
 
@@ -157,12 +159,7 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
         Naming the bad key of the sweep file.
     """
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ScenarioError(str(p), f"cannot read the file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError(str(p), f"malformed YAML: {exc}") from None
+    data = load_yaml(read_text(p), str(p))
     if not isinstance(data, dict):
         raise ScenarioError(str(p), "a sweep file must be a mapping")
     allowed = {"scenario", "grid", "x", "series", "name", "set"}

@@ -12,7 +12,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from os import PathLike
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -104,6 +104,7 @@ class PoolLog:
     """
 
     _KINDS = ("take", "rate", "wipe")
+    _KIND_INDEX: ClassVar[dict[str, int]] = {k: i for i, k in enumerate(_KINDS)}
 
     def __init__(self) -> None:
         self._t = array("d")
@@ -119,7 +120,7 @@ class PoolLog:
         idx = self._index.setdefault(link, len(self._names))
         if idx == len(self._names):
             self._names.append(link)
-        kinds = {k: i for i, k in enumerate(self._KINDS)}
+        kinds = self._KIND_INDEX
         t, b, lv, lk, kd = self._t, self._bits, self._level, self._link, self._kind
 
         def observe(kind: str, bits: float, level: float) -> None:

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from matplotlib.figure import Figure
 
 from qkd.errors import QflError
 
 __all__ = [
+    "DETAIL_LIMIT",
+    "LAYOUT_LIMIT",
     "plot_accuracy",
     "plot_keypools",
     "plot_sweep",
@@ -29,6 +32,8 @@ __all__ = [
 ]
 
 Row = Mapping[str, Any]
+
+_log = logging.getLogger(__name__)
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:
@@ -134,8 +139,20 @@ def plot_keypools(rows: Iterable[Row], path: str | Path, *, max_links: int = 12)
     return out
 
 
+DETAIL_LIMIT = 500
+"""Above this many nodes ``topology.png`` is a simplified map (see :func:`plot_topology`)."""
+LAYOUT_LIMIT = 1500
+"""Above this many nodes without coordinates no map is laid out (a force layout would take
+longer than the whole network simulation)."""
+
+
 def plot_topology(
-    nodes: Sequence[Row], links: Sequence[Row], path: str | Path, *, seed: int = 0
+    nodes: Sequence[Row],
+    links: Sequence[Row],
+    path: str | Path,
+    *,
+    seed: int = 0,
+    detail_limit: int | None = DETAIL_LIMIT,
 ) -> Path:
     """The topology, with links coloured by secret key rate (log scale).
 
@@ -145,6 +162,12 @@ def plot_topology(
         ``name``, ``role`` and optionally ``latitude``/``longitude``.
     links : sequence of mapping
         ``a``, ``b``, ``skr_bps`` and optionally ``length_km``.
+    detail_limit : int or None
+        Above this many nodes the map is simplified (logged): no names, small markers, the
+        links drawn as one collection, and without coordinates a quick force layout instead
+        of Kamada-Kawai (above :data:`LAYOUT_LIMIT` nodes without coordinates, no map: the
+        figure says so). Drawing every node and link one by one takes minutes for
+        thousands of nodes. None: always the detailed drawing.
     """
     import networkx as nx
     from matplotlib import cm, colors
@@ -154,12 +177,30 @@ def plot_topology(
         g.add_node(str(n["name"]), role=n.get("role", "client"))
     for lk in links:
         g.add_edge(str(lk["a"]), str(lk["b"]), skr=_num(lk.get("skr_bps")))
+    simple = detail_limit is not None and g.number_of_nodes() > detail_limit
     geo = all(
         math.isfinite(_num(n.get("latitude"))) and math.isfinite(_num(n.get("longitude")))
         for n in nodes
     )
+    n_nodes = g.number_of_nodes()
+    if simple and not geo and n_nodes > LAYOUT_LIMIT:
+        _log.warning(
+            "topology.png: %d nodes without coordinates (more than %d): no map drawn",
+            n_nodes,
+            LAYOUT_LIMIT,
+        )
+        return _no_map(g, path)
+    if simple:
+        _log.info(
+            "topology.png: %d nodes (more than %d): a simplified map without node names%s",
+            n_nodes,
+            detail_limit,
+            "" if geo and nodes else ", laid out by a quick force layout (no coordinates)",
+        )
     if geo and nodes:
         pos = {str(n["name"]): (_num(n["longitude"]), _num(n["latitude"])) for n in nodes}
+    elif simple:
+        pos = nx.spring_layout(g, seed=seed, iterations=30)
     else:
         pos = (
             nx.kamada_kawai_layout(g) if g.number_of_nodes() > 2 else nx.spring_layout(g, seed=seed)
@@ -173,24 +214,99 @@ def plot_topology(
     cmap = cm.viridis
     fig = Figure(figsize=(7, 5.5), layout="constrained")
     ax = fig.add_subplot()
-    for a, b, d in g.edges(data=True):
-        (x0, y0), (x1, y1) = pos[a], pos[b]
-        skr = d["skr"]
-        col = cmap(norm(max(skr, lo))) if math.isfinite(skr) and skr > 0 else "red"
-        ax.plot([x0, x1], [y0, y1], color=col, lw=3, zorder=1)
     marker = {"client": ("o", "C0"), "server": ("s", "C3"), "relay": ("D", "0.4")}
-    for name, data in g.nodes(data=True):
-        m, c = marker.get(str(data.get("role")), ("o", "C0"))
-        x, y = pos[name]
-        ax.scatter([x], [y], marker=m, s=120, color=c, zorder=2, edgecolors="white")
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    if simple:
+        _draw_simplified(ax, g, pos, norm, cmap, lo, marker)
+    else:
+        for a, b, d in g.edges(data=True):
+            (x0, y0), (x1, y1) = pos[a], pos[b]
+            skr = d["skr"]
+            col = cmap(norm(max(skr, lo))) if math.isfinite(skr) and skr > 0 else "red"
+            ax.plot([x0, x1], [y0, y1], color=col, lw=3, zorder=1)
+        for name, data in g.nodes(data=True):
+            m, c = marker.get(str(data.get("role")), ("o", "C0"))
+            x, y = pos[name]
+            ax.scatter([x], [y], marker=m, s=120, color=c, zorder=2, edgecolors="white")
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
     sm = cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=ax, label="secret key rate (bit/s)")
-    ax.set_title("Topology (o client, s server, D trusted relay; red: no key)")
+    title = "Topology (o client, s server, D trusted relay; red: no key)"
+    if simple:
+        title = (
+            f"Topology: {g.number_of_nodes()} nodes, {g.number_of_edges()} links "
+            "(o client, s server, . relay; red: no key)"
+        )
+    ax.set_title(title, fontsize=10 if simple else None)
     ax.set_axis_off()
     out = Path(path)
     fig.savefig(out, dpi=110)
     return out
+
+
+def _no_map(g: Any, path: str | Path) -> Path:
+    """A figure that says why there is no map."""
+    fig = Figure(figsize=(7, 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    roles = Counter(str(d.get("role")) for _, d in g.nodes(data=True))
+    counts = ", ".join(f"{k} {roles[k]}" for k in sorted(roles))
+    ax.text(
+        0.5,
+        0.5,
+        f"{g.number_of_nodes()} nodes ({counts}), {g.number_of_edges()} links\n"
+        f"no coordinates, and too many nodes (> {LAYOUT_LIMIT}) to lay out quickly:\n"
+        "no map drawn (give nodes latitude/longitude for one)",
+        ha="center",
+        va="center",
+        transform=ax.transAxes,
+    )
+    ax.set_title("Topology")
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    return out
+
+
+def _draw_simplified(
+    ax: Any,
+    g: Any,
+    pos: Mapping[str, Any],
+    norm: Any,
+    cmap: Any,
+    lo: float,
+    marker: Mapping[str, tuple[str, str]],
+) -> None:
+    """Links as one collection (thin, the fastest on top), nodes as one scatter per role."""
+    import numpy as np
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import to_rgba
+
+    edges = list(g.edges(data=True))
+    skr = np.array([d["skr"] for _, _, d in edges], dtype=float)
+    segs = np.array([(pos[a], pos[b]) for a, b, _ in edges], dtype=float).reshape(-1, 2, 2)
+    keyed = np.isfinite(skr) & (skr > 0)
+    rgba = np.empty((len(edges), 4))
+    if keyed.any():
+        rgba[keyed] = cmap(norm(np.maximum(skr[keyed], lo)))
+    rgba[~keyed] = to_rgba("red")
+    order = np.argsort(np.where(keyed, skr, np.inf), kind="stable")  # no-key links on top
+    n = g.number_of_nodes()
+    lw = 1.2 if n <= 2000 else 0.6
+    lines = LineCollection(cast(Any, segs[order]), colors=rgba[order], linewidths=lw, zorder=1)
+    ax.add_collection(lines)
+    size = 10.0 if n <= 2000 else 4.0
+    for role, (m, c) in marker.items():
+        pts = [pos[v] for v, d in g.nodes(data=True) if str(d.get("role")) == role]
+        if role == "relay":
+            m = "."
+        if pts:
+            xy = np.asarray(pts, dtype=float)
+            ax.scatter(xy[:, 0], xy[:, 1], marker=m, s=size * (3 if role == "server" else 1),
+                       color=c, zorder=3 if role == "server" else 2, linewidths=0)  # fmt: skip
+    others = [pos[v] for v, d in g.nodes(data=True) if str(d.get("role")) not in marker]
+    if others:
+        xy = np.asarray(others, dtype=float)
+        ax.scatter(xy[:, 0], xy[:, 1], marker="o", s=size, color="C0", zorder=2, linewidths=0)
+    ax.autoscale_view()
 
 
 def plot_sweep(

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from matplotlib import colormaps
+from matplotlib.collections import LineCollection
 from matplotlib.colors import LogNorm, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from PIL import Image
 
 from qfl.cosim.plots import (
+    LAYOUT_LIMIT,
     plot_accuracy,
     plot_keypools,
     plot_sweep,
@@ -206,6 +209,46 @@ def test_plot_topology_of_two_nodes_and_equal_rates(
     is_png(plot_topology(nodes, links, tmp_path / "topo.png"))
     (line,) = drawn[0].axes[0].get_lines()
     np.testing.assert_allclose(to_rgba(line.get_color()), viridis(0.0))  # the bottom of 5..50
+
+
+@pytest.mark.parametrize("geo", [True, False])
+def test_plot_topology_simplified_above_the_limit(
+    tmp_path: Path, geo: bool, is_png: Any, drawn: list[Figure], caplog: Any
+) -> None:
+    nodes = NODES if geo else [{"name": n["name"], "role": n["role"]} for n in NODES]
+    with caplog.at_level(logging.INFO, logger="qfl.cosim.plots"):
+        is_png(plot_topology(nodes, LINKS, tmp_path / "topo.png", detail_limit=2))
+    assert "simplified map" in caplog.text
+    ax, _colourbar = drawn[0].axes
+    assert not ax.texts and not ax.get_lines()  # no names; links as one collection
+    (links,) = [c for c in ax.collections if isinstance(c, LineCollection)]
+    segments = links.get_segments()
+    colours = links.get_colors()
+    assert len(segments) == len(LINKS)
+    norm = LogNorm(vmin=3.0e2, vmax=1.2e4)
+    pos = {n["name"]: (n["longitude"], n["latitude"]) for n in NODES}
+    for seg, colour in zip(segments, colours, strict=True):
+        ends = frozenset(tuple(map(float, p)) for p in seg)
+        if geo:
+            (lk,) = [lk for lk in LINKS if ends == frozenset((pos[lk["a"]], pos[lk["b"]]))]
+            skr = lk["skr_bps"]
+            want = to_rgba("red") if skr == 0 else viridis(norm(skr))
+            np.testing.assert_allclose(colour, want)
+    points = [c for c in ax.collections if not isinstance(c, LineCollection)]
+    assert sum(len(c.get_offsets()) for c in points) == len(NODES)  # one scatter per role
+
+
+def test_plot_topology_without_coordinates_too_large_to_lay_out(
+    tmp_path: Path, is_png: Any, drawn: list[Figure], caplog: Any
+) -> None:
+    n = LAYOUT_LIMIT + 1
+    nodes = [{"name": f"n{i}", "role": "relay" if i % 2 else "client"} for i in range(n)]
+    links = [{"a": f"n{i}", "b": f"n{i + 1}", "skr_bps": 1e3} for i in range(n - 1)]
+    with caplog.at_level(logging.WARNING, logger="qfl.cosim.plots"):
+        is_png(plot_topology(nodes, links, tmp_path / "topo.png"))
+    assert "no map drawn" in caplog.text
+    (ax,) = drawn[0].axes
+    assert "no map drawn" in ax.texts[0].get_text() and not ax.collections
 
 
 def test_plot_sweep(tmp_path: Path, is_png: Any, drawn: list[Figure]) -> None:

@@ -32,6 +32,14 @@ def run_bad(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:
     return lines[0].removeprefix("qfl: error: ")
 
 
+def field_message(message: str, command: str, path: Path | str) -> str:
+    """``validate`` names the file before a field's path (it checks several files)."""
+    if command != "validate":
+        return message
+    assert message.startswith(f"{path}: "), message
+    return message.removeprefix(f"{path}: ")
+
+
 def _link(i: int, **kw: Any) -> Callable[[dict[str, Any]], None]:
     def edit(d: dict[str, Any]) -> None:
         d["topology"]["links"][i].update(kw)
@@ -224,7 +232,7 @@ def test_bad_scenario(
     args = [command, str(path)]
     if command == "simulate":
         args += ["--out", str(tmp_path / "run")]
-    message = run_bad(capsys, args)
+    message = field_message(run_bad(capsys, args), command, path)
     assert re.search(expected, message), message
     assert not (tmp_path / "run").exists()  # nothing was written
 

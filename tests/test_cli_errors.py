@@ -15,21 +15,11 @@ from typing import Any
 
 import pytest
 import yaml
+from clihelp import run_bad
 
 from qfl.cli import main
 
 Tiny = Callable[..., dict[str, Any]]
-
-
-def run_bad(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:
-    status = main(args)
-    out = capsys.readouterr()
-    assert status == 2, (status, out.out, out.err)
-    assert "Traceback" not in out.err + out.out
-    lines = out.err.strip().splitlines()
-    assert len(lines) == 1, out.err
-    assert lines[0].startswith("qfl: error: ")
-    return lines[0].removeprefix("qfl: error: ")
 
 
 def file_scenario(tiny: Tiny, tmp_path: Path, name: str) -> Path:

@@ -13,23 +13,10 @@ from typing import Any
 
 import pytest
 import yaml
-
-from qfl.cli import main
+from clihelp import run_bad
 
 Writer = Callable[..., Path]
 Tiny = Callable[..., dict[str, Any]]
-
-
-def run_bad(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:
-    """Run the CLI, check exit 2 and a single error line; return the message after 'error:'."""
-    status = main(args)
-    out = capsys.readouterr()
-    assert status == 2, (status, out.out, out.err)
-    assert "Traceback" not in out.err + out.out
-    lines = out.err.strip().splitlines()
-    assert len(lines) == 1, out.err
-    assert lines[0].startswith("qfl: error: ")
-    return lines[0].removeprefix("qfl: error: ")
 
 
 def field_message(message: str, command: str, path: Path | str) -> str:

@@ -142,6 +142,9 @@ class QKDNetwork:
     >>> rec = env.run(net.transfer("A", "B", 1000))
     >>> rec.status, round(rec.key_wait_s, 6), rec.key_bits
     ('delivered', 0.8, (('A-B', 8000.0),))
+
+    The constructor is kept as one function: links, pools, cipher sessions and key stores
+    are built in one pass over the topology's links.
     """
 
     def __init__(

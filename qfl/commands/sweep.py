@@ -58,26 +58,7 @@ def sweep(
 ) -> None:
     """Run a scenario over a grid of field values; write a table and the key-rate plot."""
     console = Console(highlight=False, soft_wrap=True)
-    if _is_sweep_file(file):
-        spec = load_sweep_file(file)
-        extra = parse_set_options(set_ or [])
-        if extra:
-            spec = SweepSpec(spec.base, {**spec.grid, **extra}, spec.x, spec.series, spec.name)
-    else:
-        grid = parse_set_options(set_ or [])
-        if not grid:
-            raise ScenarioError("--set", "give at least one field to vary (field=v1,v2,...)")
-        base = load_scenario(file)
-        spec = SweepSpec(base, grid, name=f"{base.name}-sweep")
-    if quick and spec.base.quick:
-        base = apply_overrides(spec.base, spec.base.quick)
-        spec = SweepSpec(base, spec.grid, spec.x, spec.series, spec.name)
-    if x is not None or series is not None:
-        if series is not None and series not in spec.grid:
-            raise ScenarioError(
-                "--series", f"must be one of the varied fields {sorted(spec.grid)}, got {series!r}"
-            )
-        spec = SweepSpec(spec.base, spec.grid, x or spec.x, series or spec.series, spec.name)
+    spec = _sweep_spec(file, set_, x, series, quick)
     check_executor(executor, jobs)  # before the folder is claimed or anything runs
     out = _sweep_folder(spec, out, resume)
     progress = Progress(
@@ -122,6 +103,34 @@ def sweep(
             markup=False,
         )
         raise typer.Exit(1)
+
+
+def _sweep_spec(
+    file: Path, set_: list[str] | None, x: str | None, series: str | None, quick: bool
+) -> SweepSpec:
+    """The sweep of the command line: a sweep file (plus ``--set``) or a scenario and
+    ``--set`` grids, with ``--quick``, ``--x`` and ``--series`` applied."""
+    if _is_sweep_file(file):
+        spec = load_sweep_file(file)
+        extra = parse_set_options(set_ or [])
+        if extra:
+            spec = SweepSpec(spec.base, {**spec.grid, **extra}, spec.x, spec.series, spec.name)
+    else:
+        grid = parse_set_options(set_ or [])
+        if not grid:
+            raise ScenarioError("--set", "give at least one field to vary (field=v1,v2,...)")
+        base = load_scenario(file)
+        spec = SweepSpec(base, grid, name=f"{base.name}-sweep")
+    if quick and spec.base.quick:
+        base = apply_overrides(spec.base, spec.base.quick)
+        spec = SweepSpec(base, spec.grid, spec.x, spec.series, spec.name)
+    if x is not None or series is not None:
+        if series is not None and series not in spec.grid:
+            raise ScenarioError(
+                "--series", f"must be one of the varied fields {sorted(spec.grid)}, got {series!r}"
+            )
+        spec = SweepSpec(spec.base, spec.grid, x or spec.x, series or spec.series, spec.name)
+    return spec
 
 
 def _sweep_folder(spec: SweepSpec, out: Path | None, resume: bool) -> Path:

@@ -122,6 +122,78 @@ def _value_path(sc: Scenario, i: int, exc: QflError) -> str:
     return f"topology.links[{i}]" if i >= 0 else "topology.file"
 
 
+def _read_file(sc: Scenario) -> TopologySpec:
+    """The scenario's GraphML/GML file as read (one-line errors on ``topology.file``)."""
+    topo = sc.topology
+    file = str(topo.file)
+    roles = {n: "relay" for n in topo.relays} | {n: "server" for n in topo.servers}
+    try:
+        return read_topology(
+            file,
+            roles=roles,  # type: ignore[arg-type]
+            routing_factor=topo.routing_factor,
+            default_flops_per_s=sc.compute.default_flops_per_s,
+        )
+    except FileNotFoundError:
+        raise ScenarioError("topology.file", f"no such file {file!r}") from None
+    except QflError as exc:
+        raise ScenarioError("topology.file", str(exc)) from None
+    except (OSError, ValueError, TypeError, KeyError, SyntaxError, nx.NetworkXError) as exc:
+        # malformed XML/GML (ElementTree's ParseError is a SyntaxError), a folder, an
+        # empty file, a coordinate that is not a number...
+        why = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise ScenarioError(
+            "topology.file", f"cannot read {file!r} as GraphML/GML: {why}"
+        ) from None
+
+
+def _from_file(sc: Scenario) -> tuple[tuple[NodeSpec, ...], tuple[LinkSpec, ...]]:
+    topo = sc.topology
+    raw = _read_file(sc)
+    names = {n.name for n in raw.nodes}
+    for field_name, listed in (
+        ("topology.relays", topo.relays),
+        ("topology.servers", topo.servers),
+    ):
+        for j, n in enumerate(listed):
+            if n not in names:
+                raise ScenarioError(f"{field_name}[{j}]", f"unknown node {n!r} in {topo.file}")
+    check_node_refs(sc, names)
+    check_fault_links(sc, {frozenset((lk.a, lk.b)) for lk in raw.links})
+    links = tuple(_link_spec(sc, -1, lk.a, lk.b, lk.length_km) for lk in raw.links)
+    return raw.nodes, links  # a node's own flops_per_s attribute is kept
+
+
+def _inline(sc: Scenario) -> tuple[tuple[NodeSpec, ...], tuple[LinkSpec, ...]]:
+    from network.topology import great_circle_km
+
+    topo = sc.topology
+    nodes = tuple(
+        NodeSpec(
+            name=n.name,
+            role=n.role,
+            flops_per_s=n.flops_per_s or sc.compute.default_flops_per_s,
+            lat=n.latitude,
+            lon=n.longitude,
+        )
+        for n in topo.nodes
+    )
+    coords = {n.name: (n.latitude, n.longitude) for n in topo.nodes}
+    links = []
+    for i, lk in enumerate(topo.links):
+        length = lk.length_km
+        if length is None:
+            (la, oa), (lb, ob) = coords[lk.a], coords[lk.b]
+            if la is None or oa is None or lb is None or ob is None:
+                raise ScenarioError(
+                    f"topology.links[{i}].length_km",
+                    "missing, and the ends have no latitude/longitude to derive it from",
+                )
+            length = great_circle_km(la, oa, lb, ob) * topo.routing_factor
+        links.append(_link_spec(sc, i, lk.a, lk.b, length))
+    return nodes, tuple(links)
+
+
 def build_topology(sc: Scenario) -> TopologySpec:
     """The network topology of a scenario, with every link's key rate resolved.
 
@@ -134,67 +206,7 @@ def build_topology(sc: Scenario) -> TopologySpec:
     ScenarioError
         Naming the YAML path of a link or node the network layer rejects.
     """
-    topo = sc.topology
-    default_flops = sc.compute.default_flops_per_s
-    if topo.file is not None:
-        roles = {n: "relay" for n in topo.relays} | {n: "server" for n in topo.servers}
-        try:
-            raw = read_topology(
-                topo.file,
-                roles=roles,  # type: ignore[arg-type]
-                routing_factor=topo.routing_factor,
-                default_flops_per_s=default_flops,
-            )
-        except FileNotFoundError:
-            raise ScenarioError("topology.file", f"no such file {topo.file!r}") from None
-        except QflError as exc:
-            raise ScenarioError("topology.file", str(exc)) from None
-        except (OSError, ValueError, TypeError, KeyError, SyntaxError, nx.NetworkXError) as exc:
-            # malformed XML/GML (ElementTree's ParseError is a SyntaxError), a folder, an
-            # empty file, a coordinate that is not a number...
-            why = " ".join(str(exc).split())[:160] or type(exc).__name__
-            raise ScenarioError(
-                "topology.file", f"cannot read {topo.file!r} as GraphML/GML: {why}"
-            ) from None
-        names = {n.name for n in raw.nodes}
-        for field_name, listed in (
-            ("topology.relays", topo.relays),
-            ("topology.servers", topo.servers),
-        ):
-            for j, n in enumerate(listed):
-                if n not in names:
-                    raise ScenarioError(f"{field_name}[{j}]", f"unknown node {n!r} in {topo.file}")
-        check_node_refs(sc, names)
-        check_fault_links(sc, {frozenset((lk.a, lk.b)) for lk in raw.links})
-        nodes = raw.nodes  # a node's own flops_per_s attribute is kept
-        links = tuple(_link_spec(sc, -1, lk.a, lk.b, lk.length_km) for lk in raw.links)
-    else:
-        nodes = tuple(
-            NodeSpec(
-                name=n.name,
-                role=n.role,
-                flops_per_s=n.flops_per_s or default_flops,
-                lat=n.latitude,
-                lon=n.longitude,
-            )
-            for n in topo.nodes
-        )
-        coords = {n.name: (n.latitude, n.longitude) for n in topo.nodes}
-        links_l = []
-        for i, lk in enumerate(topo.links):
-            length = lk.length_km
-            if length is None:
-                (la, oa), (lb, ob) = coords[lk.a], coords[lk.b]
-                if None in (la, oa, lb, ob):
-                    raise ScenarioError(
-                        f"topology.links[{i}].length_km",
-                        "missing, and the ends have no latitude/longitude to derive it from",
-                    )
-                from network.topology import great_circle_km
-
-                length = great_circle_km(la, oa, lb, ob) * topo.routing_factor  # type: ignore[arg-type]
-            links_l.append(_link_spec(sc, i, lk.a, lk.b, length))
-        links = tuple(links_l)
+    nodes, links = _from_file(sc) if sc.topology.file is not None else _inline(sc)
     rates = np.asarray(link_rates_bps(links), dtype=float) * sc.qkd.rate_scale
     links = tuple(replace(lk, skr_bps=float(r)) for lk, r in zip(links, rates, strict=True))
     try:

@@ -168,6 +168,9 @@ def plot_topology(
         of Kamada-Kawai (above :data:`LAYOUT_LIMIT` nodes without coordinates, no map: the
         figure says so). Drawing every node and link one by one takes minutes for
         thousands of nodes. None: always the detailed drawing.
+
+    Kept as one function: the map's layers (links, nodes, labels, colour bar) share its
+    axes, its scale and the size-dependent choices.
     """
     import networkx as nx
     from matplotlib import cm, colors

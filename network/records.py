@@ -39,7 +39,9 @@ class TransferRecord:
     ``queued_s`` waiting for a busy channel, ``transmit_s`` serialising bits onto links,
     ``propagation_s`` in flight, ``blocked_s`` waiting for a fault to clear; summed over hops
     and chunks. ``key_bits`` maps each link name to the key used on it; ``discarded_bits`` is
-    key taken for hops that a fault made useless.
+    key taken for hops that a fault made useless. ``key_wait_by_link`` splits ``key_wait_s``
+    over the links the transfer was waiting on (the key of every hop is requested at once and
+    awaited in path order, so each second of waiting belongs to one link).
     """
 
     id: int
@@ -62,6 +64,7 @@ class TransferRecord:
     chunks: int
     reroutes: int
     verified: bool | None = None
+    key_wait_by_link: tuple[tuple[str, float], ...] = ()
 
     @property
     def total_s(self) -> float:
@@ -77,6 +80,7 @@ class TransferRecord:
         row = asdict(self)
         row["path"] = ">".join(self.path)
         row["key_bits"] = ";".join(f"{k}:{v:.0f}" for k, v in self.key_bits)
+        row["key_wait_by_link"] = ";".join(f"{k}:{v:.6g}" for k, v in self.key_wait_by_link)
         row["total_s"] = self.total_s
         row["key_bits_total"] = self.key_bits_total
         return row
@@ -84,8 +88,9 @@ class TransferRecord:
 
 @dataclass(frozen=True, slots=True)
 class PoolRecord:
-    """A change of a key pool: ``kind`` is ``take``, ``rate`` (``bits`` = the new rate) or
-    ``wipe``; ``level`` is the level just after."""
+    """A change of a key pool: ``kind`` is ``take``, ``rate`` (``bits`` = the new rate),
+    ``wipe`` or ``block`` (a block's key landing, ``bits`` after authentication); ``level`` is
+    the level just after."""
 
     time: float
     link: str
@@ -103,7 +108,7 @@ class PoolLog:
     Iterating yields :class:`PoolRecord` objects.
     """
 
-    _KINDS = ("take", "rate", "wipe")
+    _KINDS = ("take", "rate", "wipe", "block")
     _KIND_INDEX: ClassVar[dict[str, int]] = {k: i for i, k in enumerate(_KINDS)}
 
     def __init__(self) -> None:
@@ -116,15 +121,20 @@ class PoolLog:
         self._index: dict[str, int] = {}
 
     def observer(self, env: Any, link: str) -> Any:
-        """A :data:`network.keypool.PoolObserver` that appends to this log."""
+        """A :data:`network.keypool.PoolObserver` that appends to this log.
+
+        The time of a record is the one the pool gives (a block's landing time, which may lie
+        before ``env.now``); ``env`` is kept for callers. The records of one link are in time
+        order; those of different links may interleave out of order after an idle stretch.
+        """
         idx = self._index.setdefault(link, len(self._names))
         if idx == len(self._names):
             self._names.append(link)
         kinds = self._KIND_INDEX
         t, b, lv, lk, kd = self._t, self._bits, self._level, self._link, self._kind
 
-        def observe(kind: str, bits: float, level: float) -> None:
-            t.append(env.now)
+        def observe(kind: str, bits: float, level: float, time: float) -> None:
+            t.append(time)
             b.append(bits)
             lv.append(level)
             lk.append(idx)
@@ -167,7 +177,8 @@ class FaultRecord:
 
 @dataclass(frozen=True, slots=True)
 class LinkSummary:
-    """Key accounting of one link: ``initial + generated == consumed + wasted + wiped + level``."""
+    """Key accounting of one link: ``initial + generated == consumed + wasted + wiped + level +
+    auth`` (``auth_bits``: key consumed by QKD authentication of block post-processing)."""
 
     link: str
     rate_bps: float
@@ -177,6 +188,7 @@ class LinkSummary:
     wasted_bits: float
     wiped_bits: float
     level_bits: float
+    auth_bits: float = 0.0
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)
@@ -184,7 +196,8 @@ class LinkSummary:
 
 @dataclass(frozen=True)
 class Summary:
-    """Summary figures of a run (latencies over delivered transfers, in seconds)."""
+    """Summary figures of a run (latencies over delivered transfers, in seconds;
+    ``key_auth_bits``: key consumed by QKD authentication of block post-processing)."""
 
     time: float
     delivered: int
@@ -201,6 +214,7 @@ class Summary:
     key_consumed_bits: float
     key_wasted_bits: float
     links: tuple[LinkSummary, ...]
+    key_auth_bits: float = 0.0
 
     def as_row(self) -> dict[str, Any]:
         """The network-wide figures (per-link rows: ``to_rows(summary.links)``)."""
@@ -238,6 +252,7 @@ def summarize(
         key_consumed_bits=sum(s.consumed_bits for s in links),
         key_wasted_bits=sum(s.wasted_bits for s in links),
         links=tuple(links),
+        key_auth_bits=sum(s.auth_bits for s in links),
     )
 
 

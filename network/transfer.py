@@ -111,6 +111,7 @@ class Transfer:
         self.t_request = ctx.env.now
         self.key_wait_s = self.queued_s = self.transmit_s = self.propagation_s = 0.0
         self.key_used: dict[str, float] = {}
+        self.key_wait_by_link: dict[str, float] = {}
         self.discarded_bits = 0.0
         self.chunks = 0
         self.reroutes = 0
@@ -339,7 +340,11 @@ class Transfer:
             if not ok:
                 break
             if not req.triggered:
+                t_link = ctx.env.now
                 ok = yield from self._wait(req)
+                if ctx.env.now > t_link:
+                    waited = self.key_wait_by_link.get(link.name, 0.0) + ctx.env.now - t_link
+                    self.key_wait_by_link[link.name] = waited
                 if not ok:
                     break
             if not req.ok:
@@ -407,6 +412,7 @@ class Transfer:
             chunks=self.chunks,
             reroutes=self.reroutes,
             verified=verified,
+            key_wait_by_link=tuple(self.key_wait_by_link.items()),
         )
 
     def _finish(self, status: Literal["delivered", "failed"]) -> TransferRecord:

@@ -82,6 +82,12 @@ def summary_table(sc: Scenario, s: dict[str, Any]) -> Table:
     )
     table.add_row("key generated / consumed / wasted", key)
     table.add_row("time stalled on key (all transfers)", _fmt_time(s["time_stalled_on_key_s"]))
+    share = s.get("time_share") or {}
+    if share:
+        order = ("compute", "key", "bandwidth", "propagation", "blocked")
+        parts = " / ".join(f"{100 * share[k]:.0f}" for k in order)
+        table.add_row("round time % compute / key / bandwidth / propagation / fault", parts)
+        table.add_row("what binds", str(s.get("binds", "-")))
     table.add_row(
         "transfers delivered / failed", f"{s['transfers_delivered']} / {s['transfers_failed']}"
     )

@@ -18,6 +18,7 @@ from typing import Any
 import simpy
 
 from network import QKDNetwork, schedule_faults
+from qfl.cosim.bottlenecks import binding, key_wait_by_link, time_shares
 from qfl.cosim.jobs import EvalRow, Job, make_job
 from qfl.cosim.netbuild import (
     build_cipher,
@@ -180,6 +181,8 @@ def summarize_run(
         return r.local_acc
 
     hit = next((r for r in means if acc_of(r) >= target), None)
+    shares = time_shares(tl)
+    waits = key_wait_by_link([*nrun.net.records, *nrun.net.in_progress()])
     rates = [lk.skr_bps for lk in nrun.topology.links]
     end_s = tl.round_end_s[tl.rounds_done - 1] if tl.rounds_done else 0.0
     return {
@@ -214,6 +217,9 @@ def summarize_run(
         "key_consumed_bits": net_sum.key_consumed_bits,
         "key_wasted_bits": net_sum.key_wasted_bits,
         "time_stalled_on_key_s": net_sum.key_wait_total_s,
+        "time_share": shares,
+        "key_wait_by_link_s": waits,
+        "binds": binding(shares, waits),
         "transfer_latency_p50_s": net_sum.latency_p50_s,
         "transfer_latency_p99_s": net_sum.latency_p99_s,
         "wall_s": wall,

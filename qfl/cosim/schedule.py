@@ -26,7 +26,7 @@ from network import NetworkError, QKDNetwork, TransferRecord
 from network.routing import LatencyRouter
 from qfl.cosim.plan import SERVER, Aggregate, Fuse, Op, RoundOps, Send, Train
 
-__all__ = ["ComputeProfile", "Timeline", "run_plan", "run_schedule"]
+__all__ = ["ComputeProfile", "Segment", "Timeline", "run_plan", "run_schedule"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,19 @@ class ComputeProfile:
         )
 
 
+@dataclass(frozen=True)
+class Segment:
+    """One step of a chain on the clock: ``compute`` (a local update or a fusion, at
+    ``node``) or ``send`` (from ``node``; ``record`` is its transfer, None if the network
+    refused it at once)."""
+
+    kind: str
+    node: str
+    start_s: float
+    end_s: float
+    record: TransferRecord | None = None
+
+
 @dataclass
 class Timeline:
     """The network half of a run: rounds, their end times, failed transfers, operations.
@@ -101,6 +114,11 @@ class Timeline:
         Every learning operation: ``round``, ``node``, ``op``, ``start_s``, ``end_s``.
     participants : list of tuple of int
         Server schedules: the clients whose update reached the server, per round.
+    round_start_s : list of float
+        Simulated time at which round ``r`` started.
+    critical : list of tuple of Segment
+        Per round, the chain that finished last (the critical path of a synchronous round):
+        its compute steps and sends with their transfer records.
     """
 
     rounds_done: int = 0
@@ -108,6 +126,8 @@ class Timeline:
     dropped: set[tuple[int, str, str, str]] = field(default_factory=set)
     ops: list[dict[str, Any]] = field(default_factory=list)
     participants: list[tuple[int, ...]] = field(default_factory=list)
+    round_start_s: list[float] = field(default_factory=list)
+    critical: list[tuple[Segment, ...]] = field(default_factory=list)
     # Fires when the network can no longer change (no event left) while transfers still
     # wait: a fault with no way round that is never repaired. Those transfers then fail.
     _stalled: simpy.Event | None = field(default=None, repr=False, compare=False)
@@ -136,8 +156,9 @@ def _send(
     dst: str,
     n_bytes: int,
     tag: str,
-) -> Generator[simpy.Event, Any, bool]:
+) -> Generator[simpy.Event, Any, tuple[bool, TransferRecord | None]]:
     start = env.now
+    rec: TransferRecord | None = None
     try:
         proc = net.transfer(src, dst, int(n_bytes), tag=f"r{r}/{tag}")
     except NetworkError as exc:  # e.g. a link with no key rate and too little key left
@@ -156,7 +177,7 @@ def _send(
         if "produces no key" in why and isinstance(net.router, LatencyRouter):
             why += "; routing: latency does not avoid it (routing: key-aware routes around it)"
     _op(tl, r, src, f"send:{tag}->{dst}" + ("" if ok else f" (failed: {why})"), start, env.now)
-    return ok
+    return ok, rec
 
 
 def _chain(
@@ -167,8 +188,10 @@ def _chain(
     server: str | None,
     r: int,
     chain: tuple[Op, ...],
+    segments: list[Segment],
 ) -> Generator[simpy.Event, Any, bool]:
-    """One chain of a round's plan; ``False`` if one of its sends failed (it stops there)."""
+    """One chain of a round's plan; ``False`` if one of its sends failed (it stops there).
+    Each step goes to ``segments``."""
     names = profile.clients
 
     def name(i: int) -> str:
@@ -176,15 +199,15 @@ def _chain(
 
     for op in chain:
         t0 = env.now
-        if isinstance(op, Train):
-            yield env.timeout(profile.train_s(op.node))
-            _op(tl, r, names[op.node], "local-update", t0, env.now)
-        elif isinstance(op, Fuse):
-            yield env.timeout(profile.fuse_s(op.node))
-            _op(tl, r, names[op.node], "fuse", t0, env.now)
+        if isinstance(op, Train | Fuse):
+            train = isinstance(op, Train)
+            yield env.timeout(profile.train_s(op.node) if train else profile.fuse_s(op.node))
+            _op(tl, r, names[op.node], "local-update" if train else "fuse", t0, env.now)
+            segments.append(Segment("compute", names[op.node], t0, env.now))
         elif isinstance(op, Send):
             size = profile.send_bytes(op.src, op.dst)
-            ok = yield from _send(env, net, tl, r, name(op.src), name(op.dst), size, op.tag)
+            ok, rec = yield from _send(env, net, tl, r, name(op.src), name(op.dst), size, op.tag)
+            segments.append(Segment("send", name(op.src), t0, env.now, rec))
             if not ok:
                 return False
     return True
@@ -215,8 +238,16 @@ def run_plan(
     """
     for r in range(rounds):
         ops = plan_of(r)
-        procs = [env.process(_chain(env, net, tl, profile, server, r, c)) for c in ops.chains]
+        start = env.now
+        segs: list[list[Segment]] = [[] for _ in ops.chains]
+        procs = [
+            env.process(_chain(env, net, tl, profile, server, r, c, sg))
+            for c, sg in zip(ops.chains, segs, strict=True)
+        ]
         results = yield env.all_of(procs)
+        ends = [sg[-1].end_s if sg else start for sg in segs]
+        tl.round_start_s.append(start)
+        tl.critical.append(tuple(segs[ends.index(max(ends))]) if segs else ())
         if any(isinstance(op, Aggregate) for op in ops.end):
             arrived = tuple(i for i, p in enumerate(procs) if results[p])
             _op(tl, r, str(server), "aggregate", env.now, env.now)

@@ -390,3 +390,27 @@ def test_routing_around_a_link_without_key(
     if not delivered:
         (op,) = [o["op"] for o in nrun.timeline.ops if "failed" in o["op"]]
         assert "produces no key" in op and "routing: key-aware routes around it" in op
+
+
+def test_round_time_splits_into_compute_key_bandwidth_propagation(tiny: Tiny, fmnist: Path) -> None:
+    from qfl.cosim.bottlenecks import binding, key_wait_by_link, round_breakdown, time_shares
+
+    sc = two_clients(tiny, {"length_km": 10, "skr_bps": 2e4}, learning={"rounds": 2})
+    nrun = simulate_network(sc)
+    tl = nrun.timeline
+    for r, parts in enumerate(round_breakdown(tl)):
+        split = sum(parts[c] for c in ("compute", "key", "bandwidth", "propagation", "blocked"))
+        assert split == pytest.approx(parts["duration_s"], rel=1e-12)
+        (rec,) = [s.record for s in tl.critical[r] if s.kind == "send"]
+        assert parts["key"] == rec.key_wait_s > 0
+        assert parts["propagation"] == pytest.approx(10 * 1.468 / C_KM_S)
+    shares = time_shares(tl)
+    assert shares["key"] > 0.5 and sum(shares.values()) == pytest.approx(1.0)
+    waits = key_wait_by_link(nrun.net.records)
+    assert list(waits) == ["a-b"]
+    assert waits["a-b"] == pytest.approx(sum(r.key_wait_s for r in nrun.net.records))
+    assert binding(shares, waits).startswith("key (")
+    summary = summarize_run(nrun, [], status="complete", wall={})
+    assert summary["time_share"] == shares and "link a-b" in summary["binds"]
+    fast = two_clients(tiny, {"length_km": 10, "skr_bps": 1e12}, learning={"rounds": 1})
+    assert time_shares(simulate_network(fast).timeline)["compute"] > 0.99

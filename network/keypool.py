@@ -7,12 +7,22 @@ the requested amount; waiters are served first come, first served. Only the head
 wake-up scheduled, and a rate change (a fault, an eavesdropper) re-schedules it, so the number
 of events per request is O(1), independent of the simulated horizon.
 
-In *block mode* key arrives in post-processing blocks of ``block_bits``: one block every
-``block_bits / rate`` seconds (the fraction of a block in progress is kept across rate
-changes).
+In *block mode* (``block_bits`` given) key arrives as real links deliver it: the link collects
+pulses for one block period, ``block_bits / rate`` seconds (N pulses over the repetition
+rate), post-processes them for ``block_latency_s``, and then the block's key lands in the pool
+at once: ``block_bits`` minus the ``block_auth_bits`` that QKD's own classical channel spends
+to authenticate that block's post-processing. Several blocks may be in post-processing at once.
+The part of a block being collected is kept across changes between positive rates; a drop of
+the rate to 0 (a cut, an end node down, an eavesdropper above the abort threshold) discards it,
+as real systems discard an interrupted block, while blocks already collected go on with their
+post-processing and land on time. A block that yields no more than its authentication costs
+lands nothing: all of its key goes to authentication and the shortfall is *not* taken from the
+pool, so the level never drops except by takes and wipes. A request's wake-up is the landing
+time of the block that makes the level sufficient: the pool holds no event per block.
 
 Key that arrives while the pool is full is counted as wasted, so that at any time
-``initial + generated == consumed + wasted + wiped + level``.
+``initial + generated == consumed + wasted + wiped + level + auth`` (``generated`` counts a
+block's whole ``block_bits``; ``auth`` the part spent on its authentication).
 """
 
 from __future__ import annotations
@@ -28,8 +38,10 @@ from qkd.errors import ParameterError
 
 __all__ = ["FluidKeyPool", "KeyRequest", "PoolObserver"]
 
-PoolObserver = Callable[[str, float, float], None]
-"""Called as ``observer(kind, bits, level)`` on ``"take"``, ``"rate"`` and ``"wipe"``."""
+PoolObserver = Callable[[str, float, float, float], None]
+"""Called as ``observer(kind, bits, level, time)`` on ``"take"``, ``"rate"``, ``"wipe"`` and
+``"block"`` (a block's key landing: ``bits`` after authentication, at its landing ``time``,
+which may lie before ``env.now`` when the pool was idle)."""
 
 _EPS = 1e-9
 
@@ -53,6 +65,61 @@ class KeyRequest(simpy.Event):
         self.requested_at = pool.env.now
 
 
+class _Blocks:
+    """Block mode's state: the block being collected and the blocks in post-processing.
+
+    Blocks in post-processing are kept as runs ``(first landing time, spacing, count)``, one
+    per stretch of constant rate, so a long idle stretch costs one entry, not one per block.
+    """
+
+    __slots__ = ("auth", "bits", "flight", "interrupted", "latency", "net", "progress")
+
+    def __init__(self, bits: float, latency: float, auth: float) -> None:
+        self.bits = bits
+        self.latency = latency
+        self.auth = min(auth, bits)  # spent on authentication per block
+        self.net = bits - self.auth  # lands in the pool per block
+        self.progress = 0.0  # the block being collected, in key bits it will yield
+        self.flight: deque[tuple[float, float, int]] = deque()
+        self.interrupted = 0
+
+    def collect(self, t0: float, dt: float, rate: float) -> None:
+        """Collect for ``dt`` seconds from ``t0`` at ``rate > 0``; finished blocks go to
+        post-processing."""
+        b, p0 = self.bits, self.progress
+        total = p0 + rate * dt
+        k = math.floor(total / b + _EPS)
+        self.progress = max(0.0, total - k * b)
+        if k > 0:
+            self.flight.append((t0 + (b - p0) / rate + self.latency, b / rate, k))
+
+    def due(self, now: float) -> list[tuple[float, float, int]]:
+        """Remove and return the runs of landings due by ``now`` (to rounding)."""
+        out = []
+        while self.flight:
+            t1, spacing, n = self.flight[0]
+            tol = max(_EPS * spacing, 8 * math.ulp(now))
+            if t1 > now + tol:
+                break
+            k = min(n, math.floor((now + tol - t1) / spacing) + 1)
+            if k == n:
+                self.flight.popleft()
+            else:
+                self.flight[0] = (t1 + k * spacing, spacing, n - k)
+            out.append((t1, spacing, k))
+        return out
+
+    def landing(self, m: int, now: float, rate: float) -> float:
+        """Time of the ``m``-th landing from now (``m >= 1``) at ``rate``; inf if never."""
+        for t1, spacing, n in self.flight:
+            if m <= n:
+                return t1 + (m - 1) * spacing
+            m -= n
+        if rate <= 0:
+            return math.inf
+        return now + (m * self.bits - self.progress) / rate + self.latency
+
+
 class FluidKeyPool:
     """A key store filled at a secret-key rate, used like a SimPy resource.
 
@@ -60,17 +127,32 @@ class FluidKeyPool:
     ----------
     env : simpy.Environment
     rate_bps : float
-        Secret key rate in bit/s (``>= 0``).
+        Secret key rate in bit/s (``>= 0``), before block authentication.
     capacity_bits : float
         Largest level (``> 0``).
     initial_bits : float
         Level at creation (``<= capacity_bits``).
     block_bits : float, optional
-        Deliver key in blocks of this size instead of continuously.
+        Deliver key in blocks: the key bits one block yields (``> 0``), one block collected
+        every ``block_bits / rate`` seconds. ``None``: continuous (fluid) delivery.
+    block_latency_s : float
+        Block mode: post-processing time from the end of a block's collection until its key
+        lands (``>= 0``).
+    block_auth_bits : float
+        Block mode: key bits spent to authenticate each block's post-processing, taken from
+        the block before it lands (``>= 0``; a block yielding no more lands nothing).
     name : str
         For messages and records.
     observer : callable, optional
-        Told about every take, rate change and wipe (see :data:`PoolObserver`).
+        Told about every take, rate change, wipe and block landing (see
+        :data:`PoolObserver`).
+
+    Attributes
+    ----------
+    generated_bits, consumed_bits, wasted_bits, wiped_bits, auth_bits : float
+        The conservation terms (see :meth:`accounting`).
+    interrupted_blocks : int
+        Block mode: blocks discarded part-collected because the rate dropped to 0.
 
     Examples
     --------
@@ -83,6 +165,17 @@ class FluidKeyPool:
     2.5
     >>> round(pool.level, 9), pool.consumed_bits
     (0.0, 250.0)
+
+    Blocks of 250 bits (one per 2.5 s), landing 4 s after collection, 50 bits of each spent
+    on authentication: two blocks (2 x 200 bits) are needed, the second lands at 5 + 4 s.
+
+    >>> pool = FluidKeyPool(simpy.Environment(), 100.0, 1000.0, block_bits=250.0,
+    ...                     block_latency_s=4.0, block_auth_bits=50.0)
+    >>> req = pool.get(300)
+    >>> pool.env.run(req)
+    300.0
+    >>> pool.env.now, pool.level, pool.auth_bits
+    (9.0, 100.0, 100.0)
     """
 
     def __init__(
@@ -93,6 +186,8 @@ class FluidKeyPool:
         initial_bits: float = 0.0,
         *,
         block_bits: float | None = None,
+        block_latency_s: float = 0.0,
+        block_auth_bits: float = 0.0,
         name: str = "pool",
         observer: PoolObserver | None = None,
     ) -> None:
@@ -103,10 +198,7 @@ class FluidKeyPool:
         init = _nonneg(f"{name}: initial_bits", initial_bits, f"in [0, {self._capacity}]")
         if init > self._capacity:
             raise ParameterError(f"{name}: initial_bits", initial_bits, f"in [0, {self._capacity}]")
-        if block_bits is not None:
-            block_bits = _nonneg(f"{name}: block_bits", block_bits, "> 0", strict=True)
-        self._block = block_bits
-        self._progress = 0.0  # block mode: raw bits produced, delivered in whole blocks
+        self._blocks = _make_blocks(name, block_bits, block_latency_s, block_auth_bits)
         self._level0 = init
         self._t0 = env.now
         self.initial_bits = init
@@ -114,6 +206,7 @@ class FluidKeyPool:
         self.consumed_bits = 0.0
         self.wasted_bits = 0.0
         self.wiped_bits = 0.0
+        self.auth_bits = 0.0
         self.pending_bits = 0.0
         self._waiters: deque[KeyRequest] = deque()
         self._gen = 0
@@ -141,14 +234,28 @@ class FluidKeyPool:
         """Number of requests waiting."""
         return len(self._waiters)
 
-    def _delivered(self, dt: float) -> float:
-        produced = self._rate * dt
-        if self._block is None:
-            return produced
-        b = self._block
-        before = math.floor(self._progress / b + _EPS)
-        self._progress += produced
-        return (math.floor(self._progress / b + _EPS) - before) * b
+    @property
+    def block_bits(self) -> float | None:
+        """Key bits a block yields (before authentication); ``None`` for fluid delivery."""
+        return None if self._blocks is None else self._blocks.bits
+
+    @property
+    def blocks_in_flight(self) -> int:
+        """Block mode: blocks collected and not yet landed (in post-processing)."""
+        self._settle()
+        return 0 if self._blocks is None else sum(n for _, _, n in self._blocks.flight)
+
+    @property
+    def interrupted_blocks(self) -> int:
+        """Block mode: blocks discarded part-collected because the rate dropped to 0."""
+        return 0 if self._blocks is None else self._blocks.interrupted
+
+    def _fill(self, got: float) -> None:
+        new = self._level0 + got
+        if new > self._capacity:
+            self.wasted_bits += new - self._capacity
+            new = self._capacity
+        self._level0 = new
 
     def _settle(self) -> None:
         """Bring ``level0`` forward to now (exact: no take happened since ``t0``)."""
@@ -156,36 +263,49 @@ class FluidKeyPool:
         dt = now - self._t0
         if dt <= 0:
             return
-        self._t0 = now
+        t0, self._t0 = self._t0, now
+        if self._blocks is not None:
+            self._settle_blocks(self._blocks, t0, dt, now)
+            return
         if self._rate == 0:
             return
-        got = self._delivered(dt)
-        if got <= 0:
-            return
+        got = self._rate * dt
         self.generated_bits += got
-        new = self._level0 + got
-        if new > self._capacity:
-            self.wasted_bits += new - self._capacity
-            new = self._capacity
-        self._level0 = new
+        self._fill(got)
+
+    def _settle_blocks(self, blk: _Blocks, t0: float, dt: float, now: float) -> None:
+        """Block mode: collect since ``t0``, land the blocks whose post-processing ended."""
+        if self._rate > 0:
+            blk.collect(t0, dt, self._rate)
+        for t1, spacing, k in blk.due(now):
+            if self.observer is None:  # one step for a whole run of landings
+                self.generated_bits += k * blk.bits
+                self.auth_bits += k * blk.auth
+                self._fill(k * blk.net)
+                continue
+            for i in range(k):
+                self.generated_bits += blk.bits
+                self.auth_bits += blk.auth
+                self._fill(blk.net)
+                self.observer("block", blk.net, self._level0, min(now, t1 + i * spacing))
 
     def time_to(self, n_bits: float) -> float:
         """Seconds from now until the level reaches ``n_bits`` at the current rate (no takes).
 
-        ``math.inf`` when the rate is 0 and the level is short.
+        ``math.inf`` when the rate is 0 (and, in block mode, the blocks in post-processing do
+        not suffice) and the level is short. The capacity is ignored.
         """
         self._settle()
         short = n_bits - self._level0
         if short <= 0:
             return 0.0
-        if self._rate == 0:
+        blk = self._blocks
+        if blk is None:
+            return math.inf if self._rate == 0 else short / self._rate
+        if blk.net <= 0:
             return math.inf
-        if self._block is None:
-            return short / self._rate
-        b = self._block
-        blocks = math.ceil(short / b - _EPS)
-        target = (math.floor(self._progress / b + _EPS) + blocks) * b
-        return max(0.0, (target - self._progress) / self._rate)
+        m = max(1, math.ceil(short / blk.net - _EPS))
+        return max(0.0, blk.landing(m, self.env.now, self._rate) - self.env.now)
 
     # -- resource interface -----------------------------------------------------------
     def _check_amount(self, n_bits: float) -> float:
@@ -204,7 +324,7 @@ class FluidKeyPool:
         self._level0 = max(0.0, self._level0 - n)
         self.consumed_bits += n
         if self.observer is not None:
-            self.observer("take", n, self._level0)
+            self.observer("take", n, self._level0, self.env.now)
 
     def try_take(self, n_bits: float) -> bool:
         """Take ``n_bits`` now if they are there and nobody is waiting; no event is made."""
@@ -259,12 +379,20 @@ class FluidKeyPool:
         self._gen += 1
 
     def set_rate(self, rate_bps: float) -> None:
-        """Change the key rate from now on; the head waiter's wake-up is re-scheduled."""
+        """Change the key rate from now on; the head waiter's wake-up is re-scheduled.
+
+        In block mode a drop to 0 discards the block being collected (blocks already in
+        post-processing still land); a change between positive rates keeps it.
+        """
         rate = _nonneg(f"{self.name}: rate_bps", rate_bps, ">= 0")
         self._settle()
+        blk = self._blocks
+        if rate == 0 and blk is not None and blk.progress > 0:
+            blk.progress = 0.0
+            blk.interrupted += 1
         self._rate = rate
         if self.observer is not None:
-            self.observer("rate", rate, self._level0)
+            self.observer("rate", rate, self._level0, self.env.now)
         self._schedule()
 
     def wipe(self) -> float:
@@ -274,7 +402,7 @@ class FluidKeyPool:
         self.wiped_bits += bits
         self._level0 = 0.0
         if self.observer is not None:
-            self.observer("wipe", bits, 0.0)
+            self.observer("wipe", bits, 0.0, self.env.now)
         self._schedule()
         return bits
 
@@ -315,7 +443,8 @@ class FluidKeyPool:
         self._serve()
 
     def accounting(self) -> dict[str, float]:
-        """The conservation terms now: initial, generated, consumed, wasted, wiped, level."""
+        """The conservation terms now: ``initial + generated == consumed + wasted + wiped +
+        level + auth`` (``auth``: key spent authenticating blocks' post-processing)."""
         self._settle()
         return {
             "initial_bits": self.initial_bits,
@@ -324,4 +453,18 @@ class FluidKeyPool:
             "wasted_bits": self.wasted_bits,
             "wiped_bits": self.wiped_bits,
             "level_bits": self._level0,
+            "auth_bits": self.auth_bits,
         }
+
+
+def _make_blocks(name: str, bits: float | None, latency: float, auth: float) -> _Blocks | None:
+    """Validate the block parameters; ``None`` for fluid delivery."""
+    latency = _nonneg(f"{name}: block_latency_s", latency, ">= 0")
+    auth = _nonneg(f"{name}: block_auth_bits", auth, ">= 0")
+    if bits is None:
+        for field, value in (("block_latency_s", latency), ("block_auth_bits", auth)):
+            if value:
+                allowed = "0 unless block_bits is given (fluid key has no blocks)"
+                raise ParameterError(f"{name}: {field}", value, allowed)
+        return None
+    return _Blocks(_nonneg(f"{name}: block_bits", bits, "> 0", strict=True), latency, auth)

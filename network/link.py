@@ -125,6 +125,8 @@ class Link:
                 spec.capacity_bits,
                 spec.initial_bits,
                 block_bits=spec.block_bits,
+                block_latency_s=spec.block_latency_s,
+                block_auth_bits=spec.block_auth_bits,
                 name=f"link {spec.name}",
                 observer=observer,
             )
@@ -295,10 +297,16 @@ def link_between(graph: nx.Graph, a: str, b: str) -> Link:
 
 
 def expected_wait_s(link: Link, bits: float) -> float:
-    """Expected key wait for a new request of ``bits`` behind the current waiters."""
+    """Expected key wait for a new request of ``bits`` behind the current waiters.
+
+    Block mode: the landing time of the block that covers it, at the current rate (blocks in
+    post-processing count even while the rate is 0).
+    """
     pool = link.pool
     short = bits + pool.pending_bits - pool.level
     if short <= 0:
         return 0.0
+    if pool.block_bits is not None:
+        return pool.time_to(bits + pool.pending_bits)
     rate = pool.rate_bps
     return math.inf if rate <= 0 else short / rate

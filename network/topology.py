@@ -140,8 +140,23 @@ class LinkSpec:
     group_index : float
         Group index of the fibre (``>= 1``; 1.468 for SMF-28, about 4.9 µs/km).
     block_bits : float, optional
-        If given, key arrives in post-processing blocks of this many bits, one block every
-        ``block_bits / rate`` seconds, instead of continuously.
+        If given, key arrives in blocks instead of continuously: the key bits l(N) one
+        completed block yields (``0 < block_bits <= capacity_bits``); a block is collected
+        every ``block_bits / rate`` seconds (N pulses over the repetition rate), ``rate``
+        being ``skr_bps`` or the model's rate, before authentication.
+    block_latency_s : float
+        Post-processing time, seconds, from the end of a block's collection until its key
+        lands in the pool (``>= 0``; block mode only). Blocks may overlap in post-processing.
+    block_auth_bits : float
+        Key bits QKD's own classical channel consumes per block to authenticate its
+        post-processing, taken from the block before it lands
+        (``0 <= block_auth_bits < block_bits``; block mode only). The pool's net rate is
+        ``rate * (1 - block_auth_bits / block_bits)``; a link whose blocks cannot pay for
+        their authentication makes no key: give it ``skr_bps=0``.
+
+    A drop of the key rate to 0 (cut, end node down, eavesdropper above the abort threshold)
+    discards the block being collected; blocks in post-processing still land (see
+    :mod:`network.keypool`).
     """
 
     a: str
@@ -156,6 +171,8 @@ class LinkSpec:
     latency_s: float | None = None
     group_index: float = GROUP_INDEX
     block_bits: float | None = None
+    block_latency_s: float = 0.0
+    block_auth_bits: float = 0.0
 
     def __post_init__(self) -> None:
         for end in ("a", "b"):
@@ -186,9 +203,26 @@ class LinkSpec:
             _finite(f"{n}: latency_s", t, lambda v: v >= 0, ">= 0")
         g = self.group_index
         _finite(f"{n}: group_index", g, lambda v: v >= 1, ">= 1")
-        if self.block_bits is not None:
-            B = self.block_bits
-            _finite(f"{n}: block_bits", B, lambda v: 0 < v <= c, f"in (0, capacity_bits={c}]")
+        self._check_blocks(n)
+
+    def _check_blocks(self, n: str) -> None:
+        lat, auth, B = self.block_latency_s, self.block_auth_bits, self.block_bits
+        _finite(f"{n}: block_latency_s", lat, lambda v: v >= 0, ">= 0")
+        _finite(f"{n}: block_auth_bits", auth, lambda v: v >= 0, ">= 0")
+        if B is None:
+            for field, v in (("block_latency_s", lat), ("block_auth_bits", auth)):
+                if v != 0:
+                    raise ParameterError(f"{n}: {field}", v, "0 unless block_bits is given")
+            return
+        c = self.capacity_bits
+        _finite(f"{n}: block_bits", B, lambda v: 0 < v <= c, f"in (0, capacity_bits={c}]")
+        if auth >= B:
+            raise ParameterError(
+                f"{n}: block_auth_bits",
+                auth,
+                f"< block_bits={B:g} (a block must yield more key than its authentication "
+                "consumes; a link that makes no net key is skr_bps=0)",
+            )
 
     @property
     def name(self) -> str:

@@ -66,6 +66,7 @@ __all__ = [
 ]
 
 Positive = Annotated[float, Field(gt=0)]
+Protocol = Literal["decoy-bb84", "decoy-vacuum-weak", "decoy-1", "bb84-no-decoy", "single-photon"]
 NonNegative = Annotated[float, Field(ge=0)]
 
 
@@ -152,6 +153,9 @@ class LinkSpec(_Frozen):
     )
     attenuation_db_per_km: NonNegative | None = None
     preset: str | None = Field(None, description="QKD system preset; default qkd.preset.")
+    protocol: Protocol | None = Field(
+        None, description="Key-rate model of this link's system; default qkd.protocol."
+    )
     skr_bps: NonNegative | None = Field(
         None, description="Measured secret key rate (bit/s); overrides the physical model."
     )
@@ -184,17 +188,49 @@ class TopologySpec(_Frozen):
 class QKDSpec(_Frozen):
     """QKD defaults for every link; links may override them."""
 
-    preset: str = DEFAULT_SYSTEM
-    protocol: Literal["decoy-bb84", "decoy-vacuum-weak", "bb84-no-decoy", "single-photon"] = (
-        "decoy-bb84"
+    preset: str = Field(DEFAULT_SYSTEM, description="QKD system preset (qkd.params.PRESETS).")
+    protocol: Protocol = Field(
+        "decoy-bb84",
+        description="Key-rate model of the links' systems. With key_model finite-blocks: "
+        "decoy-bb84 is the three-intensity finite-key bound of Lim et al. 2014 (weakest "
+        "intensity 2e-4), decoy-vacuum-weak the same with a true vacuum, decoy-1 the one-decoy "
+        "bound of Rusca et al. 2018. With asymptotic-fluid: "
+        "decoy-bb84 (infinitely many decoys), decoy-vacuum-weak (vacuum + one weak decoy), "
+        "bb84-no-decoy (GLLP), single-photon (Ma et al. 2005).",
+    )
+    key_model: Literal["finite-blocks", "asymptotic-fluid"] = Field(
+        "finite-blocks",
+        description="finite-blocks: a link collects block_size pulses, post-processes them for "
+        "postprocess_s, then the block's finite-key length lands in its pool at once (minus "
+        "auth_bits_per_block); asymptotic-fluid: key flows in continuously at the asymptotic "
+        "rate (the small-block limit, optimistic).",
+    )
+    block_size: Positive | None = Field(
+        None,
+        description="Pulses per post-processing block N (finite-blocks); default: the "
+        "preset's, else 1e10.",
+    )
+    eps_sec: Annotated[float, Field(gt=0, lt=1)] = Field(
+        1e-10, description="Secrecy parameter of each block (finite-blocks)."
+    )
+    eps_cor: Annotated[float, Field(gt=0, lt=1)] = Field(
+        1e-15, description="Correctness parameter of each block (finite-blocks)."
+    )
+    postprocess_s: NonNegative | None = Field(
+        None,
+        description="Seconds from the end of a block's collection until its key lands "
+        "(sifting, estimation, error correction, privacy amplification); default: one block "
+        "time (the next block is collected while this one is processed).",
+    )
+    auth_bits_per_block: NonNegative = Field(
+        1024.0,
+        description="Key bits QKD's own classical channel spends per block to authenticate "
+        "its post-processing messages (a few Wegman-Carter tags per block; finite-blocks).",
     )
     rate_scale: NonNegative = Field(1.0, description="Multiplies every link's secret key rate.")
-    pool_capacity_bits: Positive = DEFAULT_POOL_BITS
-    initial_fill_bits: NonNegative = 0.0
-    bandwidth_bps: Positive = DEFAULT_BANDWIDTH_BPS
-    block_bits: Positive | None = Field(
-        None, description="Key arrives in post-processing blocks of this size (block mode)."
-    )
+    pool_capacity_bits: Positive = Field(DEFAULT_POOL_BITS, description="Key store per link.")
+    initial_fill_bits: NonNegative = Field(0.0, description="Key in each store at t = 0.")
+    bandwidth_bps: Positive = Field(DEFAULT_BANDWIDTH_BPS, description="Classical bandwidth.")
     misalignment: Annotated[float, Field(ge=0, le=0.5)] | None = None
     detector_efficiency: Annotated[float, Field(gt=0, le=1)] | None = None
     dark_count_prob: Annotated[float, Field(ge=0, lt=1)] | None = None
@@ -254,7 +290,12 @@ class LearningSpec(_Frozen):
     model: Literal["cnn", "resnet-me", "lstm-me", "resnet18", "resnet50"] | None = None
     clients: tuple[str, ...] = Field((), description="Client nodes; default: every client node.")
     server: str | None = Field(None, description="FedAvg / SSL aggregator node.")
-    partition: Literal["classes", "dirichlet", "iid"] | None = None
+    partition: Literal["classes", "dirichlet"] | None = Field(
+        None,
+        description="How client data are split: classes (Def-FD family: classes_per_client "
+        "classes each) or dirichlet (FedAvg family: label skew Dirichlet(alpha)); each method "
+        "implements one, which this field may name.",
+    )
     classes_per_client: Annotated[int, Field(ge=1)] = 8
     alpha: Positive = 0.2
     holdout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
@@ -510,6 +551,13 @@ def _check_method(sc: Scenario) -> None:
             "learning.dataset",
             f"must be one of {', '.join(repr(d) for d in spec.datasets)} for method "
             f"{lr.method!r}, got {lr.dataset!r}",
+        )
+    if lr.partition is not None and lr.partition not in spec.partitions:
+        allowed = " or ".join(repr(x) for x in spec.partitions) or "null"
+        raise ScenarioError(
+            "learning.partition",
+            f"must be {allowed} for method {lr.method!r} (the partition it implements), "
+            f"got {lr.partition!r}",
         )
     models = spec.models_for(lr.dataset)
     if lr.model is not None and lr.model not in models:

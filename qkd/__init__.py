@@ -16,6 +16,14 @@ from qkd.bb84 import (
 )
 from qkd.cascade import CascadeResult, cascade_block_sizes, reconcile
 from qkd.errors import ParameterError, QflError, UnknownNameError
+from qkd.finite import (
+    FINITE_PROTOCOLS,
+    FiniteKey,
+    asymptotic_key,
+    asymptotic_limit,
+    finite_key,
+    finite_max_distance,
+)
 from qkd.keypool import InsufficientKeyError, KeyMaterial, KeyPool, KeySlice
 from qkd.params import PRESETS, Detector, Fibre, QKDSystem, Source, get_preset
 from qkd.pipeline import DistillResult, distill, generate_key, simulate_and_distill
@@ -37,6 +45,7 @@ from qkd.rates import (
 
 __all__ = [
     "ABORT_QBER",
+    "FINITE_PROTOCOLS",
     "PRESETS",
     "PROTOCOLS",
     "CascadeResult",
@@ -44,6 +53,7 @@ __all__ = [
     "Detector",
     "DistillResult",
     "Fibre",
+    "FiniteKey",
     "InsufficientKeyError",
     "IntensityStats",
     "KeyMaterial",
@@ -56,12 +66,16 @@ __all__ = [
     "SiftedKey",
     "Source",
     "UnknownNameError",
+    "asymptotic_key",
+    "asymptotic_limit",
     "attack_rate_factor",
     "binary_entropy",
     "cascade_block_sizes",
     "distill",
     "estimate_qber",
     "final_key_length",
+    "finite_key",
+    "finite_max_distance",
     "gain_and_qber",
     "gains_and_errors",
     "generate_key",

@@ -261,6 +261,36 @@ def _gain_qber_eta(
     return gain, qber
 
 
+def _afterpulsed(gain: FloatArray, qber: FloatArray, p_ap: float) -> tuple[FloatArray, FloatArray]:
+    """Click probability and error rate with after-pulses (Lim et al. 2014's model).
+
+    Each click brings ``p_ap`` after-pulses of random bit value on average: the click
+    probability ``D`` becomes ``D (1 + p_ap)`` and the error probability ``E D`` becomes
+    ``E D + p_ap D / 2``. The identity when ``p_ap == 0``.
+    """
+    if p_ap == 0.0:
+        return gain, qber
+    return gain * (1.0 + p_ap), (qber + 0.5 * p_ap) / (1.0 + p_ap)
+
+
+def _live_fraction(system: QKDSystem, clicks: ArrayLike) -> FloatArray | float:
+    """Fraction of pulses that meet live detectors: ``1 / (1 + f D tau)`` (non-paralysable).
+
+    ``clicks`` is the click probability per pulse (after-pulses included) and ``f`` the clock:
+    the detectors count at most ``1 / tau`` clicks per second. Pulses that arrive while a
+    detector is dead are discarded (Bob announces them), so every count and every rate per
+    sent pulse is multiplied by this fraction. 1 without dead time.
+
+    References
+    ----------
+    D. Rusca et al., Appl. Phys. Lett. 112, 171104 (2018), Appendix B (the factor ``c_dt``).
+    """
+    tau = system.detector.dead_time_s
+    if tau == 0.0:
+        return 1.0
+    return 1.0 / (1.0 + system.source.clock_hz * tau * np.asarray(clicks, dtype=float))
+
+
 def gain_and_qber(
     system: QKDSystem, distance_km: ArrayLike, mu: ArrayLike
 ) -> tuple[FloatArray, FloatArray]:
@@ -269,7 +299,10 @@ def gain_and_qber(
     ``Q_mu = Y0 + 1 - exp(-eta mu)`` is the probability that Bob's detectors click for a pulse
     of mean photon number ``mu``, and ``E_mu = (Y0/2 + e_d (1 - exp(-eta mu))) / Q_mu`` the
     fraction of those clicks that give the wrong bit (before sifting). ``Y0`` is
-    ``system.detector.dark_count_prob`` and ``e_d`` is ``system.misalignment``. The vacuum
+    ``system.detector.dark_count_prob`` and ``e_d`` is ``system.misalignment``. A detector
+    with after-pulses (``p_ap``) multiplies the gain by ``1 + p_ap`` and adds ``p_ap / 2`` of
+    wrong bits per click; one with a dead time multiplies the gain by the fraction of pulses
+    that meet live detectors, ``1 / (1 + f Q tau)`` (both 0 by default). The vacuum
     (``mu = 0``) gives ``Q_0 = Y0`` and ``E_0 = 1/2``; where nothing can click
     (``Q_mu == 0``), ``E_mu`` is reported as 1/2.
 
@@ -312,6 +345,8 @@ def gain_and_qber(
         raise ParameterError("mu", float(m[bad].ravel()[0]), ">= 0 and finite")
     eta = system.transmittance(d)
     gain, qber = _gain_qber_eta(eta, m, system.detector.dark_count_prob, system.misalignment)
+    gain, qber = _afterpulsed(gain, qber, system.detector.afterpulse_prob)
+    gain = gain * _live_fraction(system, gain)
     return _array(gain), _array(qber)
 
 
@@ -340,6 +375,8 @@ def single_photon_gain_and_qber(
     y1 = y0 + eta
     with np.errstate(divide="ignore", invalid="ignore"):
         e1 = np.where(y1 > 0, (_E0 * y0 + system.misalignment * eta) / y1, _E0)
+    y1, e1 = _afterpulsed(y1, e1, system.detector.afterpulse_prob)
+    y1 = y1 * _live_fraction(system, y1)
     return _array(y1), _array(e1)
 
 
@@ -349,9 +386,34 @@ RawRate = Callable[[FloatArray, FloatArray], FloatArray]
 def _raw_rate(system: QKDSystem, protocol: str) -> RawRate:
     """The key rate per pulse as a function of (eta, mu), *not* clipped at zero.
 
+    The rate of :func:`_raw_rate_live` (per pulse that meets live detectors) times the
+    fraction of such pulses (:func:`_live_fraction`, 1 without dead time) at the click
+    probability of the signal.
+    """
+    live_rate = _raw_rate_live(system, protocol)
+    if system.detector.dead_time_s == 0.0:
+        return live_rate
+    y0 = system.detector.dark_count_prob
+    e_d = system.misalignment
+    p_ap = system.detector.afterpulse_prob
+
+    def saturated_rate(eta: FloatArray, mu: FloatArray) -> FloatArray:
+        if protocol == "single-photon":
+            clicks = (y0 + eta) * (1.0 + p_ap) + np.zeros_like(mu)
+        else:
+            clicks = _gain_qber_eta(eta, mu, y0, e_d)[0] * (1.0 + p_ap)
+        return live_rate(eta, mu) * _live_fraction(system, clicks)
+
+    return saturated_rate
+
+
+def _raw_rate_live(system: QKDSystem, protocol: str) -> RawRate:
+    """The key rate per live pulse as a function of (eta, mu), *not* clipped at zero.
+
     The unclipped expression is continuous in ``mu`` and ``eta``; it is what the optimiser and
     the root finder work on. Error rates entering the privacy-amplification term are capped at
-    1/2, where the single-photon contribution vanishes.
+    1/2, where the single-photon contribution vanishes. Gains, yields and error rates include
+    the detector's after-pulses (:func:`_afterpulsed`; the identity without them).
 
     Kept as one function: the formulas of the paper, term by term, read best together.
     """
@@ -359,17 +421,21 @@ def _raw_rate(system: QKDSystem, protocol: str) -> RawRate:
     e_d = system.misalignment
     f = system.f_ec
     q = system.sifting
+    p_ap = system.detector.afterpulse_prob
 
     def single_photon_terms(eta: FloatArray) -> tuple[FloatArray, FloatArray]:
         y1 = y0 + eta
         with np.errstate(divide="ignore", invalid="ignore"):
             e1 = np.where(y1 > 0, (_E0 * y0 + e_d * eta) / y1, _E0)
-        return y1, e1
+        return _afterpulsed(y1, e1, p_ap)
+
+    def signal(eta: FloatArray, mu: FloatArray | float) -> tuple[FloatArray, FloatArray]:
+        return _afterpulsed(*_gain_qber_eta(eta, mu, y0, e_d), p_ap)
 
     if protocol == "decoy-bb84":
 
         def infinite_decoy_rate(eta: FloatArray, mu: FloatArray) -> FloatArray:
-            gain, qber = _gain_qber_eta(eta, mu, y0, e_d)
+            gain, qber = signal(eta, mu)
             y1, e1 = single_photon_terms(eta)
             q1 = y1 * mu * np.exp(-mu)
             return q * (q1 * (1.0 - _h2(e1)) - f * gain * _h2(qber))
@@ -379,9 +445,11 @@ def _raw_rate(system: QKDSystem, protocol: str) -> RawRate:
     if protocol == "decoy-vacuum-weak":
         nu = _weak_decoy(system)
 
+        y0_seen = y0 * (1.0 + p_ap)  # the vacuum's gain, after-pulses included
+
         def vacuum_weak_rate(eta: FloatArray, mu: FloatArray) -> FloatArray:
-            gain, qber = _gain_qber_eta(eta, mu, y0, e_d)
-            gain_nu, qber_nu = _gain_qber_eta(eta, nu, y0, e_d)
+            gain, qber = signal(eta, mu)
+            gain_nu, qber_nu = signal(eta, nu)
             # Ma et al. (2005), vacuum + weak decoy: lower bound on the single-photon yield.
             y1_low = (
                 mu
@@ -389,7 +457,7 @@ def _raw_rate(system: QKDSystem, protocol: str) -> RawRate:
                 * (
                     gain_nu * math.exp(nu)
                     - gain * np.exp(mu) * nu * nu / (mu * mu)
-                    - (mu * mu - nu * nu) / (mu * mu) * y0
+                    - (mu * mu - nu * nu) / (mu * mu) * y0_seen
                 )
             )
             y1_low = np.maximum(y1_low, 0.0)
@@ -397,7 +465,7 @@ def _raw_rate(system: QKDSystem, protocol: str) -> RawRate:
             with np.errstate(divide="ignore", invalid="ignore"):
                 e1_up = np.where(
                     y1_low > 0,
-                    (qber_nu * gain_nu * math.exp(nu) - _E0 * y0) / (y1_low * nu),
+                    (qber_nu * gain_nu * math.exp(nu) - _E0 * y0_seen) / (y1_low * nu),
                     _E0,
                 )
             e1_up = np.clip(e1_up, 0.0, _E0)
@@ -409,7 +477,7 @@ def _raw_rate(system: QKDSystem, protocol: str) -> RawRate:
     if protocol == "bb84-no-decoy":
 
         def no_decoy_rate(eta: FloatArray, mu: FloatArray) -> FloatArray:
-            gain, qber = _gain_qber_eta(eta, mu, y0, e_d)
+            gain, qber = signal(eta, mu)
             multi = -np.expm1(-mu) - mu * np.exp(-mu)  # 1 - (1 + mu) exp(-mu)
             with np.errstate(divide="ignore", invalid="ignore"):
                 omega = np.where(gain > 0, 1.0 - multi / gain, 0.0)

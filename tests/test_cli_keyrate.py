@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from qfl.cli import main
 from qfl.commands.keyrate import expand_multi_value
+from qkd.finite import finite_key
 from qkd.params import Detector, Fibre, get_preset
 from qkd.rates import key_rate_per_pulse, optimal_mu, plob_bound
 
@@ -127,7 +129,7 @@ def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["keyrate", "--preset", "toshiba-2018", "--distance", "0", "10"]) == 0
     out = capsys.readouterr().out
     assert "toshiba-2018: decoy-bb84" in out
-    assert "maximum distance 186.6 km" in out
+    assert "maximum distance 184.2 km" in out
     assert "PLOB/use" in out
 
 
@@ -145,6 +147,15 @@ def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
         (["--dark-count", "1"], "--dark-count (detector.dark_count_prob): must be in [0, 1)"),
         (["--sifting", "0"], "--sifting: must be in (0, 1], got 0.0"),
         (["--distance", "abc"], "Invalid value for '--distance'"),
+        (["--dead-time", "-1e-9"], "--dead-time (detector.dead_time_s): must be in [0, 1)"),
+        (["--afterpulse", "1"], "--afterpulse (detector.afterpulse_prob): must be in [0, 1)"),
+        (["--finite-key", "--block-size", "0"], "--block-size: must be > 0 (pulses per block)"),
+        (["--finite-key", "--block-size", "-1e9"], "--block-size: must be > 0"),
+        (["--finite-key", "--eps-sec", "0"], "--eps-sec: must be in (0, 1), got 0.0"),
+        (["--finite-key", "--eps-cor", "1.5"], "--eps-cor: must be in (0, 1), got 1.5"),
+        (["--finite-key", "--weakest", "0.2"], "--weakest: must be in [0, 0.1]"),
+        (["--finite-key", "--protocol", "decoy-bb84"], "--protocol: must be one of 'decoy-2'"),
+        (["--finite-key", "--distance", "-3"], "--distance: must be >= 0 (km) and finite"),
         (["--bogus"], "No such option: --bogus"),
     ],
 )
@@ -172,3 +183,50 @@ def test_through_a_subprocess() -> None:
     assert bad.returncode == 2
     assert bad.stderr.strip() == "qfl: error: --misalignment: must be in [0, 0.5], got 0.7"
     assert bad.stdout == ""
+
+
+FINITE_FIELDS = {
+    "block_size",
+    "key_per_block",
+    "block_time_s",
+    "intensities",
+    "probabilities",
+    "key_basis_prob",
+    "asymptotic_rate_bps",
+}
+
+
+@pytest.mark.parametrize("protocol", ["decoy-2", "decoy-1"])
+def test_finite_key_json(capsys: pytest.CaptureFixture[str], protocol: str) -> None:
+    args = ["keyrate", "--preset", "toshiba-2018", "--finite-key", "--block-size", "1e10"]
+    records = run_json(capsys, *args, "--protocol", protocol, "--distance", "0", "10", "50")
+    expected = finite_key(get_preset("toshiba-2018"), [0.0, 10.0, 50.0], 1e10, protocol=protocol)
+    n_mu = 3 if protocol == "decoy-2" else 2
+    for i, r in enumerate(records):
+        assert REQUIRED | FINITE_FIELDS <= set(r)
+        assert r["protocol"] == protocol and r["block_size"] == 1e10
+        assert r["block_time_s"] == pytest.approx(10.0)
+        assert r["key_per_block"] == expected.key_per_block[i]
+        assert r["rate_bps"] == pytest.approx(expected.rate_bps[i])
+        assert len(r["intensities"]) == len(r["probabilities"]) == n_mu  # type: ignore[arg-type]
+        assert 0 < r["rate_bps"] < r["asymptotic_rate_bps"]  # type: ignore[operator]
+
+
+def test_finite_key_defaults_to_the_presets_block_and_the_table(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    record = run_json(capsys, "keyrate", "--preset", "toshiba-2018", "--finite-key", "-d", "10")[0]
+    assert record["block_size"] == 2e9 and record["protocol"] == "decoy-2"
+    assert main(["keyrate", "--finite-key", "--block-size", "1e12", "-d", "0", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "gys-2004: finite key, decoy-2" in out
+    assert "key/block" in out and "maximum distance" in out
+
+
+def test_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "rates.png"
+    assert main(["keyrate", "--preset", "toshiba-2018", "--plot", str(target)]) == 0
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {target}" in capsys.readouterr().out
+    assert main(["keyrate", "--plot", str(tmp_path / "missing" / "x.png"), "--json"]) == 2
+    assert "--plot: must be a writable PNG path" in capsys.readouterr().err

@@ -173,7 +173,10 @@ def test_shipped_scenario_builds_its_network(path: Path) -> None:
     sc = load_scenario(path)
     topo = build_topology(sc)
     assert len(topo.nodes) >= 3 and len(topo.links) >= 2
-    assert all(math.isfinite(lk.skr_bps) and lk.skr_bps > 0 for lk in topo.links)
+    assert all(math.isfinite(lk.skr_bps) and lk.skr_bps >= 0 for lk in topo.links)
+    # a modelled link may be beyond the finite-key reach of its blocks (SECOQC's 85 km
+    # St. Poelten link with the GYS preset): the others carry the key
+    assert sum(lk.skr_bps > 0 for lk in topo.links) >= len(topo.links) - 1
     check_network(sc, topo)
     if sc.quick:  # the reduced form validates too
         assert resolve_scenario(path, True, None).learning.rounds <= sc.learning.rounds

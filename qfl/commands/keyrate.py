@@ -3,6 +3,13 @@
 Example::
 
     qfl keyrate --preset gys-2004 --protocol decoy-bb84 --distance 0 25 50 100 --json
+    qfl keyrate --preset toshiba-2018 --finite-key --block-size 1e10 --protocol decoy-1
+    qfl keyrate --preset toshiba-2018 --plot rates.png
+
+``--finite-key`` gives optimised finite-key rates (:func:`qkd.finite.finite_key`; protocols
+``decoy-2``, the default, and ``decoy-1``) for blocks of ``--block-size`` pulses (default:
+the preset's published block, else 1e10). ``--plot`` draws rate against distance for
+several block sizes with the asymptotic rate and the PLOB bound.
 
 ``--distance`` takes one or more numbers after a single flag (it may also be repeated).
 Bad values raise :class:`~qkd.errors.ParameterError` naming the option, which
@@ -14,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import numpy as np
@@ -23,6 +31,7 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from qkd.errors import ParameterError, UnknownNameError
+from qkd.finite import FINITE_PROTOCOLS, finite_key, finite_max_distance
 from qkd.params import PRESETS, QKDSystem, get_preset, with_overrides
 from qkd.rates import (
     PROTOCOLS,
@@ -34,7 +43,15 @@ from qkd.rates import (
     tgw_bound,
 )
 
-__all__ = ["DEFAULT_DISTANCES_KM", "KeyrateCommand", "build_system", "keyrate", "keyrate_rows"]
+__all__ = [
+    "DEFAULT_DISTANCES_KM",
+    "KeyrateCommand",
+    "build_system",
+    "finite_rows",
+    "keyrate",
+    "keyrate_rows",
+    "plot_rates",
+]
 
 DEFAULT_DISTANCES_KM: tuple[float, ...] = (0.0, 25.0, 50.0, 75.0, 100.0, 125.0, 150.0)
 """Distances used when no ``--distance`` is given."""
@@ -130,6 +147,8 @@ def build_system(
     f_ec: float | None = None,
     sifting: float | None = None,
     decoy: float | None = None,
+    dead_time: float | None = None,
+    afterpulse: float | None = None,
 ) -> QKDSystem:
     """A preset with some parameters overridden; errors name the command-line option.
 
@@ -148,12 +167,15 @@ def build_system(
         "misalignment": "--misalignment",
         "f_ec": "--f-ec",
         "sifting": "--sifting",
+        "detector.dead_time_s": "--dead-time",
+        "detector.afterpulse_prob": "--afterpulse",
     }
     try:
         return with_overrides(
             system, attenuation_db_per_km=attenuation, efficiency=efficiency,
             dark_count_prob=dark_count, clock_hz=clock_hz, decoy=decoy,
             misalignment=misalignment, f_ec=f_ec, sifting=sifting,
+            dead_time_s=dead_time, afterpulse_prob=afterpulse,
         )  # fmt: skip
     except ParameterError as exc:
         raise _renamed(exc, options) from None
@@ -167,9 +189,7 @@ def keyrate_rows(
     With ``mu=None`` the intensity is optimised per distance; where no key is possible the
     reported ``mu`` maximises the (negative) unclipped rate and means nothing.
     """
-    for length in distances_km:
-        if not (math.isfinite(length) and length >= 0):
-            raise ParameterError("--distance", length, ">= 0 (km) and finite")
+    _check_distances(distances_km)
     if protocol not in PROTOCOLS:
         raise UnknownNameError("--protocol", protocol, PROTOCOLS)
     d = np.asarray(distances_km, dtype=float)
@@ -200,6 +220,146 @@ def keyrate_rows(
             }
         )
     return rows
+
+
+_FINITE_OPTIONS = {
+    "block_size": "--block-size",
+    "eps_sec": "--eps-sec",
+    "eps_cor": "--eps-cor",
+    "weakest": "--weakest",
+    "protocol": "--protocol",
+}
+
+
+def _check_distances(distances_km: list[float]) -> None:
+    for length in distances_km:
+        if not (math.isfinite(length) and length >= 0):
+            raise ParameterError("--distance", length, ">= 0 (km) and finite")
+
+
+def finite_rows(
+    system: QKDSystem,
+    distances_km: list[float],
+    protocol: str,
+    block_size: float,
+    *,
+    eps_sec: float = 1e-10,
+    eps_cor: float = 1e-15,
+    weakest: float = 2e-4,
+) -> list[dict[str, Any]]:
+    """One record per distance: the optimised finite key, its parameters and the bounds.
+
+    ``mu`` is the strongest intensity; ``asymptotic_rate_bps`` the infinite-decoy rate of
+    :func:`qkd.rates.key_rate_bps` for comparison.
+    """
+    _check_distances(distances_km)
+    d = np.asarray(distances_km, dtype=float)
+    try:
+        fk = finite_key(
+            system, d, block_size, protocol=protocol, eps_sec=eps_sec, eps_cor=eps_cor,
+            weakest=weakest,
+        )  # fmt: skip
+    except ParameterError as exc:
+        raise _renamed(exc, _FINITE_OPTIONS) from None
+    asym, _ = key_rate_and_mu(system, d, "decoy-bb84", None)
+    eta = system.transmittance(d)
+    plob = plob_bound(eta)
+    rows = []
+    for i in range(d.size):
+        rows.append(
+            {
+                "distance_km": float(d[i]),
+                "protocol": protocol,
+                "mu": float(fk.intensities[i, 0]),
+                "intensities": [float(x) for x in fk.intensities[i]],
+                "probabilities": [float(x) for x in fk.probabilities[i]],
+                "key_basis_prob": float(fk.key_basis_prob[i]),
+                "qber": float(fk.qber[i]),
+                "phase_error": float(fk.phase_error[i]),
+                "transmittance": float(eta[i]),
+                "block_size": fk.block_size,
+                "block_time_s": fk.block_time_s,
+                "key_per_block": float(fk.key_per_block[i]),
+                "rate_per_pulse": float(fk.rate_per_pulse[i]),
+                "rate_bps": float(fk.rate_bps[i]),
+                "asymptotic_rate_bps": float(asym[i] * system.source.clock_hz),
+                "plob_per_use": float(plob[i]),
+                "eps_sec": eps_sec,
+                "eps_cor": eps_cor,
+            }
+        )
+    return rows
+
+
+def _finite_table(system: QKDSystem, rows: list[dict[str, Any]], l_max: float) -> Table:
+    first = rows[0]
+    table = Table(
+        title=f"{system.name}: finite key, {first['protocol']}",
+        caption=f"blocks of {first['block_size']:.3g} pulses ({first['block_time_s']:.3g} s); "
+        f"maximum distance {l_max:.1f} km; intensities, their probabilities and q_x optimised",
+    )
+    headers = ("L (km)", "intensities", "q_x", "QBER", "key/block", "bit/s", "asympt. bit/s")
+    for header in headers:
+        table.add_column(header, justify="right")
+    for r in rows:
+        no_key = r["key_per_block"] == 0
+        table.add_row(
+            f"{r['distance_km']:g}",
+            "-" if no_key else "/".join(f"{m:.3g}" for m in r["intensities"]),
+            "-" if no_key else f"{r['key_basis_prob']:.3f}",
+            f"{r['qber']:.4f}",
+            f"{r['key_per_block']:.4g}",
+            f"{r['rate_bps']:.4g}",
+            f"{r['asymptotic_rate_bps']:.4g}",
+        )
+    return table
+
+
+def plot_rates(
+    system: QKDSystem,
+    path: Path,
+    *,
+    protocol: str = "decoy-2",
+    block_sizes: tuple[float, ...] = (1e8, 1e10, 1e12, 1e14),
+    eps_sec: float = 1e-10,
+    eps_cor: float = 1e-15,
+) -> None:
+    """Save a PNG of key rate (bit/s) against distance for several block sizes, with the
+    asymptotic infinite-decoy rate and the PLOB bound, on a log scale."""
+    from matplotlib.figure import Figure
+
+    top = max_distance(system, "decoy-bb84")
+    top = 300.0 if not math.isfinite(top) else 1.1 * top
+    d = np.linspace(0.0, top, 160)
+    clock = system.source.clock_hz
+    fig = Figure(figsize=(8.5, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    ax.semilogy(d, plob_bound(system.transmittance(d)) * clock, "k--", label="PLOB bound")
+    asym = key_rate_and_mu(system, d, "decoy-bb84", None)[0] * clock
+    ax.semilogy(d, np.where(asym > 0, asym, np.nan), "k-", label="asymptotic, infinite decoys")
+    for n in block_sizes:
+        fk = finite_key(system, d, n, protocol=protocol, eps_sec=eps_sec, eps_cor=eps_cor)
+        rate = np.where(fk.rate_bps > 0, fk.rate_bps, np.nan)
+        ax.semilogy(d, rate, label=f"finite key, N = {n:.0e} pulses ({fk.block_time_s:.3g} s)")
+    ax.set_xlabel("link length (km)")
+    ax.set_ylabel("secret key rate (bit/s)")
+    low = np.nanmin(np.where(asym > 0, asym, np.nan))
+    ax.set_ylim(
+        bottom=max(low, 1e-3), top=2.0 * float(plob_bound(system.transmittance(0.0))) * clock
+    )
+    ax.set_xlim(0.0, top)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.set_title(
+        f"{system.name}: {protocol} finite-key rates "
+        f"({system.fibre.attenuation_db_per_km:g} dB/km, {clock:.3g} Hz)"
+    )
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    fig.savefig(path, dpi=150)
+
+
+def _check_finite_protocol(protocol: str | None) -> None:
+    if protocol is not None and protocol not in FINITE_PROTOCOLS:
+        raise UnknownNameError("--protocol", protocol, FINITE_PROTOCOLS)
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -244,9 +404,14 @@ def keyrate(
     preset: Annotated[
         str, typer.Option(help="QKD system preset: " + ", ".join(sorted(PRESETS)) + ".")
     ] = "gys-2004",
-    protocol: Annotated[str, typer.Option(help="One of: " + ", ".join(PROTOCOLS) + ".")] = (
-        "decoy-bb84"
-    ),
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            help="One of: " + ", ".join(PROTOCOLS) + " (default decoy-bb84); with --finite-key "
+            "one of: " + ", ".join(FINITE_PROTOCOLS) + " (default decoy-2).",
+            show_default=False,
+        ),
+    ] = None,
     mu: Annotated[
         float | None, typer.Option(help="Signal mean photon number (default: optimised).")
     ] = None,
@@ -268,11 +433,35 @@ def keyrate(
     decoy: Annotated[
         float | None, typer.Option(help="Weak decoy intensity nu (decoy-vacuum-weak).")
     ] = None,
+    dead_time: Annotated[
+        float | None, typer.Option(help="Detector dead time in seconds, >= 0.")
+    ] = None,
+    afterpulse: Annotated[
+        float | None, typer.Option(help="After-pulse probability per click, in [0, 1).")
+    ] = None,
+    finite: Annotated[
+        bool,
+        typer.Option("--finite-key", help="Finite-key rates (Lim et al. 2014; Rusca et al. 2018)."),
+    ] = False,
+    block_size: Annotated[
+        float | None,
+        typer.Option(help="Pulses per block (default: the preset's block, else 1e10)."),
+    ] = None,
+    eps_sec: Annotated[float, typer.Option(help="Secrecy parameter per block, in (0, 1).")] = 1e-10,
+    eps_cor: Annotated[float, typer.Option(help="Correctness parameter, in (0, 1).")] = 1e-15,
+    weakest: Annotated[
+        float, typer.Option(help="Weakest intensity mu3 of decoy-2, in [0, 0.1].")
+    ] = 2e-4,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Save a PNG of rate vs distance for several block sizes here."),
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print a JSON list of records instead of a table.")
     ] = False,
 ) -> None:
-    """Secret key rates of a QKD system (asymptotic; Ma, Qi, Zhao & Lo 2005) over distances."""
+    """Secret key rates of a QKD system over distances: asymptotic (Ma, Qi, Zhao & Lo 2005)
+    or, with --finite-key, for blocks of a given size."""
     system = build_system(
         preset,
         clock_hz=clock_hz,
@@ -283,10 +472,46 @@ def keyrate(
         f_ec=f_ec,
         sifting=sifting,
         decoy=decoy,
+        dead_time=dead_time,
+        afterpulse=afterpulse,
     )
     distances = list(distance) if distance else list(DEFAULT_DISTANCES_KM)
-    rows = keyrate_rows(system, distances, protocol, mu)
     console = Console(highlight=False, soft_wrap=True, emoji=False)
+    if finite or plot is not None:
+        _check_finite_protocol(protocol)
+    if plot is not None:
+        _check_distances(distances)
+        try:
+            plot_rates(
+                system, plot, protocol=protocol or "decoy-2", eps_sec=eps_sec, eps_cor=eps_cor
+            )
+        except ParameterError as exc:
+            raise _renamed(exc, _FINITE_OPTIONS) from None
+        except OSError as exc:
+            raise ParameterError(
+                "--plot", str(plot), f"a writable PNG path ({exc.strerror})"
+            ) from None
+        if not finite:
+            console.print(f"wrote {plot}")
+            return
+    if finite:
+        block = block_size if block_size is not None else (system.block_size or 1e10)
+        rows = finite_rows(
+            system, distances, protocol or "decoy-2", block, eps_sec=eps_sec, eps_cor=eps_cor,
+            weakest=weakest,
+        )  # fmt: skip
+        if json_output:
+            records = [{k: _finite_or_none(v) for k, v in r.items()} for r in rows]
+            console.out(json.dumps(records, indent=2, allow_nan=False), highlight=False)
+            return
+        l_max = finite_max_distance(
+            system, block, protocol=protocol or "decoy-2", eps_sec=eps_sec, eps_cor=eps_cor,
+            weakest=weakest,
+        )  # fmt: skip
+        console.print(_finite_table(system, rows, l_max))
+        return
+    protocol = protocol or "decoy-bb84"
+    rows = keyrate_rows(system, distances, protocol, mu)
     if json_output:
         records = [{k: _finite_or_none(v) for k, v in r.items()} for r in rows]
         console.out(json.dumps(records, indent=2, allow_nan=False), highlight=False)

@@ -12,6 +12,7 @@ and its evaluation.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -44,6 +45,18 @@ class EvalRow:
 
 
 OnEval = Callable[[int, list[EvalRow]], None]
+
+
+_NOT_LEARNING = ("rounds", "eval_every", "target_accuracy")  # what no learned number uses
+
+
+def _plain(obj: Any) -> Any:
+    """JSON form of a configuration object (dataclasses, without the fields that change no
+    learned number)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        data = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        return {k: v for k, v in data.items() if k not in _NOT_LEARNING}
+    return repr(obj)
 
 
 def _learning_error(exc: ParameterError) -> ScenarioError:
@@ -89,19 +102,19 @@ class Job:
         """Every client's accuracy after round ``r`` (1-based), and their mean."""
         raise NotImplementedError
 
-    def identity_extra(self) -> dict[str, Any]:
-        """Learning inputs beyond the scenario's ``learning`` section and seed."""
-        return {"server": self.server} if self.server is not None else {}
+    def learning_inputs(self) -> dict[str, Any]:
+        """Everything the learning half's numbers depend on besides the timeline: the
+        configuration the job actually built (not the scenario's text), so that a field
+        that changes nothing learned (a target, the evaluation cadence, a network knob) is
+        not in it, and every field that does change learning is."""
+        raise NotImplementedError
 
     def identity(self) -> str:
-        """A hash of every learning input except the timeline (for reuse across points)."""
-        data = {
-            "learning": self.sc.learning.model_dump(mode="json", exclude={"rounds", "eval_every"}),
-            "seed": self.sc.seed,
-            "clients": list(self.names),
-            "extra": self.identity_extra(),
-        }
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        """A hash of :meth:`learning_inputs` (sweep points with equal identities and
+        timelines share one learning execution)."""
+        data = {"clients": list(self.names), **self.learning_inputs()}
+        text = json.dumps(data, sort_keys=True, default=_plain)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def schedule(
         self, env: simpy.Environment, net: QKDNetwork, rounds: int, tl: Timeline
@@ -217,6 +230,10 @@ class DecentralizedJob(Job):
             )
         except ParameterError as exc:
             raise _learning_error(exc) from None
+
+    def learning_inputs(self) -> dict[str, Any]:
+        """Method configuration, data setup (without rounds), engine, seed."""
+        return {"config": self.config, "setup": self.setup, "seed": self.sc.seed}
 
     def plan(self, r: int) -> RoundOps:
         """The senders and receivers of round ``r``, drawn exactly as the learner draws them."""
@@ -363,9 +380,15 @@ class FedAvgJob(Job):
         """A synchronous server round."""
         return server_round(r, len(self.names), down="global")
 
-    def identity_extra(self) -> dict[str, Any]:
-        """The server and the clients' exits."""
-        return {"server": self.server, "exits": self.exits}
+    def learning_inputs(self) -> dict[str, Any]:
+        """The experiment (data, model, loss, FedAvg settings), the clients' exits, the test
+        set size."""
+        return {
+            "experiment": self.exp,
+            "multi_exit": self.sc.learning.method == "fedavg-multiexit",
+            "exits": self.exits,
+            "test_samples": self.sc.learning.test_samples,
+        }
 
     def start(self) -> Any:
         """The server and clients of FedAvg (the global model at its initial value)."""
@@ -466,6 +489,10 @@ class SSLJob(Job):
             download_bytes=(size, size),
             local_epochs=lr.local_epochs,
         )
+
+    def learning_inputs(self) -> dict[str, Any]:
+        """The SSL experiment (encoder, pretraining and head settings), seed."""
+        return {"experiment": self.exp, "seed": self.sc.seed}
 
     def plan(self, r: int) -> RoundOps:
         """A synchronous server round of federated SimCLR."""

@@ -43,6 +43,9 @@ class MethodSpec:
         How many client nodes it needs (``max_clients`` None: no limit).
     job : str
         Key of the learning job in :data:`qfl.cosim.jobs.JOBS`.
+    partitions : tuple of str
+        The ``learning.partition`` values it implements (empty: the clients' data are given,
+        e.g. one dataset per client); the scenario may name it, or leave it out.
     """
 
     name: str
@@ -51,6 +54,7 @@ class MethodSpec:
     job: str
     min_clients: int = 1
     max_clients: int | None = None
+    partitions: tuple[str, ...] = ()
 
     @property
     def datasets(self) -> tuple[str, ...]:
@@ -74,11 +78,19 @@ _MULTIEXIT = {"fashion-mnist": ("resnet-me",), "synthetic-har": ("lstm-me",),
 METHODS: dict[str, MethodSpec] = {
     m.name: m
     for m in (
-        MethodSpec("def-fd", "decentralized", _FMNIST_CNN, "decentralized", min_clients=2),
-        MethodSpec("def-kt", "decentralized", _FMNIST_CNN, "decentralized", min_clients=2),
-        MethodSpec("gossip-avg", "decentralized", _FMNIST_CNN, "decentralized", min_clients=2),
-        MethodSpec("fedavg", "server", _MULTIEXIT, "fedavg"),
-        MethodSpec("fedavg-multiexit", "server", _MULTIEXIT, "fedavg"),
+        *(
+            MethodSpec(
+                m,
+                "decentralized",
+                _FMNIST_CNN,
+                "decentralized",
+                min_clients=2,
+                partitions=("classes",),
+            )
+            for m in ("def-fd", "def-kt", "gossip-avg")
+        ),
+        MethodSpec("fedavg", "server", _MULTIEXIT, "fedavg", partitions=("dirichlet",)),
+        MethodSpec("fedavg-multiexit", "server", _MULTIEXIT, "fedavg", partitions=("dirichlet",)),
         MethodSpec(
             "ssl-backbone",
             "server",

@@ -154,6 +154,7 @@ def write_network_outputs(nrun: NetworkRun, folder: Path) -> None:
     }
     _write_text_atomic(folder / "topology.json", json.dumps(topo_json, indent=2))
     net = nrun.net
+    net.link_summaries()  # reads every pool: block landings up to now reach the pool log
     rows, cols = _records_rows([*net.records, *net.in_progress()])
     _write_rows_atomic(folder / "transfers.csv", rows, cols or ["id"])
     pool_rows = [

@@ -216,6 +216,7 @@ def summarize_run(
         "key_generated_bits": net_sum.key_generated_bits,
         "key_consumed_bits": net_sum.key_consumed_bits,
         "key_wasted_bits": net_sum.key_wasted_bits,
+        "key_auth_bits": net_sum.key_auth_bits,  # spent authenticating QKD's own blocks
         "time_stalled_on_key_s": net_sum.key_wait_total_s,
         "time_share": shares,
         "key_wait_by_link_s": waits,

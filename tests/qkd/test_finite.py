@@ -4,6 +4,7 @@ asymptotic limit, and the invariants of a finite-size bound."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -198,7 +199,7 @@ def test_converges_to_the_asymptotic_rate(protocol: str, tolerances: tuple[float
     ]
     for gap, tolerance in zip(gaps, tolerances, strict=True):
         assert np.all(gap >= 0) and np.all(gap < tolerance), (gaps, tolerances)
-    assert all(np.all(a > b) for a, b in zip(gaps, gaps[1:], strict=False))
+    assert all(np.all(a > b) for a, b in itertools.pairwise(gaps))
 
 
 # ---------------------------------------------------------------------------------------------

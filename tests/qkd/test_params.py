@@ -20,8 +20,11 @@ def test_presets_and_their_conventions() -> None:
     assert gys.detector.efficiency == 0.045
     assert gys.detector.dark_count_prob == 1.7e-6
     assert (gys.misalignment, gys.f_ec, gys.sifting) == (0.033, 1.22, 0.5)
+    assert (gys.detector.dead_time_s, gys.detector.afterpulse_prob, gys.block_size) == (0, 0, None)
     toshiba = get_preset("toshiba-2018")
     assert toshiba.source.clock_hz == 1e9
+    assert toshiba.detector.max_count_rate == pytest.approx(5e8)
+    assert toshiba.block_size == 2e9
     for system in PRESETS.values():
         assert system.reference
 
@@ -60,6 +63,9 @@ def test_transmittance() -> None:
         (lambda: Detector(0.0, 1e-6), r"detector.efficiency: must be in \(0, 1\], got 0.0"),
         (lambda: Detector(1.5, 1e-6), r"detector.efficiency: must be in \(0, 1\], got 1.5"),
         (lambda: Detector(0.1, 1.0), r"detector.dark_count_prob: must be in \[0, 1\)"),
+        (lambda: Detector(0.1, 1e-6, dead_time_s=-1e-9), r"detector.dead_time_s: must be in"),
+        (lambda: Detector(0.1, 1e-6, afterpulse_prob=1.0), r"detector.afterpulse_prob: must"),
+        (lambda: get_preset("gys-2004").replace(block_size=0.0), r"block_size: must be >= 1"),
         (lambda: get_preset("gys-2004").replace(misalignment=0.6), r"misalignment: .*0.5\]"),
         (lambda: get_preset("gys-2004").replace(f_ec=0.9), r"f_ec: must be >= 1, got 0.9"),
         (lambda: get_preset("gys-2004").replace(sifting=0.0), r"sifting: must be in \(0, 1\]"),

@@ -20,8 +20,12 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from qfl.commands import keyrate, simulate, sweep, validate
-from qkd.errors import QflError
+from qfl.threads import prepare_env
+
+prepare_env()  # before the commands import torch: idle OpenMP threads sleep (qfl.threads)
+
+from qfl.commands import keyrate, simulate, sweep, validate  # noqa: E402
+from qkd.errors import QflError  # noqa: E402
 
 __all__ = ["app", "main"]
 

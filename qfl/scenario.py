@@ -24,7 +24,8 @@ import difflib
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -139,19 +140,34 @@ class NodeSpec(_Frozen):
     flops_per_s: Positive | None = Field(
         None, description="Compute speed for local training (FLOP/s); default from compute."
     )
-    latitude: float | None = Field(None, ge=-90, le=90)
-    longitude: float | None = Field(None, ge=-180, le=180)
+    latitude: float | None = Field(
+        None,
+        ge=-90,
+        le=90,
+        description="Degrees north, in [-90, 90]: with longitude, gives link lengths and map "
+        "positions.",
+    )
+    longitude: float | None = Field(
+        None,
+        ge=-180,
+        le=180,
+        description="Degrees east, in [-180, 180].",
+    )
 
 
 class LinkSpec(_Frozen):
     """A fibre link between two nodes, with its QKD system."""
 
-    a: str = Field(min_length=1)
-    b: str = Field(min_length=1)
+    a: str = Field(description="One end (a node name).", min_length=1)
+    b: str = Field(description="The other end (a node name).", min_length=1)
     length_km: NonNegative | None = Field(
         None, description="Fibre length; default: great-circle distance x routing factor."
     )
-    attenuation_db_per_km: NonNegative | None = None
+    attenuation_db_per_km: NonNegative | None = Field(
+        None,
+        description="Fibre loss, dB/km; default: the system's (0.2 dB/km for standard fibre "
+        "presets).",
+    )
     preset: str | None = Field(None, description="QKD system preset; default qkd.preset.")
     protocol: Protocol | None = Field(
         None, description="Key-rate model of this link's system; default qkd.protocol."
@@ -159,20 +175,40 @@ class LinkSpec(_Frozen):
     skr_bps: NonNegative | None = Field(
         None, description="Measured secret key rate (bit/s); overrides the physical model."
     )
-    pool_capacity_bits: Positive | None = None
-    initial_fill_bits: NonNegative | None = None
-    bandwidth_bps: Positive | None = None
+    pool_capacity_bits: Positive | None = Field(
+        None,
+        description="This link's key store, bits; default qkd.pool_capacity_bits.",
+    )
+    initial_fill_bits: NonNegative | None = Field(
+        None,
+        description="Key in this link's store at t = 0, bits; default qkd.initial_fill_bits.",
+    )
+    bandwidth_bps: Positive | None = Field(
+        None,
+        description="This link's classical bandwidth, bit/s; default qkd.bandwidth_bps.",
+    )
     latency_s: NonNegative | None = Field(None, description="Overrides length x group index / c.")
-    label: str | None = None
+    label: str | None = Field(
+        None,
+        description="A name for tables and plots (e.g. the published system).",
+    )
 
 
 class TopologySpec(_Frozen):
     """Nodes and links, inline or from a GraphML/GML file (Internet Topology Zoo)."""
 
-    nodes: tuple[NodeSpec, ...] = ()
-    links: tuple[LinkSpec, ...] = ()
+    nodes: tuple[NodeSpec, ...] = Field((), description="The nodes (inline topology).")
+    links: tuple[LinkSpec, ...] = Field(
+        (),
+        description="The fibre links (inline topology); undirected, one per pair.",
+    )
     file: str | None = Field(None, description="GraphML or GML file, relative to the scenario.")
-    routing_factor: Annotated[float, Field(ge=1)] = 1.3
+    routing_factor: Annotated[float, Field(ge=1)] = Field(
+        1.3,
+        description="Fibre length over great-circle distance (>= 1) where a link's length comes "
+        "from "
+        "coordinates.",
+    )
     relays: tuple[str, ...] = Field((), description="With `file`: nodes that are trusted relays.")
     servers: tuple[str, ...] = Field((), description="With `file`: nodes that are servers.")
 
@@ -231,16 +267,33 @@ class QKDSpec(_Frozen):
     pool_capacity_bits: Positive = Field(DEFAULT_POOL_BITS, description="Key store per link.")
     initial_fill_bits: NonNegative = Field(0.0, description="Key in each store at t = 0.")
     bandwidth_bps: Positive = Field(DEFAULT_BANDWIDTH_BPS, description="Classical bandwidth.")
-    misalignment: Annotated[float, Field(ge=0, le=0.5)] | None = None
-    detector_efficiency: Annotated[float, Field(gt=0, le=1)] | None = None
-    dark_count_prob: Annotated[float, Field(ge=0, lt=1)] | None = None
-    attenuation_db_per_km: NonNegative | None = None
+    misalignment: Annotated[float, Field(ge=0, le=0.5)] | None = Field(
+        None,
+        description="Overrides the preset's optical misalignment error e_d, in [0, 0.5].",
+    )
+    detector_efficiency: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        None,
+        description="Overrides the preset's Bob efficiency eta_Bob, in (0, 1].",
+    )
+    dark_count_prob: Annotated[float, Field(ge=0, lt=1)] | None = Field(
+        None,
+        description="Overrides the preset's dark-count probability per gate Y0, in [0, 1).",
+    )
+    attenuation_db_per_km: NonNegative | None = Field(
+        None,
+        description="Overrides every link's fibre loss, dB/km.",
+    )
 
 
 class CipherSpec(_Frozen):
     """How model transfers are encrypted, hence how much key they take."""
 
-    policy: Literal["otp", "aes-256-gcm", "none"] = "aes-256-gcm"
+    policy: Literal["otp", "aes-256-gcm", "none"] = Field(
+        "aes-256-gcm",
+        description="otp (one key bit per payload bit, information-theoretic), aes-256-gcm (256 "
+        "key bits "
+        "per re-key) or none.",
+    )
     rekey_bytes: Positive | None = Field(1e6, description="AES: a new 256-bit key every N bytes.")
     rekey_seconds: Positive | None = Field(None, description="AES: and/or every T seconds.")
 
@@ -259,13 +312,26 @@ class CipherSpec(_Frozen):
 class FaultSpec(_Frozen):
     """A scheduled fault."""
 
-    kind: Literal["link-cut", "node-down", "eavesdropper"]
-    at_s: NonNegative
+    kind: Literal["link-cut", "node-down", "eavesdropper"] = Field(
+        description="link-cut, node-down or eavesdropper.",
+    )
+    at_s: NonNegative = Field(description="Simulated time the fault starts, s.")
     until_s: NonNegative | None = Field(None, description="Repair time; None = permanent.")
-    link: tuple[str, str] | None = None
-    node: str | None = None
-    qber: Annotated[float, Field(gt=0, le=0.5)] = 0.25
-    wipe_pool: bool = False
+    link: tuple[str, str] | None = Field(
+        None,
+        description="link-cut and eavesdropper: the link's two ends.",
+    )
+    node: str | None = Field(None, description="node-down: the node.")
+    qber: Annotated[float, Field(gt=0, le=0.5)] = Field(
+        0.25,
+        description="eavesdropper: the QBER it causes; above the abort threshold (11 %) the link "
+        "makes no"
+        " key.",
+    )
+    wipe_pool: bool = Field(
+        False,
+        description="Also empty the link's key store when the fault starts.",
+    )
 
     @model_validator(mode="after")
     def _target(self) -> FaultSpec:
@@ -285,9 +351,22 @@ Dataset = Literal["fashion-mnist", "unimib-shar", "synthetic-har", "flowers102+i
 class LearningSpec(_Frozen):
     """The learning job: method, data, model and hyperparameters."""
 
-    method: Method
-    dataset: Dataset
-    model: Literal["cnn", "resnet-me", "lstm-me", "resnet18", "resnet50"] | None = None
+    method: Method = Field(
+        description="def-fd, def-kt, gossip-avg (decentralized), fedavg, fedavg-multiexit, "
+        "ssl-backbone "
+        "(with a server); see qfl.cosim.methods.",
+    )
+    dataset: Dataset = Field(
+        description="fashion-mnist (decentralized and FedAvg), synthetic-har or unimib-shar "
+        "(FedAvg: the "
+        "LSTM), flowers102+intel (ssl-backbone).",
+    )
+    model: Literal["cnn", "resnet-me", "lstm-me", "resnet18", "resnet50"] | None = Field(
+        None,
+        description="Must match the method and dataset: cnn (Def-FD family), resnet-me / lstm-me "
+        "(FedAvg "
+        "on images / HAR), resnet18 / resnet50 (SSL encoder); default: the method's.",
+    )
     clients: tuple[str, ...] = Field((), description="Client nodes; default: every client node.")
     server: str | None = Field(None, description="FedAvg / SSL aggregator node.")
     partition: Literal["classes", "dirichlet"] | None = Field(
@@ -296,9 +375,20 @@ class LearningSpec(_Frozen):
         "classes each) or dirichlet (FedAvg family: label skew Dirichlet(alpha)); each method "
         "implements one, which this field may name.",
     )
-    classes_per_client: Annotated[int, Field(ge=1)] = 8
-    alpha: Positive = 0.2
-    holdout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    classes_per_client: Annotated[int, Field(ge=1)] = Field(
+        8,
+        description="Def-FD family: classes each client holds (the paper: 8 of 10).",
+    )
+    alpha: Positive = Field(
+        0.2,
+        description="FedAvg family: Dirichlet concentration of the label skew (the paper: 0.2; "
+        "smaller is"
+        " more skewed).",
+    )
+    holdout_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.2,
+        description="Share of each client's data held out for its local (personalized) accuracy.",
+    )
     samples_per_client: Annotated[int, Field(ge=1)] | None = Field(
         None, description="Keep at most this many samples per client (None: all)."
     )
@@ -308,15 +398,30 @@ class LearningSpec(_Frozen):
     senders_per_round: Annotated[int, Field(ge=1)] | None = Field(
         None, description="Decentralized methods: senders per round (None: half the clients)."
     )
-    rounds: Annotated[int, Field(ge=1, le=100_000)] = 20
-    local_epochs: Annotated[int, Field(ge=1)] = 1
-    fusion_epochs: Annotated[int, Field(ge=1)] = 1
-    batch_size: Annotated[int, Field(ge=1)] = 32
-    lr: Positive = 0.01
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    weight_decay: NonNegative = 0.0
+    rounds: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        20,
+        description="Rounds to run (at most 100000); the horizon may stop earlier.",
+    )
+    local_epochs: Annotated[int, Field(ge=1)] = Field(
+        1,
+        description="Epochs of a client's local update per round.",
+    )
+    fusion_epochs: Annotated[int, Field(ge=1)] = Field(
+        1,
+        description="Def-FD family: epochs of fusing a received model.",
+    )
+    batch_size: Annotated[int, Field(ge=1)] = Field(32, description="Samples per training step.")
+    lr: Positive = Field(0.01, description="Learning rate (SGD; Adam for SSL pretraining).")
+    momentum: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.9,
+        description="SGD momentum, in [0, 1).",
+    )
+    weight_decay: NonNegative = Field(0.0, description="L2 weight decay.")
     gamma: NonNegative = Field(0.03, description="Def-FD feature-loss weight.")
-    feature_loss: Literal["l2", "cos", "mse"] = "mse"
+    feature_loss: Literal["l2", "cos", "mse"] = Field(
+        "mse",
+        description="Def-FD feature-map loss: l2, cos or mse.",
+    )
     temperature: Positive | Literal["adaptive"] = Field(
         3.0,
         description="Distillation temperature; 'adaptive' (multi-exit) follows Phuong & Lampert.",
@@ -330,9 +435,18 @@ class LearningSpec(_Frozen):
         "many simulated seconds (None: every client trains all exits).",
     )
     distill_c: NonNegative = Field(0.5, description="Multi-exit distillation weight C.")
-    image_size: Annotated[int, Field(ge=8)] = 32
-    target_accuracy: Annotated[float, Field(gt=0, le=1)] = 0.75
-    eval_every: Annotated[int, Field(ge=1)] = 1
+    image_size: Annotated[int, Field(ge=8)] = Field(
+        32,
+        description="SSL: side of the square images, pixels.",
+    )
+    target_accuracy: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.75,
+        description="Accuracy whose first crossing gives the summary's rounds and time to target.",
+    )
+    eval_every: Annotated[int, Field(ge=1)] = Field(
+        1,
+        description="Evaluate every N rounds (and after the last).",
+    )
     engine: Literal["auto", "batched", "sequential"] = Field(
         "auto",
         description="Training engine: clients vectorized (batched) or one after another; "
@@ -356,7 +470,7 @@ class OutputSpec(_Frozen):
     """Where and what to write."""
 
     dir: str = Field("runs", description="Parent folder of run folders (relative to cwd).")
-    plots: bool = True
+    plots: bool = Field(True, description="Draw the PNG plots.")
 
 
 class Scenario(_Frozen):
@@ -367,13 +481,26 @@ class Scenario(_Frozen):
         description="Names the run folder (outputs.dir/NAME): letters, digits, '_', '.', '-', "
         "not starting with '.'.",
     )
-    description: str = ""
-    seed: Annotated[int, Field(ge=0)] = 0
-    topology: TopologySpec
-    qkd: QKDSpec = QKDSpec()
-    cipher: CipherSpec = CipherSpec()
-    compute: ComputeSpec = ComputeSpec()
-    learning: LearningSpec
+    description: str = Field("", description="Free text shown in summaries.")
+    seed: Annotated[int, Field(ge=0)] = Field(
+        0,
+        description="Seed of every random stream (data split, initialisation, schedule); same "
+        "seed, same "
+        "numbers.",
+    )
+    topology: TopologySpec = Field(description="Nodes and links (inline) or a GraphML/GML file.")
+    qkd: QKDSpec = Field(QKDSpec(), description="QKD system and key-store defaults for every link.")
+    cipher: CipherSpec = Field(
+        CipherSpec(),
+        description="How model transfers are encrypted, hence how much key they take.",
+    )
+    compute: ComputeSpec = Field(
+        ComputeSpec(),
+        description="How learning steps take simulated time.",
+    )
+    learning: LearningSpec = Field(
+        description="The learning method, its data, model and hyperparameters.",
+    )
     horizon_s: Positive | None = Field(None, description="Stop at this simulated time.")
     routing: Literal["latency", "key-aware"] | None = Field(
         None,
@@ -381,8 +508,11 @@ class Scenario(_Frozen):
         "key-aware (latency plus the expected wait for key; links that can never supply the "
         "key are avoided). Default: key-aware when some link produces no key, else latency.",
     )
-    faults: tuple[FaultSpec, ...] = ()
-    outputs: OutputSpec = OutputSpec()
+    faults: tuple[FaultSpec, ...] = Field(
+        (),
+        description="Scheduled link cuts, node outages and eavesdroppers.",
+    )
+    outputs: OutputSpec = Field(OutputSpec(), description="Where and what to write.")
     quick: dict[str, Any] = Field(
         default_factory=dict,
         description="Overrides applied by --quick, as dotted paths (learning.rounds: 2).",
@@ -919,3 +1049,121 @@ def _thaw(v: Any) -> Any:
 def scenario_json_schema() -> dict[str, Any]:
     """The JSON Schema of scenario files (for editor completion)."""
     return Scenario.model_json_schema()
+
+
+def _type_text(ann: Any) -> str:
+    """A field's type as a reader wants it: the allowed values, the number's range."""
+    origin, args = get_origin(ann), get_args(ann)
+    if origin is Annotated:
+        bounds = []
+        for meta in args[1:]:
+            for m in getattr(meta, "metadata", [meta]):
+                for op, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+                    if getattr(m, op, None) is not None:
+                        bounds.append(f"{sym} {getattr(m, op):g}")
+        return _type_text(args[0]) + (f" ({', '.join(bounds)})" if bounds else "")
+    if origin is Literal:
+        return " / ".join(f"`{v}`" for v in args)
+    if origin in (Union, UnionType):
+        parts = [_type_text(a) for a in args if a is not type(None)]
+        return " or ".join(parts) + (" or null" if type(None) in args else "")
+    if origin is tuple:
+        return f"list of {_type_text(args[0])}"
+    if origin is dict:
+        return "mapping"
+    names = {float: "number", int: "integer", str: "text", bool: "true / false"}
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return "section"
+    return names.get(ann, getattr(ann, "__name__", str(ann)))
+
+
+def _default_text(info: Any) -> str:
+    if info.is_required():
+        return "required"
+    d = info.get_default(call_default_factory=True)
+    if isinstance(d, BaseModel) or d in ((), {}):
+        return "—"
+    if d == "":
+        return "(empty)"
+    return f"`{d}`" if d is not None else "null"
+
+
+def scenario_reference() -> str:
+    """``scenarios/REFERENCE.md``: every scenario field with its type or allowed values, its
+    default and what it changes (from the schema's descriptions; a test keeps the file in
+    sync: ``qfl schema --markdown -o scenarios/REFERENCE.md``)."""
+    lines = [
+        "# Scenario file reference",
+        "",
+        "Generated from the schema (`qfl schema --markdown`); every field of a scenario YAML "
+        "file, by section. Unknown keys are refused.",
+    ]
+    sections: list[tuple[str, type[BaseModel]]] = [("(top level)", Scenario)]
+    done: set[type[BaseModel]] = set()
+    while sections:
+        title, model = sections.pop(0)
+        if model in done:
+            continue
+        done.add(model)
+        lines += ["", f"## {title}", "", "| field | type / allowed | default | what it does |"]
+        lines.append("|---|---|---|---|")
+        for name, info in model.model_fields.items():
+            desc = " ".join((info.description or "").split())
+            typ = _type_text(Annotated[info.annotation, *info.metadata] if info.metadata
+                             else info.annotation).replace("|", "or")  # fmt: skip
+            lines.append(f"| `{name}` | {typ} | {_default_text(info)} | {desc} |")
+            sub = _model_in(info.annotation)
+            if sub is not None:
+                sections.append((f"{title.replace('(top level)', '').strip('.')}.{name}".strip("."),
+                                 sub))  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+DEFAULT_QUICK: dict[str, int] = {
+    "learning.rounds": 3,
+    "learning.samples_per_client": 300,
+    "learning.test_samples": 2000,
+}
+"""``--quick`` on a scenario without a ``quick:`` section: at most these values."""
+
+
+def apply_quick(sc: Scenario) -> tuple[Scenario, list[str]]:
+    """The reduced scenario of ``--quick`` and what was reduced (``field: old -> new``).
+
+    The scenario's own ``quick:`` overrides, or, without them, :data:`DEFAULT_QUICK` (each a
+    cap: a value already smaller stays), so ``--quick`` is never silently a full run.
+
+    Examples
+    --------
+    >>> sc = parse_scenario('''
+    ... name: t
+    ... topology: {nodes: [{name: a}, {name: b}], links: [{a: a, b: b, length_km: 1}]}
+    ... learning: {method: def-fd, dataset: fashion-mnist, rounds: 50}
+    ... ''')
+    >>> for change in apply_quick(sc)[1]:
+    ...     print(change)
+    learning.rounds: 50 -> 3
+    learning.samples_per_client: None -> 300
+    learning.test_samples: None -> 2000
+    """
+    if sc.quick:
+        overrides = dict(sc.quick)
+    else:
+        overrides = {}
+        for path, cap in DEFAULT_QUICK.items():
+            current = getattr(sc.learning, path.split(".")[1])
+            if current is None or current > cap:
+                overrides[path] = cap
+    before = sc.model_dump(mode="json")
+    out = apply_overrides(sc, overrides) if overrides else sc
+    after = out.model_dump(mode="json")
+    changes = []
+    for path in overrides:
+        old: Any = before
+        new: Any = after
+        for part in path.split("."):
+            old = old.get(part) if isinstance(old, dict) else None
+            new = new.get(part) if isinstance(new, dict) else None
+        if old != new:
+            changes.append(f"{path}: {old} -> {new}")
+    return out, changes

@@ -326,3 +326,17 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def test_quick_without_a_quick_section_reduces_and_says_so(
+    tiny: Tiny, tmp_path: Path, fmnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scen = otp_tiny(tiny, tmp_path, learning={"rounds": 40, "samples_per_client": 1000})
+    out = tmp_path / "run"
+    status, stdout, _ = run_cli(
+        ["simulate", str(scen), "--quick", "--no-plots", "--out", str(out)], capsys
+    )
+    assert status == 0
+    assert "--quick: learning.rounds: 40 -> 3; learning.samples_per_client: 1000 -> 300" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rounds_planned"] == 3

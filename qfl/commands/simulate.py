@@ -11,7 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
-from qfl.scenario import Scenario, ScenarioError, apply_overrides, load_scenario
+from qfl.scenario import Scenario, ScenarioError, apply_overrides, apply_quick, load_scenario
+
+_out = Console(highlight=False, soft_wrap=True)  # notices go to stdout: stderr is for errors
 
 __all__ = ["resolve_scenario", "simulate", "summary_table"]
 
@@ -19,8 +21,9 @@ __all__ = ["resolve_scenario", "simulate", "summary_table"]
 def resolve_scenario(file: Path, quick: bool, sets: list[str] | None) -> Scenario:
     """Load a scenario and apply ``--quick`` and ``--set field=value`` overrides."""
     sc = load_scenario(file)
-    if quick and sc.quick:
-        sc = apply_overrides(sc, sc.quick)
+    if quick:
+        sc, changes = apply_quick(sc)
+        _out.print("--quick: " + ("; ".join(changes) or "nothing to reduce"), markup=False)
     overrides: dict[str, Any] = {}
     for opt in sets or []:
         key, sep, value = opt.partition("=")
@@ -93,7 +96,8 @@ def summary_table(sc: Scenario, s: dict[str, Any]) -> Table:
     )
     if s.get("transfers_dropped"):
         table.add_row("models never received (faults, no key)", str(s["transfers_dropped"]))
-    table.add_row("wall time", _fmt_time(s["wall_s"]["total_s"]))
+    threads = f" on {s['threads']} threads" if s.get("threads") else ""
+    table.add_row("wall time", _fmt_time(s["wall_s"]["total_s"]) + threads)
     return table
 
 
@@ -110,13 +114,24 @@ def simulate(
         Path | None, typer.Option("--out", "-o", help="Run folder (default: outputs.dir/NAME).")
     ] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Draw the PNG plots.")] = True,
+    threads: Annotated[
+        str | None,  # parsed by qfl.threads: a bad value's error names it and what is allowed
+        typer.Option(
+            "--threads",
+            metavar="N",
+            help="CPU threads for the learning half (default: $QFL_THREADS, else one per physical "
+            "core). Numbers are reproducible for a given thread count.",
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario: the QKD network's timeline, then the learning it allows."""
     from qfl.cosim import run_scenario
     from qfl.cosim.netbuild import check_network
     from qfl.cosim.outputs import claim_folder, new_folder
+    from qfl.threads import resolve_threads, using_threads
 
     console = Console(highlight=False, soft_wrap=True)
+    n_threads, _ = resolve_threads(threads)  # a bad value is reported before any work
     sc = resolve_scenario(file, quick, set_)
     topo = check_network(sc)  # bad input is reported before anything is written
     if out is not None:
@@ -154,7 +169,7 @@ def simulate(
         progress.update(task, completed=r, info=f"round {r}, t={_fmt_time(t)}, {acc}")
 
     try:
-        with progress:
+        with progress, using_threads(n_threads):
             result = run_scenario(
                 sc, folder, on_eval=on_eval, on_network=on_network, plots=plots, topo=topo
             )

@@ -14,7 +14,13 @@ from rich.table import Table
 
 from qfl.cosim.executors import check_executor
 from qfl.cosim.sweep import SweepSpec, load_sweep_file, parse_set_options, run_sweep
-from qfl.scenario import ScenarioError, apply_overrides, load_scenario, load_yaml, read_text
+from qfl.scenario import (
+    ScenarioError,
+    apply_quick,
+    load_scenario,
+    load_yaml,
+    read_text,
+)
 
 __all__ = ["plot", "sweep"]
 
@@ -51,13 +57,25 @@ def sweep(
     ] = "local",
     address: Annotated[str | None, typer.Option(help="Ray cluster address (executor ray).")] = None,
     jobs: Annotated[
-        int | None, typer.Option(help="Local worker processes (default: cores).")
+        int | None, typer.Option(help="Local worker processes (default: cores / threads).")
+    ] = None,
+    threads: Annotated[
+        str | None,  # parsed by qfl.threads: a bad value's error names it and what is allowed
+        typer.Option(
+            "--threads",
+            metavar="N",
+            help="CPU threads per learning job (default: $QFL_THREADS, else one per physical "
+            "core). Numbers are reproducible for a given thread count.",
+        ),
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip points already finished.")] = False,
     plots: Annotated[bool, typer.Option("--plots/--no-plots")] = True,
 ) -> None:
     """Run a scenario over a grid of field values; write a table and the key-rate plot."""
+    from qfl.threads import resolve_threads, threads_env, using_threads
+
     console = Console(highlight=False, soft_wrap=True)
+    n_threads, _ = resolve_threads(threads)  # a bad value is reported before any work
     spec = _sweep_spec(file, set_, x, series, quick)
     check_executor(executor, jobs)  # before the folder is claimed or anything runs
     out = _sweep_folder(spec, out, resume)
@@ -76,7 +94,7 @@ def sweep(
         progress.update(task, completed=done, info=info)
 
     try:
-        with progress:
+        with progress, threads_env(n_threads), using_threads(n_threads):
             table_rows = run_sweep(
                 spec, out, executor=executor, jobs=jobs, address=address, resume=resume,
                 plots=plots, on_point=on_point,
@@ -121,8 +139,11 @@ def _sweep_spec(
             raise ScenarioError("--set", "give at least one field to vary (field=v1,v2,...)")
         base = load_scenario(file)
         spec = SweepSpec(base, grid, name=f"{base.name}-sweep")
-    if quick and spec.base.quick:
-        base = apply_overrides(spec.base, spec.base.quick)
+    if quick:
+        base, changes = apply_quick(spec.base)
+        Console(highlight=False).print(
+            "--quick: " + ("; ".join(changes) or "nothing to reduce"), markup=False
+        )
         spec = SweepSpec(base, spec.grid, spec.x, spec.series, spec.name)
     if x is not None or series is not None:
         if series is not None and series not in spec.grid:

@@ -9,7 +9,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from qfl.scenario import ScenarioError, apply_overrides, load_scenario, scenario_json_schema
+from qfl.scenario import (
+    ScenarioError,
+    apply_overrides,
+    load_scenario,
+    scenario_json_schema,
+    scenario_reference,
+)
 from qkd.errors import QflError
 
 __all__ = ["schema", "validate"]
@@ -67,10 +73,15 @@ def schema(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
     ] = None,
+    markdown: Annotated[
+        bool,
+        typer.Option("--markdown", help="The field reference (scenarios/REFERENCE.md) instead."),
+    ] = False,
 ) -> None:
-    """Print the JSON Schema of scenario files (for editor completion)."""
-    text = json.dumps(scenario_json_schema(), indent=2)
+    """Print the JSON Schema of scenario files (for editor completion), or with --markdown
+    the reference of every field (type, allowed values, default, what it does)."""
+    text = scenario_reference() if markdown else json.dumps(scenario_json_schema(), indent=2)
     if output is None:
-        typer.echo(text)
+        typer.echo(text.rstrip("\n"))
     else:
-        output.write_text(text + "\n", encoding="utf-8")
+        output.write_text(text if markdown else text + "\n", encoding="utf-8")

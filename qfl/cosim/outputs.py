@@ -5,7 +5,8 @@
 ``topology.json``
     nodes and links with their secret key rates (for the topology plot);
 ``transfers.csv``, ``keypools.csv``, ``faults.csv``, ``ops.csv``
-    every transfer, key-pool change, fault and learning operation, in simulated time;
+    every transfer, key-pool change, fault and learning operation, in simulated time
+    (``keypools.csv`` between a ``start`` and an ``end`` row per link: see ``_pool_rows``);
 ``metrics.csv``
     one row per evaluation and client (and ``node = mean``), appended as training runs;
 ``summary.json``
@@ -36,6 +37,7 @@ from qfl.cosim.jobs import EvalRow
 from qfl.scenario import ScenarioError, check_folder_name
 
 if TYPE_CHECKING:
+    from network import QKDNetwork
     from qfl.cosim.run import NetworkRun
 
 __all__ = [
@@ -127,6 +129,46 @@ def _records_rows(records: Sequence[Any]) -> tuple[list[dict[str, Any]], list[st
     return rows, cols
 
 
+def _pool_rows(net: QKDNetwork) -> list[dict[str, Any]]:
+    """``keypools.csv``: a ``start`` row per link (time 0, ``bits`` its key rate, its initial
+    fill), every change of the pool log (``take``, ``block``, ``rate``, ``wipe``), and an
+    ``end`` row per link (now, its rate and level): with these the level is known at every
+    time (``qfl.cosim.plots.keypool_series``), also on links that no transfer used."""
+    links = list(net.links.values())
+    rows: list[dict[str, Any]] = [
+        {
+            "sim_time_s": 0.0,
+            "link": lk.name,
+            "event": "start",
+            "bits": lk.nominal_rate_bps,
+            "level_bits": lk.pool.initial_bits,
+        }
+        for lk in links
+    ]
+    rows += [
+        {
+            "sim_time_s": r.time,
+            "link": r.link,
+            "event": r.kind,
+            "bits": r.bits,
+            "level_bits": r.level,
+        }
+        for r in net.pool_log
+    ]
+    now = float(net.env.now)
+    rows += [
+        {
+            "sim_time_s": now,
+            "link": lk.name,
+            "event": "end",
+            "bits": lk.pool.rate_bps,
+            "level_bits": lk.pool.level,
+        }
+        for lk in links
+    ]
+    return rows
+
+
 def write_network_outputs(nrun: NetworkRun, folder: Path) -> None:
     """Write the resolved scenario, topology, transfers, key pools, faults and operations."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -157,18 +199,10 @@ def write_network_outputs(nrun: NetworkRun, folder: Path) -> None:
     net.link_summaries()  # reads every pool: block landings up to now reach the pool log
     rows, cols = _records_rows([*net.records, *net.in_progress()])
     _write_rows_atomic(folder / "transfers.csv", rows, cols or ["id"])
-    pool_rows = [
-        {
-            "sim_time_s": r.time,
-            "link": r.link,
-            "event": r.kind,
-            "bits": r.bits,
-            "level_bits": r.level,
-        }
-        for r in net.pool_log
-    ]
     _write_rows_atomic(
-        folder / "keypools.csv", pool_rows, ["sim_time_s", "link", "event", "bits", "level_bits"]
+        folder / "keypools.csv",
+        _pool_rows(net),
+        ["sim_time_s", "link", "event", "bits", "level_bits"],
     )
     frows, fcols = _records_rows(net.fault_log)
     _write_rows_atomic(folder / "faults.csv", frows, fcols or ["time", "kind", "target", "detail"])

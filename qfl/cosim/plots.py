@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import math
+import textwrap
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -23,12 +24,15 @@ from qkd.errors import QflError
 __all__ = [
     "DETAIL_LIMIT",
     "LAYOUT_LIMIT",
+    "SINGLE_AXES_LINKS",
+    "keypool_series",
     "plot_accuracy",
     "plot_keypools",
     "plot_sweep",
     "plot_topology",
     "read_csv",
     "redraw",
+    "sweep_context",
 ]
 
 Row = Mapping[str, Any]
@@ -108,35 +112,238 @@ def plot_accuracy(rows: Iterable[Row], path: str | Path, *, title: str = "") -> 
     return out
 
 
-def plot_keypools(rows: Iterable[Row], path: str | Path, *, max_links: int = 12) -> Path:
-    """Key-pool levels over simulated time, one line per link (the busiest first).
+def keypool_series(
+    rows: Iterable[Row], rates: Mapping[str, float] | None = None
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Each link's key-pool level over simulated time, as the vertices of an exact polyline.
+
+    Between two records the level is what the pool model makes of it: in block mode (a link
+    with ``block`` records) it stays flat and steps up at each block landing; in fluid mode
+    it rises at the link's rate (from its ``start`` or ``rate`` record, else ``rates``) until
+    it reaches the level the next record found, flat from there if it got there early (the
+    pool was full). A take, a wipe or a block is a vertical step at its time.
 
     Parameters
     ----------
     rows : iterable of mapping
-        ``keypools.csv`` rows with ``sim_time_s``, ``link`` and ``level_bits``.
+        ``keypools.csv`` rows: ``sim_time_s``, ``link``, ``event`` (``start``, ``take``,
+        ``block``, ``rate``, ``wipe``, ``end``), ``bits`` (a take's, wipe's or block's key;
+        a ``start``'s or ``rate``'s key rate in bit/s) and ``level_bits`` (the level just
+        after). A folder written before ``start``/``end`` rows existed starts each link at
+        its first record's level before it and ends at its last record.
+    rates : mapping, optional
+        Key rate (bit/s) of each link where there is no ``start`` row (``topology.json``'s
+        ``skr_bps``).
+
+    Returns
+    -------
+    dict
+        ``link -> (times, levels)``, the polyline's vertices in time order (a step is two
+        vertices at one time), links in the order of their first row.
+
+    Examples
+    --------
+    Fluid refill at 100 bit/s from 0; a take of 300 bits at 5 s; full (600 bits) at 8 s:
+
+    >>> rows = [
+    ...     {"sim_time_s": 0, "link": "a-b", "event": "start", "bits": 100, "level_bits": 0},
+    ...     {"sim_time_s": 5, "link": "a-b", "event": "take", "bits": 300, "level_bits": 200},
+    ...     {"sim_time_s": 20, "link": "a-b", "event": "end", "bits": 100, "level_bits": 600},
+    ... ]
+    >>> keypool_series(rows)["a-b"]
+    ([0.0, 5.0, 5.0, 9.0, 20.0], [0.0, 500.0, 200.0, 600.0, 600.0])
     """
+    by_link: dict[str, list[tuple[float, int, str, float, float]]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        kind = str(r.get("event") or "")
+        by_link[str(r["link"])].append(
+            (_num(r["sim_time_s"]), i, kind, _num(r.get("bits")), _num(r["level_bits"]))
+        )
+    rates = rates or {}
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    for link, events in by_link.items():
+        events.sort()
+        blocks = any(kind == "block" for _, _, kind, _, _ in events)
+        rate = 0.0 if blocks else _num(rates.get(link))
+        ts: list[float] = []
+        ls: list[float] = []
+        for t, _, kind, bits, level in events:
+            if not (math.isfinite(t) and math.isfinite(level)):
+                continue
+            if kind == "take" and math.isfinite(bits):
+                before = level + bits
+            elif kind == "wipe" and math.isfinite(bits):
+                before = bits
+            elif kind == "block" and ls:
+                before = ls[-1]
+            elif kind == "block" and math.isfinite(bits):
+                before = max(0.0, level - bits)
+            else:  # start, rate, end: the level at that time
+                before = level
+            if ts:
+                _refill(ts, ls, t, before, rate)
+            else:
+                ts.append(t)
+                ls.append(before)
+            if level != ls[-1] or t != ts[-1]:
+                ts.append(t)
+                ls.append(level)
+            if kind in ("start", "rate") and not blocks and math.isfinite(bits):
+                rate = bits
+        out[link] = (ts, ls)
+    return out
+
+
+def _refill(ts: list[float], ls: list[float], t1: float, level1: float, rate: float) -> None:
+    """Extend the polyline from its last vertex to ``level1`` at ``t1``: flat, a straight
+    rise, or a rise at ``rate`` to ``level1`` and flat from there (the pool was full)."""
+    t0, level0 = ts[-1], ls[-1]
+    if t1 <= t0:
+        if level1 != level0:
+            ts.append(t1)
+            ls.append(level1)
+        return
+    tol = 1e-9 * max(1.0, abs(level1))
+    if abs(level1 - level0) <= tol:
+        ts.append(t1)
+        ls.append(level0)
+        return
+    if level1 > level0 and math.isfinite(rate) and rate > 0:
+        knee = t0 + (level1 - level0) / rate
+        if knee < t1 - 1e-9 * max(1.0, abs(t1)):
+            ts.append(knee)
+            ls.append(level1)
+    ts.append(t1)
+    ls.append(level1)
+
+
+SINGLE_AXES_LINKS = 4
+"""Up to this many links whose fullest levels are within :data:`_SPREAD` of one another
+share one axes in ``keypools.png``; more, or more spread, get one small panel each."""
+_SPREAD = 30.0
+
+
+def plot_keypools(
+    rows: Iterable[Row],
+    path: str | Path,
+    *,
+    max_links: int = 16,
+    rates: Mapping[str, float] | None = None,
+) -> Path:
+    """Key-pool levels over simulated time, every link's exact refill and takes.
+
+    The levels come from :func:`keypool_series` (block landings as steps, fluid refill as
+    slopes). A few links of similar levels share one linear axes (a colour each, the legend
+    outside it); otherwise each link gets a small panel with its own linear axis, all
+    sharing the time axis, the ``max_links`` links that used the most key first (a note
+    says how many are left out).
+
+    Parameters
+    ----------
+    rows : iterable of mapping
+        ``keypools.csv`` rows (see :func:`keypool_series`).
+    rates : mapping, optional
+        Key rate of each link, for folders without ``start`` rows.
+    """
+    from matplotlib.ticker import EngFormatter
+
     rows = list(rows)
-    by_link: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    series = keypool_series(rows, rates)
+    used: dict[str, float] = defaultdict(float)
+    takes: dict[str, list[float]] = defaultdict(list)
     for r in rows:
-        by_link[str(r["link"])].append((_num(r["sim_time_s"]), _num(r["level_bits"])))
-    ranked = sorted(by_link, key=lambda k: -len(by_link[k]))[:max_links]
-    fig = Figure(figsize=(7, 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    scale, label = _time_axis([t for pts in by_link.values() for t, _ in pts])
-    for link in sorted(ranked):
-        pts = sorted(by_link[link])
-        ax.step([t / scale for t, _ in pts], [v for _, v in pts], where="post", label=link)
-    ax.set_xlabel(label)
-    ax.set_ylabel("key in pool (bits)")
-    ax.set_yscale("symlog", linthresh=1e3)
-    ax.set_title("Key-pool levels")
-    ax.grid(alpha=0.3)
-    if ranked:
-        ax.legend(fontsize=7, ncol=2, loc="best")
+        if r.get("event") == "take":
+            bits = _num(r.get("bits"))
+            used[str(r["link"])] += bits if bits > 0 else 0.0
+            takes[str(r["link"])].append(_num(r["sim_time_s"]))
+    ranked = sorted(series, key=lambda k: (-used[k], k))
+    shown = sorted(ranked[:max_links])
+    blocks = {str(r["link"]) for r in rows if r.get("event") == "block"}
+    end = max((ts[-1] for ts, _ in series.values() if ts), default=0.0)
+    scale, xlabel = _time_axis([end])
+    how = "steps: block landings" if blocks else "slopes: key refilling at each link's rate"
+    if any(0 < len(takes[k]) <= RUG_LIMIT for k in shown):
+        how += "; ticks: key taken"
+    note = (
+        f"; the {len(shown)} of {len(series)} links that used the most key"
+        if len(shown) < len(series)
+        else ""
+    )
+    peaks = [max(series[k][1]) for k in shown if series[k][1] and max(series[k][1]) > 0]
+    single = len(shown) <= SINGLE_AXES_LINKS and (not peaks or max(peaks) <= _SPREAD * min(peaks))
+    fmt = EngFormatter(unit="b")
+    colours = _distinct_colours(len(shown))
+    if single:
+        fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+        ax = fig.add_subplot()
+        for link, col in zip(shown, colours, strict=True):
+            ts, ls = series[link]
+            ax.plot([t / scale for t in ts], ls, color=col, lw=1.6, label=link)
+            _rug(ax, takes[link], scale, col)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("key in pool")
+        ax.yaxis.set_major_formatter(fmt)
+        ax.set_ylim(bottom=0)
+        ax.set_xlim(0, 1.01 * end / scale if end > 0 else 1)
+        ax.grid(alpha=0.3)
+        if shown:
+            fig.legend(loc="outside right upper", fontsize=8, title="link")
+            ax.set_title(f"Key-pool levels ({how})", fontsize=10)
+        else:
+            ax.set_title("Key-pool levels")
+            ax.text(0.5, 0.5, "no key-pool records", ha="center", va="center",
+                    transform=ax.transAxes, color="0.4")  # fmt: skip
+    else:
+        ncols = 3 if len(shown) <= 9 else 4
+        nrows = math.ceil(len(shown) / ncols)
+        fig = Figure(figsize=(2.6 * ncols, 1.5 * nrows + 1.0), layout="constrained")
+        axes = fig.subplots(nrows, ncols, sharex=True, squeeze=False).ravel()
+        for ax, link, col in zip(axes, shown, colours, strict=False):
+            ts, ls = series[link]
+            xs = [t / scale for t in ts]
+            ax.plot(xs, ls, color=col, lw=1.4, label=link)
+            _rug(ax, takes[link], scale, col)
+            ax.fill_between(xs, ls, color=col, alpha=0.15, lw=0)
+            ax.set_title(link, fontsize=8, pad=2)
+            ax.yaxis.set_major_formatter(fmt)
+            ax.tick_params(labelsize=7)
+            ax.set_ylim(bottom=0, top=max(ls, default=0.0) * 1.08 or 1.0)
+            ax.grid(alpha=0.3)
+        for ax in axes[len(shown) :]:
+            ax.set_axis_off()
+        axes[0].set_xlim(0, 1.01 * end / scale if end > 0 else 1)
+        fig.supxlabel(xlabel, fontsize=9)
+        fig.supylabel("key in pool", fontsize=9)
+        fig.suptitle(f"Key-pool levels ({how}; each panel its own scale{note})", fontsize=10)
     out = Path(path)
     fig.savefig(out, dpi=110)
     return out
+
+
+RUG_LIMIT = 500
+"""A link's takes are marked as ticks along the time axis when it has at most this many."""
+
+
+def _rug(ax: Any, times: Sequence[float], scale: float, colour: Any) -> None:
+    """Ticks at the bottom of ``ax`` where key was taken (too little to see in the level)."""
+    if not 0 < len(times) <= RUG_LIMIT:
+        return
+    ax.plot([t / scale for t in times], [0.0] * len(times), ls="", marker="|", ms=7,
+            mew=1.0, color=colour, alpha=0.8, transform=ax.get_xaxis_transform(),
+            clip_on=False, label="_key taken")  # fmt: skip
+
+
+def _distinct_colours(n: int) -> list[Any]:
+    """``n`` colours no two alike: tab10, tab20, then evenly spaced hues."""
+    from matplotlib import colormaps
+
+    if n <= 10:
+        return [colormaps["tab10"](i) for i in range(n)]
+    if n <= 20:
+        tab = colormaps["tab20"]
+        return [tab(2 * i if i < 10 else 2 * (i - 10) + 1) for i in range(n)]
+    hsv = colormaps["hsv"]
+    return [hsv(i / n) for i in range(n)]
 
 
 DETAIL_LIMIT = 500
@@ -312,6 +519,106 @@ def _draw_simplified(
     ax.autoscale_view()
 
 
+def sweep_context(folder: str | Path) -> dict[str, Any]:
+    """What a sweep's plot title says, from its folder: ``name`` and ``scenario`` (from
+    ``sweep.json``), and ``horizon_s`` and ``target_accuracy`` from the points'
+    ``summary.json`` (each a value, None if unset, or ``"varies"`` if points differ).
+    Missing files give an empty context."""
+    d = Path(folder)
+    meta = _read_json(d / "sweep.json")
+    ctx: dict[str, Any] = {"name": meta.get("name"), "scenario": meta.get("base")}
+    seen: dict[str, set[Any]] = {"horizon_s": set(), "target_accuracy": set()}
+    for f in sorted(d.glob("points/*/summary.json")):
+        s = _read_json(f)
+        if "horizon_s" not in s:  # a failed point's summary holds only its error
+            continue
+        ctx["scenario"] = ctx["scenario"] or s.get("scenario")
+        for k, values in seen.items():
+            values.add(s.get(k))
+    for k, values in seen.items():
+        if values:
+            ctx[k] = values.pop() if len(values) == 1 else "varies"
+    return ctx
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 120:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
+def _sweep_title(ctx: Mapping[str, Any], what: str) -> str:
+    scenario = ctx.get("scenario") or ctx.get("name")
+    head = f"{scenario}: {what}" if scenario else what.capitalize()
+    horizon, target = ctx.get("horizon_s", "unknown"), ctx.get("target_accuracy", "unknown")
+    parts = []
+    if horizon is None:
+        parts.append("no horizon: every point runs all its rounds")
+    elif isinstance(horizon, int | float):
+        parts.append(f"horizon {_duration(float(horizon))}")
+    elif horizon == "varies":
+        parts.append("horizon varies")
+    if isinstance(target, int | float):
+        parts.append(f"target {100 * float(target):g} % accuracy")
+    elif target is None:
+        parts.append("no target accuracy")
+    return head + ("\n" + ", ".join(parts) if parts else "")
+
+
+def _flat_sweep(rows: Sequence[Row]) -> str:
+    """Why no point of the sweep can differ in accuracy from another ('' if they can)."""
+    if len(rows) < 2:
+        return ""
+    done = {_num(r.get("rounds_done")) for r in rows}
+    failed = any(_num(r.get("transfers_failed")) > 0 for r in rows)
+    if len(done) != 1 or failed or not all(math.isfinite(v) for v in done):
+        return ""
+    (n,) = done
+    return (
+        f"every point completed the same {n:g} rounds with no failed transfer: the swept "
+        "values cannot change accuracy (give the scenario a horizon_s)"
+    )
+
+
+def _series_style(i: int) -> dict[str, Any]:
+    """Colour, marker and size of the ``i``-th series: later ones smaller and on top, so
+    series with equal values stay visible."""
+    return {"color": f"C{i}", "marker": "osDPX*"[i % 6], "ms": max(4.0, 9.0 - 1.5 * i),
+            "lw": max(1.0, 2.4 - 0.4 * i), "zorder": 2 + i}  # fmt: skip
+
+
+def _sweep_series(
+    ax: Any,
+    ax2: Any,
+    name: str,
+    rows: Sequence[Row],
+    x: str,
+    time: tuple[str, str, float],
+    style: Mapping[str, Any],
+) -> tuple[list[float], list[float]]:
+    """Draw one series of a sweep: the final accuracy of the points that completed a round
+    (``ax``), their time (``ax2``: ``time`` is the column, its name and its unit), and a
+    hollow marker on the x axis for each point that completed none. Returns the accuracies
+    drawn and the x of the points without a round."""
+    t_key, t_what, scale = time
+    none = [_num(r[x]) for r in rows if _num(r.get("rounds_done")) == 0]
+    some = [r for r in rows if _num(r.get("rounds_done")) != 0]
+    xs = [_num(r[x]) for r in some]
+    acc = [100 * _num(r.get("final_global_acc")) for r in some]
+    if all(math.isnan(a) for a in acc):  # methods without a global test set (SSL)
+        acc = [100 * _num(r.get("final_local_acc")) for r in some]
+    ax.plot(xs, acc, ls="-", **style, label=f"{name}: final accuracy")
+    ts = [_num(r.get(t_key)) / scale for r in some]
+    ax2.plot(xs, ts, ls="--", **style, label=f"{name}: {t_what}")
+    if none:
+        ax.plot(none, [0.0] * len(none), "v", mfc="white", mec=style["color"], mew=1.8, ms=9,
+                clip_on=False, transform=ax.get_xaxis_transform(), zorder=9,
+                label=f"{name}: no round completed")  # fmt: skip
+    return [a for a in acc if math.isfinite(a)], none
+
+
 def plot_sweep(
     rows: Sequence[Row],
     path: str | Path,
@@ -319,57 +626,91 @@ def plot_sweep(
     x: str = "mean_skr_bps",
     group: str = "series",
     x_label: str = "mean secret key rate per link (bit/s)",
+    context: Mapping[str, Any] | None = None,
 ) -> Path:
     """The key-rate vs accuracy plot of a sweep.
 
-    Final accuracy (left axis, solid) and time to target accuracy (right axis, dashed)
-    against the key rate (or key budget), one line per method or cipher policy.
+    Two panels sharing the x axis, one colour per method or cipher policy (one legend,
+    outside the data): the final accuracy (top, with the target accuracy as a dashed line)
+    and the time to the target accuracy, or when no point reached it the end of the last
+    round (bottom). A point that completed no round is a hollow marker on the x axis (its
+    accuracy is not 0 %, it was never trained). The title names the scenario, the horizon
+    and the target. When every point completed the same rounds (no horizon, say), the plot
+    says so and a warning is logged: the sweep cannot show a difference in accuracy.
 
     Parameters
     ----------
     rows : sequence of mapping
-        ``sweep.csv`` rows: ``x``, ``group``, ``final_global_acc``, ``time_to_target_s``.
+        ``sweep.csv`` rows: ``x``, ``group``, ``final_global_acc`` (or
+        ``final_local_acc``), ``rounds_done``, ``time_to_target_s``, ``sim_time_end_s``,
+        ``transfers_failed``, ``status`` (rows not ``complete`` are left out).
+    context : mapping, optional
+        ``scenario``, ``horizon_s``, ``target_accuracy`` (see :func:`sweep_context`);
+        default: read from the folder ``path`` is in.
     """
-    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
-    ax = fig.add_subplot()
-    ax2 = ax.twinx()
+    from matplotlib.lines import Line2D
+
+    ctx = dict(sweep_context(Path(path).parent) if context is None else context)
+    rows = [r for r in rows if r.get("status") in (None, "", "complete")]
+    fig = Figure(figsize=(8, 6), layout="constrained")
+    ax, ax2 = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
     groups: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
         groups[str(r.get(group, "") or "all")].append(r)
     # Time to the target accuracy if any point reached it, else when the last round ended.
     reached = any(math.isfinite(_num(r.get("time_to_target_s"))) for r in rows)
-    t_key, t_label = (
+    t_key, t_what = (
         ("time_to_target_s", "time to target")
         if reached
         else ("sim_time_end_s", "end of last round")
     )
+    scale, t_unit = _time_axis([_num(r.get(t_key)) for r in rows])
+    t_unit = t_unit[t_unit.index("(") :]
+    handles: list[Any] = []
+    accs: list[float] = []
+    no_round: list[float] = []
     for i, (name, rs) in enumerate(sorted(groups.items())):
         rs = sorted(rs, key=lambda r: _num(r[x]))
-        xs = [_num(r[x]) for r in rs]
-        acc = [100 * _num(r.get("final_global_acc")) for r in rs]
-        if all(math.isnan(a) for a in acc):  # methods without a global test set (SSL)
-            acc = [100 * _num(r.get("final_local_acc")) for r in rs]
-        ttt = [_num(r.get(t_key)) / 60 for r in rs]
-        ax.plot(xs, acc, "-o", color=f"C{i}", label=f"{name}: final accuracy")
-        ax2.plot(xs, ttt, "--s", color=f"C{i}", alpha=0.7, label=f"{name}: {t_label}")
-        none = [xv for xv, r in zip(xs, rs, strict=True) if _num(r.get("rounds_done")) == 0]
-        if none:
-            ax.plot(none, [0.0] * len(none), "x", color=f"C{i}", ms=9,
-                    label=f"{name}: no round completed")  # fmt: skip
+        style = _series_style(i)
+        acc, none = _sweep_series(ax, ax2, name, rs, x, (t_key, t_what, scale), style)
+        accs += acc
+        no_round += none
+        handles.append(Line2D([], [], **style, label=name))
+    target = ctx.get("target_accuracy")
+    if isinstance(target, int | float) and rows:
+        ax.axhline(100 * target, color="0.35", ls=":", lw=1.4, label="target accuracy")
+        handles.append(Line2D([], [], color="0.35", ls=":", lw=1.4,
+                              label=f"target accuracy ({100 * target:g} %)"))  # fmt: skip
+        accs.append(100 * target)
+    for xv in sorted(set(no_round)):
+        ax.annotate("no round", (xv, 0.0), xycoords=ax.get_xaxis_transform(), xytext=(0, 10),
+                    textcoords="offset points", ha="center", fontsize=7, color="0.3")  # fmt: skip
+    if no_round:
+        handles.append(Line2D([], [], ls="", marker="v", mfc="white", mec="0.3", mew=1.8, ms=9,
+                              label="no round completed (never trained)"))  # fmt: skip
     positive = [_num(r[x]) for r in rows if _num(r[x]) > 0]
     if positive and max(positive) / min(positive) > 20:
         ax.set_xscale("log")
-    ax.set_xlabel(x_label)
-    ax.set_ylabel("final global accuracy (%)")
-    ax2.set_ylabel(
-        "time to target accuracy (min)" if reached else "simulated time of the last round (min)"
-    )
-    ax.grid(alpha=0.3)
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    if h1 or h2:
-        ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="best")
-    ax.set_title("Key rate vs accuracy")
+    ax.set_ylim(0, min(100.0, max(accs, default=90.0) + 8))
+    ax2.set_ylim(bottom=0)
+    ax2.set_xlabel(x_label)
+    metric = "final global accuracy (%)"
+    if rows and all(math.isnan(_num(r.get("final_global_acc"))) for r in rows):
+        metric = "final local accuracy (%)"
+    ax.set_ylabel(metric)
+    ax2.set_ylabel(f"{t_what} {t_unit}", fontsize=9)
+    for a in (ax, ax2):
+        a.grid(alpha=0.3)
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4),
+                   fontsize=8)  # fmt: skip
+    flat = _flat_sweep(rows)
+    if flat:
+        _log.warning("sweep %s: %s", ctx.get("name") or Path(path).parent.name, flat)
+        ax.text(0.5, 0.5, "\n".join(textwrap.wrap(flat, 60)), transform=ax.transAxes,
+                ha="center", va="center", fontsize=9, color="0.15",
+                bbox={"boxstyle": "round", "fc": "#fff3c4", "ec": "0.6"})  # fmt: skip
+    fig.suptitle(_sweep_title(ctx, "key rate vs accuracy"), fontsize=11)
     out = Path(path)
     fig.savefig(out, dpi=110)
     return out
@@ -394,15 +735,17 @@ def redraw(folder: str | Path) -> list[Path]:
                 d / "keyrate_vs_accuracy.png",
                 x=meta.get("x", "mean_skr_bps"),
                 x_label=meta.get("x_label", "mean secret key rate per link (bit/s)"),
+                context=sweep_context(d),
             )
         )
         return made
     if not (d / "metrics.csv").is_file():
         raise QflError(f"{d}: not a run folder (no metrics.csv) nor a sweep folder (no sweep.csv)")
     made.append(plot_accuracy(read_csv(d / "metrics.csv"), d / "accuracy.png"))
-    if (d / "keypools.csv").is_file():
-        made.append(plot_keypools(read_csv(d / "keypools.csv"), d / "keypools.png"))
     topo = _read_json(d / "topology.json")
+    if (d / "keypools.csv").is_file():
+        rates = {f"{lk['a']}-{lk['b']}": _num(lk.get("skr_bps")) for lk in topo.get("links", [])}
+        made.append(plot_keypools(read_csv(d / "keypools.csv"), d / "keypools.png", rates=rates))
     if topo:
         made.append(plot_topology(topo["nodes"], topo["links"], d / "topology.png"))
     return made

@@ -190,6 +190,7 @@ def summarize_run(
         "method": sc.learning.method,
         "cipher": sc.cipher.policy,
         "routing": routing_of(sc, nrun.topology),
+        "threads": _threads_in_use(),
         "status": status,
         "rounds_planned": sc.learning.rounds,
         "rounds_done": tl.rounds_done,
@@ -301,6 +302,14 @@ def run_scenario(
             draw = sc.outputs.plots if plots is None else plots
             out.close(summary, plots=draw and status != "failed")
     return RunResult(folder, summary, rows)
+
+
+def _threads_in_use() -> int | None:
+    """Torch's intra-op threads (numbers are reproducible for a given count)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
 
 
 def one_line(exc: BaseException) -> str:

@@ -71,3 +71,19 @@ def test_round_plans() -> None:
         Send(1, SERVER, "update"),
     )
     assert srv.end == (Aggregate(),) and srv.trains == (0, 1)
+
+
+def test_every_field_is_described_and_the_reference_is_in_sync() -> None:
+    from pathlib import Path
+
+    from qfl.scenario import scenario_reference
+
+    text = scenario_reference()
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert len(rows) > 80
+    undescribed = [r.split("|")[1].strip() for r in rows if r.split("|")[4].strip() == ""]
+    assert not undescribed
+    ref = Path(__file__).resolve().parents[2] / "scenarios" / "REFERENCE.md"
+    assert ref.read_text(encoding="utf-8") == text, (
+        "scenarios/REFERENCE.md is stale: qfl schema --markdown -o scenarios/REFERENCE.md"
+    )

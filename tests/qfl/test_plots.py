@@ -23,12 +23,14 @@ from PIL import Image
 
 from qfl.cosim.plots import (
     LAYOUT_LIMIT,
+    keypool_series,
     plot_accuracy,
     plot_keypools,
     plot_sweep,
     plot_topology,
     read_csv,
     redraw,
+    sweep_context,
 )
 from qkd.errors import QflError
 
@@ -65,6 +67,11 @@ viridis = colormaps["viridis"]
 
 def lines_by_label(ax: Any) -> dict[str, Line2D]:
     return {ln.get_label(): ln for ln in ax.get_lines()}
+
+
+def labelled_lines(ax: Any) -> dict[str, Line2D]:
+    """The lines of ``ax`` that a legend would list (labels not starting with '_')."""
+    return {k: ln for k, ln in lines_by_label(ax).items() if not k.startswith("_")}
 
 
 def coloured(px: np.ndarray) -> float:
@@ -137,36 +144,122 @@ def test_plot_accuracy_of_no_rows(tmp_path: Path, is_png: Any, drawn: list[Figur
     assert not ax.get_lines() and ax.get_legend() is None
 
 
-def test_plot_keypools(tmp_path: Path, is_png: Any, drawn: list[Figure], png_pixels: Any) -> None:
+def pool_row(t: float, link: str, event: str, bits: float, level: float) -> dict[str, Any]:
+    return {"sim_time_s": t, "link": link, "event": event, "bits": bits, "level_bits": level}
+
+
+def test_keypool_series_refills_at_the_rate_in_fluid_mode() -> None:
+    """Between two takes the level rises at the link's rate, up to the pool's capacity."""
     rows = [
-        {"sim_time_s": t, "link": link, "event": "take", "bits": 10, "level_bits": lvl}
-        for link in ("a-r", "b-r")
-        for t, lvl in ((0.0, 0.0), (1.0, 5e3), (2.0, 0.0), (300.0, 1e6))
+        pool_row(0.0, "a-b", "start", 100.0, 50.0),  # 100 bit/s from 50 bits
+        pool_row(5.0, "a-b", "take", 300.0, 250.0),  # 550 before
+        pool_row(8.0, "a-b", "take", 100.0, 450.0),  # 550 before: rose 250 -> 550 in 3 s
+        pool_row(9.0, "a-b", "rate", 50.0, 550.0),  # halved
+        pool_row(20.0, "a-b", "end", 50.0, 600.0),  # full (600) from 10 s on
     ]
-    is_png(plot_keypools(rows, tmp_path / "kp.png"))
-    is_png(plot_keypools([], tmp_path / "empty.png"))
-    (ax,) = drawn[0].axes
-    lines = lines_by_label(ax)
-    assert list(lines) == ["a-r", "b-r"]
-    for ln in lines.values():
-        assert ln.get_drawstyle() == "steps-post"
-        np.testing.assert_allclose(ln.get_xdata(), [0.0, 1 / 60, 2 / 60, 5.0])  # minutes
-        np.testing.assert_allclose(ln.get_ydata(), [0.0, 5e3, 0.0, 1e6])
-    assert ax.get_xlabel() == "simulated time (min)" and ax.get_yscale() == "symlog"
-    assert coloured(png_pixels(tmp_path / "kp.png")) > 0.002  # the two coloured lines
-    (empty,) = drawn[1].axes
-    assert not empty.get_lines() and empty.get_legend() is None
+    ts, levels = keypool_series(rows)["a-b"]
+    assert ts == [0.0, 5.0, 5.0, 8.0, 8.0, 9.0, 10.0, 20.0]
+    assert levels == [50.0, 550.0, 250.0, 550.0, 450.0, 550.0, 600.0, 600.0]
+    # the segment between the two takes is a rise at 100 bit/s, not a flat step
+    i = ts.index(5.0) + 1
+    assert (levels[i + 1] - levels[i]) / (ts[i + 1] - ts[i]) == pytest.approx(100.0)
+
+
+def test_keypool_series_steps_at_block_landings() -> None:
+    """In block mode the level is flat between events and steps up when a block lands."""
+    rows = [
+        pool_row(0.0, "a-b", "start", 1e3, 0.0),
+        pool_row(2.0, "a-b", "block", 500.0, 500.0),
+        pool_row(3.0, "a-b", "take", 100.0, 400.0),
+        pool_row(4.0, "a-b", "block", 500.0, 900.0),
+        pool_row(6.0, "a-b", "end", 1e3, 900.0),
+    ]
+    ts, levels = keypool_series(rows)["a-b"]
+    assert ts == [0.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0, 6.0]
+    assert levels == [0.0, 0.0, 500.0, 500.0, 400.0, 400.0, 900.0, 900.0]
+
+
+def test_keypool_series_of_links_without_takes_and_of_old_folders() -> None:
+    rows = [
+        pool_row(0.0, "idle", "start", 10.0, 100.0),
+        pool_row(0.0, "wiped", "start", 10.0, 0.0),
+        pool_row(4.0, "wiped", "wipe", 40.0, 0.0),
+        pool_row(10.0, "idle", "end", 10.0, 200.0),
+        pool_row(10.0, "wiped", "end", 10.0, 60.0),
+        pool_row(7.0, "old", "take", 10.0, 5.0),  # no start row: its rate from `rates`
+        pool_row(9.0, "old", "take", 10.0, 5.0),
+    ]
+    series = keypool_series(rows, rates={"old": 5.0})
+    assert list(series) == ["idle", "wiped", "old"]
+    assert series["idle"] == ([0.0, 10.0], [100.0, 200.0])  # rises from its initial fill
+    assert series["wiped"] == ([0.0, 4.0, 4.0, 10.0], [0.0, 40.0, 0.0, 60.0])
+    assert series["old"] == ([7.0, 7.0, 9.0, 9.0], [15.0, 5.0, 15.0, 5.0])
+
+
+def fluid_rows(levels: dict[str, float], end: float = 600.0) -> list[dict[str, Any]]:
+    """A start row, takes every 100 s, an end row, for each link (rate: level / 50 s)."""
+    rows = []
+    for link, top in levels.items():
+        rows.append(pool_row(0.0, link, "start", top / 50, top))
+        if not link.startswith("idle"):
+            rows += [pool_row(t, link, "take", top, 0.0) for t in range(100, int(end), 100)]
+    rows += [pool_row(end, link, "end", top / 50, top) for link, top in levels.items()]
+    return rows
+
+
+def test_plot_keypools_few_links_share_one_axes(
+    tmp_path: Path, is_png: Any, drawn: list[Figure], png_pixels: Any
+) -> None:
+    levels = {"a-r": 4e5, "b-r": 1e6, "idle-c": 2e6}  # idle-c: no take at all
+    assert is_png(plot_keypools(fluid_rows(levels), tmp_path / "kp.png")) == (825, 462)
+    fig = drawn[0]
+    (ax,) = fig.axes
+    lines = labelled_lines(ax)
+    assert sorted(lines) == ["a-r", "b-r", "idle-c"]  # every link, also the one never used
+    colours = {to_rgba(ln.get_color()) for ln in lines.values()}
+    assert len(colours) == 3  # distinct
+    a = lines["a-r"]
+    xs, ys = np.asarray(a.get_xdata()), np.asarray(a.get_ydata())
+    assert ax.get_xlabel() == "simulated time (min)" and ax.get_yscale() == "linear"
+    # a refill slope from each take (level 0 at t = 100 s) to the capacity 50 s later
+    i = int(np.flatnonzero((xs == 100 / 60) & (ys == 0.0))[0])
+    assert (xs[i + 1], ys[i + 1]) == pytest.approx((150 / 60, 4e5))
+    np.testing.assert_allclose(lines["idle-c"].get_ydata(), [2e6, 2e6])
+    # the legend lies outside the data
+    (legend,) = fig.legends
+    assert not legend.get_window_extent().overlaps(ax.get_window_extent())
+    assert [t.get_text() for t in legend.get_texts()] == ["a-r", "b-r", "idle-c"]
+    assert "slopes" in ax.get_title() and "ticks: key taken" in ax.get_title()
+    (rug,) = [ln for ln in ax.get_lines() if ln.get_label() == "_key taken"][:1]
+    assert list(rug.get_xdata()) == pytest.approx([t / 60 for t in range(100, 600, 100)])
+    assert coloured(png_pixels(tmp_path / "kp.png")) > 0.002
+
+
+def test_plot_keypools_many_links_get_a_panel_each(
+    tmp_path: Path, is_png: Any, drawn: list[Figure]
+) -> None:
+    levels = {f"l{i:02d}": 1e3 * 2**i for i in range(14)}  # 13 doublings: too spread for one
+    rows = fluid_rows(levels)
+    rows.insert(20, pool_row(250.0, "l00", "take", 1e9, 0.0))  # l00 used the most key
+    is_png(plot_keypools(rows, tmp_path / "kp.png", max_links=12))
+    fig = drawn[0]
+    panels = [ax for ax in fig.axes if ax.get_lines()]
+    names = [ax.get_title() for ax in panels]
+    assert len(panels) == 12 and names[0] == "l00" and "l01" not in names  # the busiest 12
+    assert "12 of 14 links that used the most key" in fig.get_suptitle()
+    colours = {to_rgba(ax.get_lines()[0].get_color()) for ax in panels}
+    assert len(colours) == 12
+    assert all(ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0 for ax in panels)
+    assert not fig.legends and all(ax.get_legend() is None for ax in fig.axes)
+    shared = panels[0].get_shared_x_axes()
+    assert all(shared.joined(panels[0], ax) for ax in panels)
+
+
+def test_plot_keypools_of_no_rows(tmp_path: Path, drawn: list[Figure], png_pixels: Any) -> None:
+    plot_keypools([], tmp_path / "empty.png")
+    (empty,) = drawn[0].axes
+    assert not empty.get_lines() and not drawn[0].legends
     assert coloured(png_pixels(tmp_path / "empty.png")) == 0.0
-
-
-def test_plot_keypools_keeps_the_busiest_links(tmp_path: Path, drawn: list[Figure]) -> None:
-    rows = [
-        {"sim_time_s": float(t), "link": link, "level_bits": 1.0}
-        for link, n in (("quiet", 1), ("busy", 3), ("busiest", 5))
-        for t in range(n)
-    ]
-    plot_keypools(rows, tmp_path / "kp.png", max_links=2)
-    assert list(lines_by_label(drawn[0].axes[0])) == ["busiest", "busy"]
 
 
 def edge_colours(ax: Any) -> dict[frozenset[tuple[float, float]], tuple[float, ...]]:
@@ -251,30 +344,101 @@ def test_plot_topology_without_coordinates_too_large_to_lay_out(
     assert "no map drawn" in ax.texts[0].get_text() and not ax.collections
 
 
-def test_plot_sweep(tmp_path: Path, is_png: Any, drawn: list[Figure]) -> None:
-    rows = [
-        {"series": s, "mean_skr_bps": x, "final_global_acc": acc, "time_to_target_s": ttt}
+def sweep_rows() -> list[dict[str, Any]]:
+    return [
+        {"series": s, "mean_skr_bps": x, "final_global_acc": acc, "time_to_target_s": ttt,
+         "rounds_done": n, "sim_time_end_s": 900.0, "status": "complete"}
         for s in ("otp", "aes-256-gcm")
-        for x, acc, ttt in ((1e2, 0.3, ""), (1e4, 0.6, 600.0), (1e6, 0.8, 60.0))
-    ]
-    is_png(plot_sweep(rows, tmp_path / "sweep.png"))
-    is_png(plot_sweep(rows[:1], tmp_path / "one.png", x_label="key (bits)"))
-    ax, ax2 = drawn[0].axes
+        for x, acc, ttt, n in ((1e2, 0.1, "", 0), (1e4, 0.6, 600.0, 4), (1e6, 0.8, 60.0, 9))
+    ]  # fmt: skip
+
+
+CONTEXT = {"scenario": "metro", "horizon_s": 600.0, "target_accuracy": 0.75}
+
+
+def test_plot_sweep(tmp_path: Path, is_png: Any, drawn: list[Figure], caplog: Any) -> None:
+    rows = sweep_rows()
+    rows.append({**rows[-1], "status": "failed", "final_global_acc": ""})  # left out
+    with caplog.at_level(logging.WARNING, logger="qfl.cosim.plots"):
+        is_png(plot_sweep(rows, tmp_path / "sweep.png", context=CONTEXT))
+    assert not caplog.records  # the points completed different numbers of rounds
+    fig = drawn[0]
+    ax, ax2 = fig.axes
+    assert fig.get_suptitle() == (
+        "metro: key rate vs accuracy\nhorizon 10 min, target 75 % accuracy"
+    )
     assert ax.get_xscale() == "log"  # the key rates span four decades
     acc, ttt = lines_by_label(ax), lines_by_label(ax2)
-    assert list(acc) == ["aes-256-gcm: final accuracy", "otp: final accuracy"]
-    assert list(ttt) == ["aes-256-gcm: time to target", "otp: time to target"]
     for i, name in enumerate(("aes-256-gcm", "otp")):
         a, t = acc[f"{name}: final accuracy"], ttt[f"{name}: time to target"]
-        np.testing.assert_allclose(a.get_xdata(), [1e2, 1e4, 1e6])
-        np.testing.assert_allclose(a.get_ydata(), [30.0, 60.0, 80.0])
-        np.testing.assert_allclose(t.get_ydata(), [np.nan, 10.0, 1.0])  # minutes
+        # the point without a round is not on the line, and not drawn at 0 %
+        np.testing.assert_allclose(a.get_xdata(), [1e4, 1e6])
+        np.testing.assert_allclose(a.get_ydata(), [60.0, 80.0])
+        np.testing.assert_allclose(t.get_ydata(), [10.0, 1.0])  # minutes
         assert to_rgba(a.get_color()) == to_rgba(t.get_color()) == to_rgba(f"C{i}")
-    assert ax2.get_ylabel() == "time to target accuracy (min)"
-    one, one2 = drawn[1].axes
-    assert one.get_xlabel() == "key (bits)" and one.get_xscale() == "linear"
-    assert list(lines_by_label(one2)) == ["otp: end of last round"]  # no target reached
-    assert one2.get_ylabel() == "simulated time of the last round (min)"
+        none = acc[f"{name}: no round completed"]
+        assert list(none.get_xdata()) == [1e2] and none.get_marker() == "v"
+        assert none.get_transform() == ax.get_xaxis_transform()  # on the x axis, with a note
+        assert none.get_markerfacecolor() == "white"
+    (note,) = ax.texts
+    assert note.get_text() == "no round" and note.xy == (1e2, 0.0)
+    target = acc["target accuracy"]
+    assert list(target.get_ydata()) == [75.0, 75.0]
+    assert ax2.get_ylabel() == "time to target (min)"
+    # one legend, outside both panels: a colour per series, the target, the no-round marker
+    (legend,) = fig.legends
+    assert ax.get_legend() is None and ax2.get_legend() is None
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts == ["aes-256-gcm", "otp", "target accuracy (75 %)",
+                     "no round completed (never trained)"]  # fmt: skip
+    box = legend.get_window_extent()
+    assert not any(box.overlaps(a.get_window_extent()) for a in (ax, ax2))
+
+
+def test_plot_sweep_without_a_target_reached(tmp_path: Path, drawn: list[Figure]) -> None:
+    rows = [{**r, "time_to_target_s": ""} for r in sweep_rows()[:3]]
+    plot_sweep(rows, tmp_path / "one.png", x_label="key (bits)", context={})
+    ax, ax2 = drawn[0].axes
+    assert ax2.get_xlabel() == "key (bits)"
+    assert list(lines_by_label(ax2)) == ["otp: end of last round"]
+    assert ax2.get_ylabel() == "end of last round (min)"
+    assert drawn[0].get_suptitle() == "Key rate vs accuracy"
+    assert "target accuracy" not in lines_by_label(ax)
+
+
+def test_plot_sweep_warns_when_no_point_can_change_accuracy(
+    tmp_path: Path, drawn: list[Figure], caplog: Any
+) -> None:
+    rows = [{**r, "rounds_done": 2, "final_global_acc": 0.16} for r in sweep_rows()]
+    ctx = {**CONTEXT, "horizon_s": None}
+    with caplog.at_level(logging.WARNING, logger="qfl.cosim.plots"):
+        plot_sweep(rows, tmp_path / "flat.png", context=ctx)
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and record.getMessage().startswith(
+        f"sweep {tmp_path.name}: every point completed the same 2 rounds"
+    )
+    ax = drawn[0].axes[0]
+    (note,) = ax.texts
+    assert "the same 2 rounds" in note.get_text()
+    assert "no horizon" in drawn[0].get_suptitle()
+
+
+def test_sweep_context_from_a_sweep_folder(tmp_path: Path) -> None:
+    (tmp_path / "sweep.json").write_text(json.dumps({"name": "s", "base": "metro"}))
+    for i, horizon in enumerate((600.0, 600.0)):
+        (tmp_path / "points" / f"p{i}").mkdir(parents=True)
+        summary = {"scenario": "metro", "horizon_s": horizon, "target_accuracy": 0.8}
+        (tmp_path / "points" / f"p{i}" / "summary.json").write_text(json.dumps(summary))
+    (tmp_path / "points" / "failed").mkdir()
+    (tmp_path / "points" / "failed" / "summary.json").write_text('{"status": "failed"}')
+    assert sweep_context(tmp_path) == {
+        "name": "s", "scenario": "metro", "horizon_s": 600.0, "target_accuracy": 0.8
+    }  # fmt: skip
+    (tmp_path / "points" / "p1" / "summary.json").write_text(
+        json.dumps({"scenario": "metro", "horizon_s": 60.0, "target_accuracy": 0.8})
+    )
+    assert sweep_context(tmp_path)["horizon_s"] == "varies"
+    assert sweep_context(tmp_path / "nothing") == {"name": None, "scenario": None}
 
 
 def test_redraw_a_run_folder(tmp_path: Path, is_png: Any, drawn: list[Figure]) -> None:
@@ -290,7 +454,7 @@ def test_redraw_a_run_folder(tmp_path: Path, is_png: Any, drawn: list[Figure]) -
         is_png(p)
     mean = lines_by_label(drawn[0].axes[0])["mean global (test set)"]
     np.testing.assert_allclose(mean.get_ydata(), [15.0, 30.0, 45.0])  # from metrics.csv
-    assert list(lines_by_label(drawn[1].axes[0])) == ["a-r"]  # from keypools.csv
+    assert list(labelled_lines(drawn[1].axes[0])) == ["a-r"]  # from keypools.csv
     assert len(drawn[2].axes[0].get_lines()) == len(LINKS)  # from topology.json
 
 
@@ -303,12 +467,19 @@ def test_redraw_a_sweep_folder(tmp_path: Path, is_png: Any, drawn: list[Figure])
     (tmp_path / "sweep.json").write_text(
         json.dumps({"x": "key_budget_bits", "x_label": "key generated (bits)"})
     )
+    (tmp_path / "points" / "p1").mkdir(parents=True)
+    (tmp_path / "points" / "p1" / "summary.json").write_text(
+        json.dumps({"scenario": "metro", "horizon_s": 90.0, "target_accuracy": 0.5})
+    )
     (made,) = redraw(tmp_path)
     assert made.name == "keyrate_vs_accuracy.png"
     is_png(made)
-    ax = drawn[0].axes[0]
-    assert ax.get_xlabel() == "key generated (bits)"  # from sweep.json
-    (line,) = ax.get_lines()
+    ax, ax2 = drawn[0].axes
+    assert ax2.get_xlabel() == "key generated (bits)"  # from sweep.json
+    # from the points' summaries
+    assert drawn[0].get_suptitle().endswith("horizon 90 s, target 50 % accuracy")
+    assert lines_by_label(ax).pop("target accuracy").get_ydata()[0] == 50.0
+    line = lines_by_label(ax)["def-fd: final accuracy"]
     np.testing.assert_allclose(line.get_xdata(), [10.0, 100.0, 1000.0])
     np.testing.assert_allclose(line.get_ydata(), [10.0, 20.0, 30.0])
 

@@ -15,7 +15,17 @@ from qfl.scenario import Scenario, ScenarioError, apply_overrides, apply_quick, 
 
 _out = Console(highlight=False, soft_wrap=True)  # notices go to stdout: stderr is for errors
 
-__all__ = ["resolve_scenario", "simulate", "summary_table"]
+__all__ = ["ThreadsOption", "resolve_scenario", "simulate", "summary_table"]
+
+ThreadsOption = Annotated[
+    str | None,  # parsed by qfl.threads: a bad value's error names it and what is allowed
+    typer.Option(
+        "--threads",
+        metavar="N",
+        help="CPU threads for the learning half, per learning job (default: $QFL_THREADS, "
+        "else one per physical core). Numbers are reproducible for a given thread count.",
+    ),
+]
 
 
 def resolve_scenario(file: Path, quick: bool, sets: list[str] | None) -> Scenario:
@@ -114,15 +124,7 @@ def simulate(
         Path | None, typer.Option("--out", "-o", help="Run folder (default: outputs.dir/NAME).")
     ] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Draw the PNG plots.")] = True,
-    threads: Annotated[
-        str | None,  # parsed by qfl.threads: a bad value's error names it and what is allowed
-        typer.Option(
-            "--threads",
-            metavar="N",
-            help="CPU threads for the learning half (default: $QFL_THREADS, else one per physical "
-            "core). Numbers are reproducible for a given thread count.",
-        ),
-    ] = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """Run a scenario: the QKD network's timeline, then the learning it allows."""
     from qfl.cosim import run_scenario

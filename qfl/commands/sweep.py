@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from qfl.commands.simulate import ThreadsOption
 from qfl.cosim.executors import check_executor
 from qfl.cosim.sweep import SweepSpec, load_sweep_file, parse_set_options, run_sweep
 from qfl.scenario import (
@@ -59,15 +60,7 @@ def sweep(
     jobs: Annotated[
         int | None, typer.Option(help="Local worker processes (default: cores / threads).")
     ] = None,
-    threads: Annotated[
-        str | None,  # parsed by qfl.threads: a bad value's error names it and what is allowed
-        typer.Option(
-            "--threads",
-            metavar="N",
-            help="CPU threads per learning job (default: $QFL_THREADS, else one per physical "
-            "core). Numbers are reproducible for a given thread count.",
-        ),
-    ] = None,
+    threads: ThreadsOption = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip points already finished.")] = False,
     plots: Annotated[bool, typer.Option("--plots/--no-plots")] = True,
 ) -> None:

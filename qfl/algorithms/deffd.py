@@ -692,12 +692,17 @@ class DecentralizedLearner:
 
 
 def run_round(
-    learner: DecentralizedLearner, transport: Transport, plan: RoundPlan
+    learner: DecentralizedLearner,
+    transport: Transport,
+    plan: RoundPlan,
+    on_phase: Callable[[str], None] | None = None,
 ) -> RoundMetrics | None:
     """Execute one planned round through ``transport`` (instant delivery assumed).
 
     Senders train, snapshot and send; then every client's inbox is read and what arrived
     is fused; then, if the plan says so, all models are evaluated.
+
+    ``on_phase(text)``, if given, is told when the local updates are done (progress).
 
     Returns
     -------
@@ -705,6 +710,8 @@ def run_round(
         The evaluation after the round, if the plan asks for one.
     """
     learner.local_update(plan.senders, round_index=plan.index)
+    if on_phase is not None:
+        on_phase(f"{len(plan.senders)} clients trained, fusing {len(plan.transfers)}")
     for t in plan.transfers:
         payload = learner.snapshot(t.src, round_index=plan.index)
         transport.send(t.src, t.dst, payload, n_bytes=payload.n_bytes, tag="model")

@@ -409,11 +409,16 @@ class ServerRounds:
         self.params = aggregate(self.params, updates)
         return len(updates)
 
-    def run_round(self, transport: Transport | None = None) -> tuple[int, int]:
+    def run_round(
+        self, transport: Transport | None = None, on_phase: Callable[[str], None] | None = None
+    ) -> tuple[int, int]:
         """One full round over ``transport`` (default: the one given at construction);
-        returns ``(bytes_down, bytes_up)``."""
+        returns ``(bytes_down, bytes_up)``. ``on_phase(text)`` hears when the clients have
+        trained (progress)."""
         down = self.broadcast(transport)
         up = self.local_training(transport)
+        if on_phase is not None:
+            on_phase("clients trained, aggregating")
         self.aggregate_updates(transport)
         self.round += 1
         return down, up

@@ -43,7 +43,7 @@ References
 from __future__ import annotations
 
 import copy
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -506,9 +506,11 @@ class FedSimCLR(ServerRounds):
         self.last_losses = tuple(losses)
         return out
 
-    def run_round(self, transport: Transport | None = None) -> PretrainRound:  # type: ignore[override]
+    def run_round(  # type: ignore[override]
+        self, transport: Transport | None = None, on_phase: Callable[[str], None] | None = None
+    ) -> PretrainRound:
         """One full round (over ``transport``, default: the one given at construction)."""
-        down, up = super().run_round(transport)
+        down, up = super().run_round(transport, on_phase)
         return PretrainRound(self.round, self.last_losses, down, up)
 
 

@@ -173,8 +173,9 @@ def simulate(
     try:
         with progress, using_threads(n_threads):
             result = run_scenario(
-                sc, folder, on_eval=on_eval, on_network=on_network, plots=plots, topo=topo
-            )
+                sc, folder, on_eval=on_eval, on_network=on_network, plots=plots, topo=topo,
+                on_progress=lambda r, text: progress.update(task, info=f"round {r}: {text}"),
+            )  # fmt: skip
     except KeyboardInterrupt:
         console.print(f"interrupted: the partial run is in {folder}", markup=False)
         raise typer.Exit(130) from None

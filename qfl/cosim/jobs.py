@@ -85,6 +85,12 @@ class Job:
     profile: ComputeProfile
     #: The server's label in the learners' transport (server families).
     SERVER_LABEL: ClassVar[str] = "server"
+    #: ``progress(round, text)``: told what a round is doing (a progress display).
+    progress: Callable[[int, str], None] | None = None
+
+    def _phase(self, r: int) -> Callable[[str], None] | None:
+        report = self.progress
+        return None if report is None else (lambda text: report(r, text))
 
     def plan(self, r: int) -> RoundOps:
         """The operations of round ``r`` (the same for both halves)."""
@@ -140,8 +146,13 @@ class Job:
         replay = self._replay(tl)
         learner = self.start()
         for r in range(tl.rounds_done):
-            self.step(learner, self.plan(r), replay.at(r))
+            ops = self.plan(r)
+            if self.progress is not None:
+                self.progress(r + 1, f"training {len(ops.trains)} clients")
+            self.step(learner, ops, replay.at(r))
             if (r + 1) in eval_rounds:
+                if self.progress is not None:
+                    self.progress(r + 1, "evaluating")
                 on_eval(r + 1, self.evaluate(learner, r + 1))
 
 
@@ -259,7 +270,8 @@ class DecentralizedJob(Job):
         from qfl.algorithms.deffd import RoundPlan, Transfer, run_round
 
         transfers = tuple(Transfer(op.src, op.dst) for op in ops.sends)
-        run_round(learner, transport, RoundPlan(ops.index, ops.trains, transfers, evaluate=False))
+        plan = RoundPlan(ops.index, ops.trains, transfers, evaluate=False)
+        run_round(learner, transport, plan, self._phase(ops.index + 1))
 
     def evaluate(self, learner: Any, r: int) -> list[EvalRow]:
         """Global (test set) and local (held-out) accuracy of every client."""
@@ -405,7 +417,7 @@ class FedAvgJob(Job):
 
     def step(self, learner: Any, ops: RoundOps, transport: RoundTransport) -> None:
         """Broadcast, local training of the clients reached, aggregation."""
-        learner.run_round(transport)
+        learner.run_round(transport, self._phase(ops.index + 1))
 
     def evaluate(self, learner: Any, r: int) -> list[EvalRow]:
         """Global accuracy at each client's exit, personalized accuracy, accuracy per exit."""
@@ -513,7 +525,7 @@ class SSLJob(Job):
 
     def step(self, learner: Any, ops: RoundOps, transport: RoundTransport) -> None:
         """One FedAvg round of the SimCLR objective."""
-        learner.run_round(transport)
+        learner.run_round(transport, self._phase(ops.index + 1))
 
     def evaluate(self, learner: Any, r: int) -> list[EvalRow]:
         """Train each client's head on the current encoder; its accuracy (local only)."""

@@ -236,6 +236,7 @@ def run_scenario(
     on_network: Callable[[NetworkRun], None] | None = None,
     plots: bool | None = None,
     topo: Any = None,
+    on_progress: Callable[[int, str], None] | None = None,
 ) -> RunResult:
     """Run a scenario end to end and (if ``folder`` is given) write its run folder.
 
@@ -254,6 +255,8 @@ def run_scenario(
         Draw the PNGs (default: the scenario's ``outputs.plots``).
     topo : TopologySpec, optional
         The checked topology of ``sc`` (see :func:`simulate_network`).
+    on_progress : callable, optional
+        ``on_progress(round, text)`` during a round (what it is doing).
 
     Notes
     -----
@@ -270,6 +273,7 @@ def run_scenario(
             _write_failed(folder, sc, exc)
         raise
     wall = {"network_s": nrun.wall_s}
+    nrun.job.progress = on_progress
     out = RunFolder(folder, nrun) if folder is not None else None
     rows: list[EvalRow] = []
 

@@ -414,3 +414,14 @@ def test_round_time_splits_into_compute_key_bandwidth_propagation(tiny: Tiny, fm
     assert summary["time_share"] == shares and "link a-b" in summary["binds"]
     fast = two_clients(tiny, {"length_km": 10, "skr_bps": 1e12}, learning={"rounds": 1})
     assert time_shares(simulate_network(fast).timeline)["compute"] > 0.99
+
+
+def test_progress_inside_a_round(tiny: Tiny, fmnist: Path) -> None:
+    seen: list[tuple[int, str]] = []
+    sc = scenario(tiny({"learning": {"rounds": 2}}))
+    run_scenario(sc, None, on_progress=lambda r, text: seen.append((r, text)))
+    assert [r for r, _ in seen] == sorted(r for r, _ in seen)  # in round order
+    texts = [t for _, t in seen]
+    assert texts.count("evaluating") == 2
+    assert any(t.startswith("training ") for t in texts)
+    assert any("clients trained, fusing" in t for t in texts)

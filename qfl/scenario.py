@@ -567,6 +567,18 @@ def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
+def _description(loc: tuple[int | str, ...]) -> str:
+    """The schema's description of the field at ``loc`` ('' if none)."""
+    model: type[BaseModel] | None = Scenario
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        info = model.model_fields.get(str(part))
+        model = None if info is None else _model_in(info.annotation)
+    info = model.model_fields.get(str(loc[-1])) if model is not None and loc else None
+    return " ".join((info.description or "").split()) if info is not None else ""
+
+
 # pydantic error types -> what is allowed, phrased to follow the path
 _TYPE_MESSAGES = {
     "int_parsing": "must be an integer",
@@ -607,7 +619,8 @@ def _format_error(err: Mapping[str, Any]) -> tuple[str, str]:
     if typ == "missing":
         if loc and isinstance(loc[-1], int):  # a tuple with too few items
             return _loc_to_path(loc[:-1]), f"must have {loc[-1] + 1} items, got {_short(value)}"
-        return path, "missing; this field is required"
+        about = _description(loc)
+        return path, "missing; this field is required" + (f" ({about})" if about else "")
     if typ in _TYPE_MESSAGES:
         msg = _TYPE_MESSAGES[typ]
         if typ == "model_type" and ctx.get("class_name"):

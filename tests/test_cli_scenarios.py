@@ -127,9 +127,9 @@ SCENARIO_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     (
         "missing-dataset",
         _del("learning.dataset"),
-        r"^learning\.dataset: missing; this field is required$",
+        r"^learning\.dataset: missing; this field is required \(fashion-mnist .*\)$",
     ),
-    ("missing-name", _del("name"), r"^name: missing; this field is required$"),
+    ("missing-name", _del("name"), r"^name: missing; this field is required \(Names the run .*\)$"),
     (
         "unknown-server",
         _set("learning.server", "zz"),

@@ -43,6 +43,7 @@ from typing import Any
 
 import networkx as nx
 import numpy as np
+from bench_network import connected_geometric_graph  # beside this script
 
 from qfl.cosim.jobs import DecentralizedJob, Job
 from qfl.cosim.plan import RoundOps
@@ -58,19 +59,7 @@ def regional_topology(
     """The scenario's ``topology`` section: a connected random geometric graph with
     coordinates (no lengths: the scenario derives them), ``clients`` of the nodes clients."""
     rng = np.random.default_rng(seed)
-    pos = rng.uniform(0.0, side_km, size=(n, 2))
-    radius = math.sqrt(degree * side_km**2 / (math.pi * n))
-    g = nx.random_geometric_graph(
-        n, radius, pos={i: tuple(p) for i, p in enumerate(pos)}, seed=seed
-    )
-    comps = sorted(nx.connected_components(g), key=len, reverse=True)
-    main = np.array(sorted(comps[0]))
-    for comp in comps[1:]:  # join each fragment to the main component by its shortest edge
-        c = np.array(sorted(comp))
-        d = np.linalg.norm(pos[c][:, None, :] - pos[main][None, :, :], axis=2)
-        i, j = np.unravel_index(np.argmin(d), d.shape)
-        g.add_edge(int(c[i]), int(main[j]))
-        main = np.concatenate([main, c])
+    g, pos = connected_geometric_graph(rng, n, seed, side_km=side_km, degree=degree)
     client_ids = set(rng.choice(n, size=clients, replace=False).tolist())
     lat0, lon0 = 50.0, 10.0
     coslat = math.cos(math.radians(lat0))

@@ -94,11 +94,12 @@ def naive_pool(
     return TickedKeyPool(env, spec, rate, observer)
 
 
-def metro_topology(
-    n: int, seed: int, *, side_km: float = 200.0, degree: float = 5.0, servers: int = 40
-) -> TopologySpec:
-    """A connected random geometric graph with realistic metro fibre lengths."""
-    rng = np.random.default_rng(seed)
+def connected_geometric_graph(
+    rng: np.random.Generator, n: int, seed: int, *, side_km: float, degree: float
+) -> tuple[nx.Graph, np.ndarray]:
+    """``n`` nodes uniform on a ``side_km`` square (drawn from ``rng``), joined within the
+    radius that gives mean ``degree``; each fragment is joined to the main component by its
+    shortest edge. Returns the graph and the positions (km). Shared by the scale benchmarks."""
     pos = rng.uniform(0.0, side_km, size=(n, 2))
     radius = math.sqrt(degree * side_km**2 / (math.pi * n))
     g = nx.random_geometric_graph(
@@ -112,6 +113,15 @@ def metro_topology(
         i, j = np.unravel_index(np.argmin(d), d.shape)
         g.add_edge(int(c[i]), int(main[j]))
         main = np.concatenate([main, c])
+    return g, pos
+
+
+def metro_topology(
+    n: int, seed: int, *, side_km: float = 200.0, degree: float = 5.0, servers: int = 40
+) -> TopologySpec:
+    """A connected random geometric graph with realistic metro fibre lengths."""
+    rng = np.random.default_rng(seed)
+    g, pos = connected_geometric_graph(rng, n, seed, side_km=side_km, degree=degree)
     server_ids = set(rng.choice(n, size=servers, replace=False).tolist())
     nodes = tuple(
         NodeSpec(f"n{i}", role="server" if i in server_ids else "client", lat=None, lon=None)

@@ -34,7 +34,7 @@ import yaml
 
 from network.records import to_rows
 from qfl.cosim.jobs import EvalRow
-from qfl.scenario import ScenarioError, check_folder_name
+from qfl.scenario import Scenario, ScenarioError, check_folder_name
 
 if TYPE_CHECKING:
     from network import QKDNetwork
@@ -169,14 +169,23 @@ def _pool_rows(net: QKDNetwork) -> list[dict[str, Any]]:
     return rows
 
 
+def write_scenario(folder: Path, sc: Scenario) -> None:
+    """The resolved scenario as ``scenario.yaml``."""
+    doc = yaml.safe_dump(sc.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    _write_text_atomic(folder / "scenario.yaml", doc)
+
+
+def write_unsimulated(folder: Path, sc: Scenario, summary: dict[str, Any]) -> None:
+    """The folder of a run whose network half did not finish: its scenario and summary."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_scenario(folder, sc)
+    _write_text_atomic(folder / "summary.json", json.dumps(summary, indent=2, default=str))
+
+
 def write_network_outputs(nrun: NetworkRun, folder: Path) -> None:
     """Write the resolved scenario, topology, transfers, key pools, faults and operations."""
     folder.mkdir(parents=True, exist_ok=True)
-    sc = nrun.scenario
-    _write_text_atomic(
-        folder / "scenario.yaml",
-        yaml.safe_dump(sc.model_dump(mode="json"), sort_keys=False, allow_unicode=True),
-    )
+    write_scenario(folder, nrun.scenario)
     topo = nrun.topology
     topo_json = {
         "nodes": [

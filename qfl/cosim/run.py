@@ -326,13 +326,7 @@ def one_line(exc: BaseException) -> str:
 
 def _write_failed(folder: Path, sc: Scenario, exc: BaseException) -> None:
     """A run that ended before its network half finished: the scenario and the error."""
-    import json
-
-    import yaml
+    from qfl.cosim.outputs import write_unsimulated
 
     status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-    folder.mkdir(parents=True, exist_ok=True)
-    doc = yaml.safe_dump(sc.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-    (folder / "scenario.yaml").write_text(doc, encoding="utf-8")
-    summary = {"scenario": sc.name, "status": status, "error": one_line(exc)}
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    write_unsimulated(folder, sc, {"scenario": sc.name, "status": status, "error": one_line(exc)})

@@ -303,18 +303,14 @@ def _write_point(
 ) -> None:
     """Write point ``p``'s run folder from its group's evaluations (or its error),
     atomically: built beside ``pdir`` and renamed into place."""
-    from qfl.cosim.outputs import RunFolder
+    from qfl.cosim.outputs import RunFolder, write_unsimulated
     from qfl.cosim.run import eval_rounds_for, summarize_run
 
     tmp = pdir.with_name(f".tmp-{pdir.name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     if nr is None:  # the network half failed: the scenario and the error only
-        (tmp / "scenario.yaml").write_text(
-            yaml.safe_dump(p.scenario.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
-        )
-        summary = {"scenario": p.scenario.name, **extra}
-        write_json_atomic(summary, tmp / "summary.json")
+        write_unsimulated(tmp, p.scenario, {"scenario": p.scenario.name, **extra})
         _publish(tmp, pdir)
         return
     failed = isinstance(outcome, BaseException)
@@ -471,7 +467,6 @@ def _x_label(x: str) -> str:
 def _same_scenario(pdir: Path, scenario: Any) -> bool:
     """Whether the point folder's ``scenario.yaml`` is ``scenario`` (resume reruns a point
     whose sweep file or base scenario changed since)."""
-    import yaml
 
     try:
         stored = yaml.safe_load((pdir / "scenario.yaml").read_text(encoding="utf-8"))

@@ -40,6 +40,7 @@ from qfl.scenario import (
 from qkd.errors import QflError
 
 __all__ = [
+    "PointRunner",
     "SweepPoint",
     "SweepSpec",
     "load_sweep_file",
@@ -273,11 +274,15 @@ def _learning_groups(nruns: Mapping[int, Any]) -> list[list[int]]:
     return groups
 
 
-def _task(nruns: Mapping[int, Any], group: Sequence[int]) -> Task:
-    """The learning task of a group: its lead's scenario and timeline, every evaluation."""
+def _task(nruns: Mapping[int, Any], group: Sequence[int], *, eval_all: bool = False) -> Task:
+    """The learning task of a group: its lead's scenario and timeline, and an evaluation
+    after the last round of every member (after every round with ``eval_all``)."""
     lead = nruns[group[0]]
     tl = lead.timeline
-    extra = sorted({nruns[i].timeline.rounds_done for i in group})
+    if eval_all:
+        extra = list(range(1, tl.rounds_done + 1))
+    else:
+        extra = sorted({nruns[i].timeline.rounds_done for i in group})
     timeline = {"rounds_done": tl.rounds_done, "dropped": sorted(tl.dropped)}
     return lead.scenario.model_dump_json(), timeline, extra
 
@@ -376,22 +381,15 @@ def run_sweep(
     list of dict
         The sweep table, a row per point (``status`` says complete or failed).
     """
-    from qfl.cosim.run import one_line, simulate_network
-
-    # Kept as one function: the network half, the learning tasks and the point writer share
-    # the progress state (``written``) and the timers.
     check_executor(executor, jobs)
-    t0 = time.perf_counter()
     points = sweep_points(spec)
-    (folder / "points").mkdir(parents=True, exist_ok=True)
     meta = _meta(spec, len(points))
+    (folder / "points").mkdir(parents=True, exist_ok=True)
     write_json_atomic(meta, folder / "sweep.json")
     resumed = _finished(points, folder) if resume else set()
-    cache: dict[str, Any] = {}  # one learning job per distinct learning input, not per point
-    nruns: dict[int, Any] = {}
     done = len(resumed)
 
-    def written(p: SweepPoint) -> None:
+    def written(p: SweepPoint, _summary: Mapping[str, Any]) -> None:
         nonlocal done
         done += 1
         table = _table(spec, points, folder, resumed)
@@ -400,35 +398,12 @@ def run_sweep(
             row = next(r for r in table if r["point"] == p.index)
             on_point(done, len(points), row)
 
-    for p in points:
-        if p.index in resumed:
-            continue
-        try:
-            nruns[p.index] = simulate_network(p.scenario, job_cache=cache)
-        except QflError as exc:
-            why = {"status": "failed", "error": one_line(exc)}
-            _write_point(folder / "points" / p.slug, p, None, exc, plots=False, extra=why)
-            written(p)
-    groups = _learning_groups(nruns)
-    tasks = [_task(nruns, g) for g in groups]
-    t_net = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    for k, outcome in iter_tasks(tasks, executor, jobs, address):
-        rows = outcome if isinstance(outcome, BaseException) else [
-            EvalRow(**{**r, "exit_acc": tuple(r["exit_acc"])}) for r in outcome
-        ]  # fmt: skip
-        for i in groups[k]:
-            extra: dict[str, Any] = {"learning_group": k, "learning_group_size": len(groups[k])}
-            if isinstance(outcome, BaseException):
-                extra["error"] = one_line(outcome)
-            p = points[i]
-            _write_point(folder / "points" / p.slug, p, nruns[i], rows, plots=plots, extra=extra)
-            written(p)
+    todo = [p for p in points if p.index not in resumed]
+    runner = PointRunner(folder, executor=executor, jobs=jobs, address=address, plots=plots)
+    runner.run(todo, on_written=written)
     table = _table(spec, points, folder, resumed)
     write_sweep_table(table, folder / "sweep.csv")
-    t_learn, t_total = time.perf_counter() - t1, time.perf_counter() - t0
-    meta.update(learning_jobs=len(groups), wall_network_s=t_net, wall_learning_s=t_learn,
-                wall_total_s=t_total)  # fmt: skip
+    meta.update(runner.timings())
     write_json_atomic(meta, folder / "sweep.json")
     if plots:
         from qfl.cosim.plots import plot_sweep
@@ -438,6 +413,155 @@ def run_sweep(
             ok, folder / "keyrate_vs_accuracy.png", x=_x_column(spec.x), x_label=meta["x_label"]
         )
     return table
+
+
+@dataclass
+class _Learned:
+    """One learning execution: its job identity, timeline structure, the rounds it
+    evaluated, and its rows (or its error)."""
+
+    index: int
+    identity: str
+    structure: Any
+    evaluated: frozenset[int]
+    rows: Sequence[EvalRow] | BaseException
+
+
+class PointRunner:
+    """Runs batches of points (scenarios) into run folders ``folder/points/<slug>/``.
+
+    Every point's network half is simulated here (cheap); points whose learning inputs are
+    identical and whose timelines are prefixes of one another share one learning execution
+    (run on the executor), and a later batch reuses an earlier batch's execution when it
+    evaluated every round the new point reports (``eval_all`` makes a batch's executions
+    evaluate after every round, so any later prefix finds them). Sweeps run one batch;
+    planner studies (:mod:`qfl.cosim.studies`) run several, each chosen from the last.
+
+    Parameters
+    ----------
+    folder : Path
+        The study folder (its ``points/`` subfolder holds the run folders).
+    executor, jobs, address
+        Where learning executions run (see :func:`qfl.cosim.executors.iter_tasks`).
+    plots : bool
+        Draw each point's PNGs.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        executor: str = "local",
+        jobs: int | None = None,
+        address: str | None = None,
+        plots: bool = True,
+    ) -> None:
+        check_executor(executor, jobs)
+        self.folder = folder
+        self.executor, self.jobs, self.address, self.plots = executor, jobs, address, plots
+        self.learned: list[_Learned] = []
+        self.learning_executions = 0
+        self.job_cache: dict[str, Any] = {}  # one learning job per distinct learning input
+        self.wall = {"wall_network_s": 0.0, "wall_learning_s": 0.0}
+        (folder / "points").mkdir(parents=True, exist_ok=True)
+
+    def timings(self) -> dict[str, Any]:
+        """Learning executions run and the wall time of each half so far."""
+        total = self.wall["wall_network_s"] + self.wall["wall_learning_s"]
+        return {"learning_jobs": self.learning_executions, **self.wall, "wall_total_s": total}
+
+    def run(
+        self,
+        points: Sequence[SweepPoint],
+        *,
+        eval_all: bool = False,
+        resume: bool = False,
+        on_written: Callable[[SweepPoint, Mapping[str, Any]], None] | None = None,
+    ) -> dict[int, dict[str, Any]]:
+        """Run ``points`` (one batch) and return each point's summary by index.
+
+        Each point's folder is written atomically the moment its learning finishes, and
+        ``on_written(point, summary)`` is called; a point that fails gets ``status: failed``
+        and its error, and the others go on. With ``resume``, a point whose folder holds a
+        complete run of the same scenario is read back, not run.
+        """
+        from qfl.cosim.run import eval_rounds_for, one_line, simulate_network
+
+        out: dict[int, dict[str, Any]] = {}
+
+        def write(p: SweepPoint, nr: Any, rows: Any, extra: dict[str, Any]) -> None:
+            pdir = self.folder / "points" / p.slug
+            _write_point(pdir, p, nr, rows, plots=self.plots, extra=extra)
+            out[p.index] = _read_summary(pdir) or {"status": "failed", **extra}
+            if on_written is not None:
+                on_written(p, out[p.index])
+
+        t0 = time.perf_counter()
+        if resume:
+            for i in _finished(points, self.folder):
+                p = next(q for q in points if q.index == i)
+                out[i] = _read_summary(self.folder / "points" / p.slug) or {}
+                if on_written is not None:
+                    on_written(p, out[i])
+        nruns: dict[int, Any] = {}
+        for p in points:
+            if p.index in out:
+                continue
+            try:
+                nruns[p.index] = simulate_network(p.scenario, job_cache=self.job_cache)
+            except QflError as exc:
+                why = {"status": "failed", "error": one_line(exc)}
+                write(p, None, exc, why)
+        by_index = {p.index: p for p in points}
+        fresh: dict[int, Any] = {}
+        for i, nr in nruns.items():
+            known = self._reusable(nr, eval_rounds_for)
+            if known is None:
+                fresh[i] = nr
+            else:
+                extra = {"learning": "reused", "learning_group": known.index}
+                write(by_index[i], nr, known.rows, extra)
+        groups = _learning_groups(fresh)
+        tasks = [_task(fresh, g, eval_all=eval_all) for g in groups]
+        self.wall["wall_network_s"] += time.perf_counter() - t0
+        t1 = time.perf_counter()
+        base = self.learning_executions  # executions are numbered by group, batch after batch
+        for k, outcome in iter_tasks(tasks, self.executor, self.jobs, self.address):
+            self.learning_executions += 1
+            rows = outcome if isinstance(outcome, BaseException) else [
+                EvalRow(**{**r, "exit_acc": tuple(r["exit_acc"])}) for r in outcome
+            ]  # fmt: skip
+            lead = fresh[groups[k][0]]
+            if not isinstance(rows, BaseException):
+                evaluated = {r.round for r in rows}
+                self.learned.append(_Learned(base + k, lead.job.identity(),
+                                             lead.timeline.structure(), frozenset(evaluated),
+                                             rows))  # fmt: skip
+            for i in groups[k]:
+                extra: dict[str, Any] = {
+                    "learning": "ran" if i == groups[k][0] else "shared",
+                    "learning_group": base + k,
+                    "learning_group_size": len(groups[k]),
+                }
+                if isinstance(rows, BaseException):
+                    extra["error"] = one_line(rows)
+                write(by_index[i], fresh[i], rows, extra)
+        self.wall["wall_learning_s"] += time.perf_counter() - t1
+        return out
+
+    def _reusable(self, nr: Any, eval_rounds_for: Callable[..., set[int]]) -> _Learned | None:
+        """An earlier execution that serves ``nr``: same learning inputs, a timeline that
+        ``nr``'s is a prefix of, and an evaluation after every round ``nr`` reports."""
+        ident, struct = nr.job.identity(), nr.timeline.structure()
+        need = eval_rounds_for(nr.timeline.rounds_done, nr.scenario.learning.eval_every)
+        for known in self.learned:
+            if (
+                known.identity == ident
+                and _prefix_of(struct, known.structure)
+                and need <= known.evaluated
+            ):
+                return known
+        return None
 
 
 def _meta(spec: SweepSpec, n_points: int) -> dict[str, Any]:

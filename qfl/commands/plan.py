@@ -169,14 +169,14 @@ def threshold_cmd(
 ) -> None:
     """The least value of a knob that still reaches a target accuracy by a deadline."""
     from qfl.cosim.executors import check_executor
-    from qfl.cosim.studies import knob_direction, threshold
+    from qfl.cosim.studies import check_knob, threshold
 
     within_s = parse_duration(within, "--within")
     if not 0 < target <= 1:
         raise ScenarioError("--target", f"must be an accuracy in (0, 1], got {target}")
     lo, hi = _range(range_)
-    knob_direction(vary)
     sc = resolve_scenario(file, quick, set_)
+    check_knob(sc, vary)
     check_executor(executor, jobs)
     folder = _folder(sc, "threshold", out, resume)
     runner = _runner(folder, executor, jobs, address)

@@ -39,6 +39,7 @@ from qfl.scenario import FaultSpec, Scenario, ScenarioError, apply_overrides
 __all__ = [
     "KNOBS",
     "StudyResult",
+    "check_knob",
     "contingency",
     "knob_direction",
     "threshold",
@@ -93,6 +94,19 @@ def knob_direction(path: str) -> int:
         f"hyperparameters change accuracy non-monotonically; use qfl sweep for them); "
         f"allowed: {allowed}, pool sizes, flops, attenuation... (qfl.cosim.studies.KNOBS)",
     )
+
+
+def check_knob(sc: Scenario, path: str) -> int:
+    """The direction of knob ``path`` (see :func:`knob_direction`), after checking that it
+    names a field of ``sc``.
+
+    Raises
+    ------
+    ScenarioError
+        For a path naming no field, or a field that is not a monotone knob.
+    """
+    _current(sc, path)
+    return knob_direction(path)
 
 
 @dataclass
@@ -206,7 +220,7 @@ def threshold(
         where more helps (or its absence where more hurts), or evaluations that contradict
         monotonicity.
     """
-    direction = knob_direction(vary)
+    direction = check_knob(base, vary)
     if direction < 0 and not maximize:
         raise ScenarioError("--vary", f"more of {vary} is worse: add --maximize to find the "
                             "largest value that still reaches the target")  # fmt: skip

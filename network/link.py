@@ -86,6 +86,11 @@ class Link:
     pool : FluidKeyPool
     free_at : dict
         Per sending node, when that direction's channel is next free (FIFO queueing).
+    busy_s : dict
+        Per sending node, the seconds that direction's channel spent serialising frames
+        that crossed the link (a frame lost to a fault is not counted).
+    bytes_sent : int
+        Bytes of the frames that crossed the link, both directions.
     cut, attack_factor, under_attack, nodes_down, tampered
         Fault state (changed by the methods below); the pool's rate is
         ``nominal_rate_bps * attack_factor`` while the link is intact and both ends are up,
@@ -132,6 +137,8 @@ class Link:
             )
         )
         self.free_at: dict[str, float] = {spec.a: env.now, spec.b: env.now}
+        self.busy_s: dict[str, float] = {spec.a: 0.0, spec.b: 0.0}
+        self.bytes_sent = 0
         self.cut = False
         self.attack_factor = 1.0
         self.under_attack = False

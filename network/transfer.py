@@ -285,6 +285,8 @@ class Transfer:
                 self.queued_s += start - t
                 self.transmit_s += tx
                 self.propagation_s += link.latency_s
+                link.busy_s[u] += tx
+                link.bytes_sent += chunk
                 try:
                     # the plan is spent: a chunk that crosses the link again plans anew
                     data = self._arrive(link, u, plans.pop(link), held, data)

@@ -69,6 +69,30 @@ def _bits(x: float) -> str:
     return f"{x:.3g} bit"
 
 
+def _bottleneck_rows(table: Table, s: dict[str, Any]) -> None:
+    """The rows of the round breakdown and the per-link figures (``bottlenecks.png``)."""
+    rounds = s.get("round_breakdown") or []
+    if rounds:
+        slow = max(rounds, key=lambda r: r["duration_s"])
+        order = ("compute", "key", "bandwidth", "propagation", "blocked")
+        top = max(order, key=lambda c: slow[c])
+        share = slow[top] / slow["duration_s"] if slow["duration_s"] > 0 else 0.0
+        table.add_row(
+            "slowest round",
+            f"round {slow['round']}: {_fmt_time(slow['duration_s'])}, {100 * share:.0f} % {top}",
+        )
+        table.add_row("slowest round ended by", str(slow["critical"]))
+    links = s.get("links") or []
+    waited = sorted((lk for lk in links if lk["key_wait_s"] > 0), key=lambda lk: -lk["key_wait_s"])
+    if waited:
+        text = ", ".join(f"{lk['link']} {_fmt_time(lk['key_wait_s'])}" for lk in waited[:3])
+        table.add_row("links waited on most for key", text)
+    busy = sorted((lk for lk in links if lk["utilisation"] > 0), key=lambda lk: -lk["utilisation"])
+    if busy:
+        text = ", ".join(f"{lk['link']} {100 * lk['utilisation']:.2g} %" for lk in busy[:3])
+        table.add_row("busiest links (time transmitting)", text)
+
+
 def summary_table(sc: Scenario, s: dict[str, Any]) -> Table:
     """The table ``qfl simulate`` prints at the end of a run, from its summary."""
     table = Table(
@@ -101,6 +125,7 @@ def summary_table(sc: Scenario, s: dict[str, Any]) -> Table:
         parts = " / ".join(f"{100 * share[k]:.0f}" for k in order)
         table.add_row("round time % compute / key / bandwidth / propagation / fault", parts)
         table.add_row("what binds", str(s.get("binds", "-")))
+    _bottleneck_rows(table, s)
     table.add_row(
         "transfers delivered / failed", f"{s['transfers_delivered']} / {s['transfers_failed']}"
     )

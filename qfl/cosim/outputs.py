@@ -11,9 +11,10 @@
     one row per evaluation and client (and ``node = mean``), appended as training runs;
 ``summary.json``
     final accuracy, time and rounds to the target accuracy, key generated / consumed /
-    wasted, time stalled on key, status;
-``accuracy.png``, ``keypools.png``, ``topology.png``
-    the plots.
+    wasted, time stalled on key, status; each round's time by cause and the step that ended
+    it (``round_breakdown``), each link's key, key wait and utilisation (``links``);
+``accuracy.png``, ``keypools.png``, ``topology.png``, ``bottlenecks.png``
+    the plots (:func:`qfl.cosim.plots.redraw` draws them all from the files above).
 
 Every file but ``metrics.csv`` is written whole through a temporary file and renamed, and
 ``metrics.csv`` is flushed after each evaluation, so an interrupted run leaves a consistent

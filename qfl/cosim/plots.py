@@ -22,11 +22,14 @@ from matplotlib.figure import Figure
 from qkd.errors import QflError
 
 __all__ = [
+    "BOTTLENECK_COLOURS",
+    "BOTTLENECK_LINKS",
     "DETAIL_LIMIT",
     "LAYOUT_LIMIT",
     "SINGLE_AXES_LINKS",
     "keypool_series",
     "plot_accuracy",
+    "plot_bottlenecks",
     "plot_keypools",
     "plot_sweep",
     "plot_topology",
@@ -716,6 +719,165 @@ def plot_sweep(
     return out
 
 
+BOTTLENECK_COLOURS = {
+    "compute": "#4c72b0",
+    "key": "#c44e52",
+    "bandwidth": "#dd8452",
+    "propagation": "#55a868",
+    "blocked": "#8c8c8c",
+}
+"""The colour of each part of a round's time in ``bottlenecks.png`` (the same in every run)."""
+_BOTTLENECK_LABELS = {
+    "compute": "compute (local update, fusion)",
+    "key": "waiting for key",
+    "bandwidth": "bandwidth (queueing, serialising)",
+    "propagation": "propagation",
+    "blocked": "blocked by a fault",
+}
+BOTTLENECK_LINKS = 15
+"""``bottlenecks.png`` shows at most this many links: those waited on most, then the busiest."""
+
+
+def _seconds_unit(top: float) -> tuple[float, str]:
+    if top >= 2 * 3600:
+        return 3600.0, "h"
+    if top >= 120:
+        return 60.0, "min"
+    return 1.0, "s"
+
+
+def _link_bars(
+    ax: Any, vals: Sequence[float], colour: str, xlabel: str, title: str, fmt: str, empty: str
+) -> None:
+    """One horizontal bar per link (in the axes' y order), each labelled with ``fmt``."""
+    ys = list(range(len(vals)))
+    ax.barh(ys, vals, color=colour, height=0.7)
+    top = max(vals, default=0.0)
+    ax.set_xlim(0, top * 1.35 if top > 0 else 1.0)
+    for y, v in zip(ys, vals, strict=True):
+        if v > 0:
+            ax.text(v + 0.02 * top, y, fmt.format(v), va="center", fontsize=7)
+    if top <= 0:
+        ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    ax.tick_params(labelsize=8)
+
+
+def plot_bottlenecks(
+    summary: Mapping[str, Any], path: str | Path, *, max_links: int = BOTTLENECK_LINKS
+) -> Path:
+    """Where a run's time went: each round's critical path by cause, and each link's key
+    wait and channel utilisation.
+
+    Left, one stacked bar per completed round: the seconds its critical path spent
+    computing, waiting for key, on bandwidth (queueing and serialising), propagating and
+    blocked by a fault (they add up to the round's duration); the longest round's ending
+    step is named. Right, per link (the ``max_links`` waited on most, then the busiest),
+    the seconds transfers waited for its key and the fraction of the run its busier
+    direction spent transmitting.
+
+    Parameters
+    ----------
+    summary : mapping
+        A ``summary.json``: ``round_breakdown`` and ``links`` (see
+        :func:`qfl.cosim.run.summarize_run`), optionally ``scenario`` and ``time_share``.
+    path : path
+        Output PNG.
+    max_links : int
+        Most links shown (a note says how many are left out).
+    """
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
+
+    parts = tuple(BOTTLENECK_COLOURS)
+    rounds = list(summary.get("round_breakdown") or [])
+    links = list(summary.get("links") or [])
+    ranked = sorted(
+        links,
+        key=lambda lk: (-_num(lk.get("key_wait_s")), -_num(lk.get("utilisation")), lk["link"]),
+    )
+    shown = ranked[:max_links]
+    fig = Figure(figsize=(13, max(4.8, 0.3 * len(shown) + 2.4)), layout="constrained")
+    grid = fig.add_gridspec(1, 3, width_ratios=(2.3, 1, 1))
+    ax = fig.add_subplot(grid[0])
+    durations = [_num(r.get("duration_s")) for r in rounds]
+    scale, unit = _seconds_unit(max((d for d in durations if math.isfinite(d)), default=0.0))
+    xs = [int(r["round"]) for r in rounds]
+    bottom = [0.0] * len(rounds)
+    edge = "none" if len(rounds) > 60 else "white"  # thin bars: no white gaps between parts
+    for c in parts:
+        ys = [max(0.0, _num(r.get(c))) / scale for r in rounds]
+        ax.bar(
+            xs, ys, bottom=bottom, width=0.8, color=BOTTLENECK_COLOURS[c], edgecolor=edge, lw=0.4
+        )
+        bottom = [b + y for b, y in zip(bottom, ys, strict=True)]
+    ax.set_xlabel("round")
+    ax.set_ylabel(f"round time on its critical path ({unit})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(axis="y", alpha=0.3)
+    if rounds:
+        i = max(range(len(rounds)), key=lambda k: durations[k])
+        ending = textwrap.shorten(str(rounds[i].get("critical", "")), 90, placeholder="...")
+        ax.set_title(
+            f"Round time by cause (critical path of each round)\nlongest: round {xs[i]}, "
+            f"{durations[i] / scale:.3g} {unit}, ended by {ending}",
+            fontsize=9,
+        )
+        ax.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
+        ax.set_ylim(0, 1.06 * max(bottom) if max(bottom) > 0 else 1.0)
+    else:
+        ax.set_title("Round time by cause (critical path of each round)", fontsize=9)
+        ax.text(0.5, 0.5, "no round completed", ha="center", va="center",
+                transform=ax.transAxes, color="0.4")  # fmt: skip
+    handles = [Patch(color=BOTTLENECK_COLOURS[c], label=_BOTTLENECK_LABELS[c]) for c in parts]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(parts), fontsize=8)
+    ax_w = fig.add_subplot(grid[1])
+    ax_u = fig.add_subplot(grid[2], sharey=ax_w)
+    names = [str(lk["link"]) for lk in shown]
+    ys_l = list(range(len(shown)))
+    waits = [max(0.0, _num(lk.get("key_wait_s"))) for lk in shown]
+    utils = [100 * max(0.0, _num(lk.get("utilisation"))) for lk in shown]
+    w_scale, w_unit = _seconds_unit(max(waits, default=0.0))
+    key_title = "Key waited for, per link\n(all transfers"
+    key_title += f"; top {len(shown)} of {len(links)} links)" if len(shown) < len(links) else ")"
+    _link_bars(
+        ax_w,
+        [w / w_scale for w in waits],
+        BOTTLENECK_COLOURS["key"],
+        f"key wait ({w_unit})",
+        key_title,
+        f"{{:.3g}} {w_unit}",
+        "no key waited for",
+    )
+    _link_bars(
+        ax_u,
+        utils,
+        BOTTLENECK_COLOURS["bandwidth"],
+        "busy transmitting (% of simulated time)",
+        "Channel utilisation\n(busier direction)",
+        "{:.2g} %",
+        "no traffic",
+    )
+    ax_w.set_yticks(ys_l, names)
+    if shown:
+        ax_w.set_ylim(len(shown) - 0.5, -0.5)  # the link waited on most at the top
+    ax_u.tick_params(labelleft=False)
+    share = summary.get("time_share") or {}
+    head = f"{summary['scenario']}: " if summary.get("scenario") else ""
+    parts_text = ", ".join(
+        f"{c} {100 * _num(share.get(c)):.0f} %" for c in parts if _num(share.get(c)) >= 0.005
+    )
+    fig.suptitle(
+        f"{head}where the time goes" + (f": {parts_text}" if parts_text else ""),
+        fontsize=11,
+    )
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    return out
+
+
 def redraw(folder: str | Path) -> list[Path]:
     """Redraw every plot of a run folder or sweep folder from its saved files.
 
@@ -748,6 +910,9 @@ def redraw(folder: str | Path) -> list[Path]:
         made.append(plot_keypools(read_csv(d / "keypools.csv"), d / "keypools.png", rates=rates))
     if topo:
         made.append(plot_topology(topo["nodes"], topo["links"], d / "topology.png"))
+    summary = _read_json(d / "summary.json")
+    if "round_breakdown" in summary and "links" in summary:
+        made.append(plot_bottlenecks(summary, d / "bottlenecks.png"))
     return made
 
 

@@ -18,7 +18,13 @@ from typing import Any
 import simpy
 
 from network import QKDNetwork, schedule_faults
-from qfl.cosim.bottlenecks import binding, key_wait_by_link, time_shares
+from qfl.cosim.bottlenecks import (
+    binding,
+    key_wait_by_link,
+    link_report,
+    round_report,
+    time_shares,
+)
 from qfl.cosim.jobs import EvalRow, Job, make_job
 from qfl.cosim.netbuild import (
     build_cipher,
@@ -167,7 +173,14 @@ def execute_learning(
 def summarize_run(
     nrun: NetworkRun, rows: Sequence[EvalRow], *, status: str, wall: dict[str, float]
 ) -> dict[str, Any]:
-    """The summary figures of a run (what ``summary.json`` holds)."""
+    """The summary figures of a run (what ``summary.json`` holds).
+
+    Besides the run's totals, ``round_breakdown`` gives each completed round's split into
+    compute, key, bandwidth, propagation and fault time and the step that ended it
+    (:func:`~qfl.cosim.bottlenecks.round_report`), and ``links`` each link's key rate, key
+    generated / consumed / wasted, key wait and utilisation
+    (:func:`~qfl.cosim.bottlenecks.link_report`, over the run's whole simulated time).
+    """
     sc = nrun.scenario
     tl = nrun.timeline
     net_sum = nrun.net.summary()
@@ -184,6 +197,8 @@ def summarize_run(
     shares = time_shares(tl)
     waits = key_wait_by_link([*nrun.net.records, *nrun.net.in_progress()])
     rates = [lk.skr_bps for lk in nrun.topology.links]
+    links = nrun.net.links
+    names = {pair: lk.name for pair, lk in links.items()}
     end_s = tl.round_end_s[tl.rounds_done - 1] if tl.rounds_done else 0.0
     return {
         "scenario": sc.name,
@@ -224,6 +239,8 @@ def summarize_run(
         "binds": binding(shares, waits),
         "transfer_latency_p50_s": net_sum.latency_p50_s,
         "transfer_latency_p99_s": net_sum.latency_p99_s,
+        "round_breakdown": round_report(tl, names),
+        "links": link_report(links.values(), net_sum.links, waits, net_sum.time),
         "wall_s": wall,
     }
 

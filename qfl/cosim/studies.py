@@ -269,7 +269,7 @@ def threshold(
                "rounds_done", "mean_skr_bps", "learning", "slug"]  # fmt: skip
 
     def run(values: Sequence[float]) -> list[_Eval]:
-        pts = []
+        pts: list[SweepPoint] = []
         for v in values:
             v = float(round(v)) if is_int else float(_fmt(v))  # the value the folder names
             try:
@@ -641,7 +641,7 @@ def upgrade(
     runner = runner or PointRunner(folder, executor="inline")
     pts = [SweepPoint(0, {"upgrade": "none"}, base)]
     for i, (spec, built) in enumerate(zip(base.topology.links, topo.links, strict=True)):
-        rate = built.skr_bps / base.qkd.rate_scale * factor
+        rate = (built.skr_bps or 0.0) / base.qkd.rate_scale * factor
         sc = apply_overrides(base, {f"topology.links[{i}].skr_bps": rate})
         pts.append(SweepPoint(i + 1, {"upgrade": f"{spec.a}-{spec.b}"}, sc))
     done = 0
@@ -662,7 +662,9 @@ def upgrade(
             {
                 "link": "none (baseline)" if p.index == 0 else p.values["upgrade"],
                 "skr_bps": None if p.index == 0 else topo.links[i].skr_bps,
-                "upgraded_skr_bps": None if p.index == 0 else topo.links[i].skr_bps * factor,
+                "upgraded_skr_bps": None
+                if p.index == 0
+                else (topo.links[i].skr_bps or 0.0) * factor,
                 "time_to_target_s": s.get("time_to_target_s"),
                 "gain_s": _delta(b.get("time_to_target_s"), s.get("time_to_target_s")),
                 "final_global_acc": s.get("final_global_acc"),

@@ -519,8 +519,8 @@ class PointRunner:
             if known is None:
                 fresh[i] = nr
             else:
-                extra = {"learning": "reused", "learning_group": known.index}
-                write(by_index[i], nr, known.rows, extra)
+                write(by_index[i], nr, known.rows, {"learning": "reused",
+                                                    "learning_group": known.index})  # fmt: skip
         groups = _learning_groups(fresh)
         tasks = [_task(fresh, g, eval_all=eval_all) for g in groups]
         self.wall["wall_network_s"] += time.perf_counter() - t0

@@ -24,7 +24,7 @@ from qfl.threads import prepare_env
 
 prepare_env()  # before the commands import torch: idle OpenMP threads sleep (qfl.threads)
 
-from qfl.commands import keyrate, plan, simulate, sweep, validate  # noqa: E402
+from qfl.commands import keyrate, plan, report, simulate, sweep, validate  # noqa: E402
 from qkd.errors import QflError  # noqa: E402
 
 __all__ = ["app", "main"]
@@ -49,6 +49,7 @@ app.command("schema")(validate.schema)
 app.command("simulate")(simulate.simulate)
 app.command("sweep")(sweep.sweep)
 app.command("plot")(sweep.plot)
+app.command("report")(report.report)
 app.add_typer(plan.app, name="plan")
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)

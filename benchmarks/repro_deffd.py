@@ -9,11 +9,13 @@ E = 1 local epoch, 1 fusion epoch, SGD lr 0.01 momentum 0.9, batch 32, T = 1.
     python benchmarks/repro_deffd.py --quick            # reduced run, a few minutes on 2 cores
     python benchmarks/repro_deffd.py                    # paper scale: all 60 000 samples
     python benchmarks/repro_deffd.py --quick --gammas   # L2/COS/MSE x gamma in {.01,.02,.03}
+    python benchmarks/repro_deffd.py --quick --seeds 3  # mean ± std over seeds 0, 1, 2
 
 The last line printed is one JSON object: a key per method (``def-fd-mse``, ``def-fd-cos``,
 ``def-fd-l2``, ``def-kt``, ``gossip-avg``, and ``def-fd-<loss>@<gamma>`` in a sweep) with
 ``global_acc`` and ``local_acc`` in percent (means over clients, plus their spreads), and
-the settings under ``settings``.
+the settings under ``settings``; with ``--seeds K`` (K > 1) it is ``{"seeds", "per_seed",
+"mean", "std", "n"}`` (``benchmarks/seeds.py``).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
+from seeds import add_seeds_option, fmt, over_seeds
 
 from qfl.algorithms import DefFDConfig
 from qfl.data import load_fashion_mnist
@@ -71,7 +75,31 @@ def main() -> None:
     ap.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0)
+    add_seeds_option(ap)
     args = ap.parse_args()
+    result = over_seeds(lambda seed: _run(argparse.Namespace(**{**vars(args), "seed": seed})),
+                        args.seed, args.seeds)  # fmt: skip
+    if args.seeds > 1:
+        _print_seeds(result)
+    print(json.dumps(result))
+
+
+def _print_seeds(agg: dict[str, Any]) -> None:
+    """The table against the paper, mean ± standard deviation over the seeds."""
+    print(f"\nover seeds {agg['seeds']} (mean ± sample std of the client means):")
+    print("| method | global % (ours) | local % (ours) | global % (paper) | local % (paper) |")
+    print("|---|---|---|---|---|")
+    for name in agg["mean"]:
+        if name in ("paper", "settings"):
+            continue
+        paper = PAPER_RESULTS.get(name)
+        pg, pl = (f"{paper[1]:.2f}", f"{paper[2]:.2f}") if paper else ("-", "-")
+        print(f"| {name} | {fmt(agg, name, 'global_acc')} | {fmt(agg, name, 'local_acc')} "
+              f"| {pg} | {pl} |")  # fmt: skip
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
+    """One seed's run: progress lines and its table, then its result (a seed's JSON)."""
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -177,7 +205,7 @@ def main() -> None:
         k: {"gamma": g, "global_acc": a, "local_acc": b} for k, (g, a, b) in PAPER_RESULTS.items()
     }
     summary["settings"] = {**settings, "wall_s": round(wall, 1)}
-    print(json.dumps(summary))
+    return summary
 
 
 if __name__ == "__main__":

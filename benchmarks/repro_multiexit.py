@@ -9,11 +9,13 @@ Usage::
     python benchmarks/repro_multiexit.py --quick      # reduced run, < 10 min on 2 CPU cores
     python benchmarks/repro_multiexit.py              # paper scale (many CPU hours)
     python benchmarks/repro_multiexit.py --har-quick  # + the LSTM pipeline on synthetic HAR
+    python benchmarks/repro_multiexit.py --quick --seeds 3  # mean ± std over seeds 0, 1, 2
 
 Prints human-readable lines, then as the very last line one JSON object with
 ``me_personalized_acc``, ``baseline_personalized_acc`` (percent), ``exit_acc`` (percent,
 shallow to deep), ``rounds_to_target`` (``{"me": r, "baseline": r}``, ``null`` if never
-reached), ``paper`` and ``settings``.
+reached), ``paper`` and ``settings``; with ``--seeds K`` (K > 1) it is
+``{"seeds", "per_seed", "mean", "std", "n"}`` (``benchmarks/seeds.py``).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import torch
+from seeds import add_seeds_option, fmt, over_seeds
 
 from qfl.algorithms.fedavg import FedAvgConfig, RoundRecord
 from qfl.experiments.multiexit import MultiExitExperiment, run_multiexit_experiment
@@ -106,9 +110,34 @@ def main() -> None:
     parser.add_argument(
         "--har-quick", action="store_true", help="also run the LSTM on synthetic HAR (tiny)"
     )
+    add_seeds_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    result = over_seeds(lambda seed: _run(argparse.Namespace(**{**vars(args), "seed": seed})),
+                        args.seed, args.seeds)  # fmt: skip
+    if args.seeds > 1:
+        _print_seeds(result)
+    print(json.dumps(result))
 
+
+def _print_seeds(agg: dict[str, Any]) -> None:
+    """The table against the paper, mean ± standard deviation over the seeds."""
+    print(f"\nover seeds {agg['seeds']} (mean ± sample std):")
+    print("| | ours | paper |")
+    print("|---|---|---|")
+    print(f"| ME personalized % | {fmt(agg, 'me_personalized_acc')} | "
+          f"{PAPER['me_personalized_acc']} |")  # fmt: skip
+    print(f"| single-exit personalized % | {fmt(agg, 'baseline_personalized_acc')} | "
+          f"{PAPER['baseline_personalized_acc']} |")  # fmt: skip
+    for i, p in enumerate(PAPER["exit_acc"]):  # type: ignore[arg-type]
+        print(f"| ME exit {i + 1} % | {fmt(agg, 'exit_acc', i)} | {p} |")
+    for m in ("me", "baseline"):
+        print(f"| rounds to target, {m} | {fmt(agg, 'rounds_to_target', m, digits=1)} | "
+              f"{PAPER['rounds_to_target'][m]} (to 75 %) |")  # type: ignore[index]  # fmt: skip
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
+    """One seed's run: progress lines, then its result (the JSON of a single seed)."""
     exp = _experiment(args)
     fed = exp.fedavg
     print(
@@ -188,7 +217,7 @@ def main() -> None:
             "exit_acc": [_pct(a) for a in h["me"]["exit_acc"]],
             "settings": {**asdict(har), "fedavg": asdict(har.fedavg)},
         }
-    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

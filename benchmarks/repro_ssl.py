@@ -28,8 +28,10 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
+from seeds import add_seeds_option, fmt, over_seeds
 
 from qfl.algorithms.ssl import HeadConfig, SimCLRConfig, SupervisedConfig
 from qfl.data.augment import AugmentConfig
@@ -93,8 +95,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finetune", action="store_true", help="also train layer4 in phase 2")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
+    add_seeds_option(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    result = over_seeds(lambda seed: _run(argparse.Namespace(**{**vars(args), "seed": seed})),
+                        args.seed, args.seeds)  # fmt: skip
+    if args.seeds > 1:
+        print(f"\nover seeds {result['seeds']} (mean ± sample std):")
+        print(f"{'task':<12}{'centralized':>20}{'SSL-backbone':>20}{'paper':>20}")
+        for task in result["mean"]["ssl"]:
+            paper = f"{PAPER['centralized'][task]:.2f} -> {PAPER['ssl'][task]:.2f}"
+            print(f"{task:<12}{fmt(result, 'centralized', task):>20}"
+                  f"{fmt(result, 'ssl', task):>20}{paper:>20}")  # fmt: skip
+    print(json.dumps(result, default=str))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
+    """One seed's run: its lines, then its result (a seed's JSON)."""
     if "QFL_DATA_DIR" not in os.environ and _DEFAULT_DATA.is_dir():
         os.environ["QFL_DATA_DIR"] = str(_DEFAULT_DATA)
     exp = _experiment(args)
@@ -135,8 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": seconds,
         "settings": settings,
     }
-    print(json.dumps(out, default=str))
-    return 0
+    return out
 
 
 if __name__ == "__main__":

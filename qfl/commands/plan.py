@@ -64,6 +64,10 @@ ExecutorOption = Annotated[
 ]
 JobsOption = Annotated[int | None, typer.Option(help="Local worker processes.")]
 AddressOption = Annotated[str | None, typer.Option(help="Ray cluster address (executor ray).")]
+TargetOption = Annotated[
+    float | None, typer.Option(help="Target accuracy (default: the scenario's).")
+]
+WithinOption = Annotated[str | None, typer.Option(help="Deadline (default: horizon_s).")]
 ResumeOption = Annotated[
     bool, typer.Option("--resume", help="Continue an interrupted study (finished points kept).")
 ]
@@ -230,10 +234,8 @@ def contingency_cmd(
     k: Annotated[int, typer.Option("--k", help="Failures at once: 1 (N-1) or 2 (pairs).")] = 1,
     at: Annotated[str, typer.Option(help="When the failures start (simulated): 0, 10min.")] = "0",
     yes: Annotated[bool, typer.Option("--yes", help="Run a large study without asking.")] = False,
-    target: Annotated[
-        float | None, typer.Option(help="Target accuracy (default: the scenario's).")
-    ] = None,
-    within: Annotated[str | None, typer.Option(help="Deadline (default: horizon_s).")] = None,
+    target: TargetOption = None,
+    within: WithinOption = None,
     quick: QuickOption = False,
     set_: SetOption = None,
     out: OutOption = None,
@@ -290,10 +292,8 @@ def _with_goal(sc: Scenario, target: float | None, within: str | None) -> Scenar
 def upgrade_cmd(
     file: Annotated[Path, typer.Argument(help="The scenario YAML.")],
     factor: Annotated[float, typer.Option(help="Multiply one link's key rate by this.")] = 2.0,
-    target: Annotated[
-        float | None, typer.Option(help="Target accuracy (default: the scenario's).")
-    ] = None,
-    within: Annotated[str | None, typer.Option(help="Deadline (default: horizon_s).")] = None,
+    target: TargetOption = None,
+    within: WithinOption = None,
     quick: QuickOption = False,
     set_: SetOption = None,
     out: OutOption = None,

@@ -159,6 +159,34 @@ def _write(result: StudyResult, columns: Sequence[str]) -> None:
     write_sweep_table(result.rows, result.folder / "plan.csv")
 
 
+def _run_counted(
+    runner: PointRunner,
+    pts: Sequence[SweepPoint],
+    key: str,
+    on_point: Callable[[int, int, str], None] | None,
+    resume: bool,
+) -> dict[int, dict[str, Any]]:
+    """One batch; ``on_point(done, total, label)`` as each point's folder is written."""
+    done = 0
+
+    def written(p: SweepPoint, _s: Mapping[str, Any]) -> None:
+        nonlocal done
+        done += 1
+        if on_point is not None:
+            on_point(done, len(pts), str(p.values[key]))
+
+    return runner.run(pts, on_written=written, resume=resume)
+
+
+def _finish(result: StudyResult, cols: Sequence[str], png: str, metric: str) -> StudyResult:
+    """Write a ranked study's files: ``plan.json``, ``plan.csv`` and its impact plot."""
+    from qfl.cosim.studyplots import plot_impact
+
+    _write(result, cols)
+    plot_impact(result, result.folder / png, metric=metric)
+    return result
+
+
 # ----------------------------------------------------------------------------- threshold
 
 
@@ -434,15 +462,7 @@ def contingency(
         sc = base.model_copy(update={"faults": tuple(faults)})
         label = " + ".join(_label(el) for el in combo)
         pts.append(SweepPoint(i, {"variant": label.replace(" ", "_")}, sc))
-    done = 0
-
-    def written(p: SweepPoint, _s: Mapping[str, Any]) -> None:
-        nonlocal done
-        done += 1
-        if on_point is not None:
-            on_point(done, len(pts), str(p.values["variant"]))
-
-    got = runner.run(pts, on_written=written, resume=resume)
+    got = _run_counted(runner, pts, "variant", on_point, resume)
     base_paths = _paths(folder / "points" / pts[0].slug)
     graph = _graph(base)
     clients = set(_participants(base))
@@ -488,11 +508,7 @@ def contingency(
     cols = ["rank", "variant", "connected", "rerouted_share", "transfers_failed", "rounds_done",
             "final_global_acc", "time_to_target_s", "delay_s", "acc_loss", "learning",
             "status", "slug"]  # fmt: skip
-    _write(result, cols)
-    from qfl.cosim.studyplots import plot_impact
-
-    plot_impact(result, folder / "contingency.png", metric="delay_s")
-    return result
+    return _finish(result, cols, "contingency.png", "delay_s")
 
 
 def _contingency_answer(
@@ -644,15 +660,7 @@ def upgrade(
         rate = (built.skr_bps or 0.0) / base.qkd.rate_scale * factor
         sc = apply_overrides(base, {f"topology.links[{i}].skr_bps": rate})
         pts.append(SweepPoint(i + 1, {"upgrade": f"{spec.a}-{spec.b}"}, sc))
-    done = 0
-
-    def written(p: SweepPoint, _s: Mapping[str, Any]) -> None:
-        nonlocal done
-        done += 1
-        if on_point is not None:
-            on_point(done, len(pts), str(p.values["upgrade"]))
-
-    got = runner.run(pts, on_written=written, resume=resume)
+    got = _run_counted(runner, pts, "upgrade", on_point, resume)
     b = got[0]
     rows = []
     for p in pts:
@@ -703,11 +711,7 @@ def upgrade(
     cols = ["rank", "link", "skr_bps", "upgraded_skr_bps", "time_to_target_s", "gain_s",
             "final_global_acc", "acc_gain", "rounds_done", "key_wait_s", "learning",
             "status", "slug"]  # fmt: skip
-    _write(result, cols)
-    from qfl.cosim.studyplots import plot_impact
-
-    plot_impact(result, folder / "upgrade.png", metric="gain_s")
-    return result
+    return _finish(result, cols, "upgrade.png", "gain_s")
 
 
 def _upgrade_answer(

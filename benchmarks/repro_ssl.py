@@ -79,6 +79,19 @@ def _experiment(args: argparse.Namespace) -> SSLExperiment:
         )  # fmt: skip
     if args.rounds is not None:
         exp = replace(exp, pretrain=replace(exp.pretrain, rounds=args.rounds))
+    # The knobs of the SSL direction study (benchmarks/README.md): image size, SimCLR
+    # temperature and augmentation strength, encoder width, baseline epochs.
+    if args.image_size is not None:
+        exp = replace(exp, image_size=args.image_size)
+    if args.width is not None:
+        exp = replace(exp, width=args.width)
+    if args.temperature is not None:
+        exp = replace(exp, pretrain=replace(exp.pretrain, temperature=args.temperature))
+    if args.strength is not None:
+        aug = AugmentConfig.simclr(args.strength)
+        exp = replace(exp, pretrain=replace(exp.pretrain, augment=aug))
+    if args.baseline_epochs is not None:
+        exp = replace(exp, baseline=replace(exp.baseline, epochs=args.baseline_epochs))
     if args.finetune:
         exp = replace(exp, heads=replace(exp.heads, finetune_last_block=True))
     return exp
@@ -93,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: batched on cuda, sequential on cpu")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=None, help="override SimCLR rounds")
     parser.add_argument("--finetune", action="store_true", help="also train layer4 in phase 2")
+    parser.add_argument("--image-size", type=int, default=None, help="override image side")
+    parser.add_argument("--width", type=int, default=None, help="override encoder width")
+    parser.add_argument("--temperature", type=float, default=None, help="SimCLR temperature")
+    parser.add_argument("--strength", type=float, default=None, help="colour-jitter strength")
+    parser.add_argument("--baseline-epochs", type=int, default=None, help="override")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     add_seeds_option(parser)

@@ -450,8 +450,9 @@ class LearningSpec(_Frozen):
     engine: Literal["auto", "batched", "sequential"] = Field(
         "auto",
         description="Training engine: clients vectorized (batched) or one after another; "
-        "auto = batched on a GPU, and on a CPU for Def-FD / gossip (the CNN's fused CPU "
-        "kernels); sequential otherwise (faster there, see benchmarks/README.md).",
+        "auto = batched on a GPU, and on a CPU where every model has a stacked CPU route (the "
+        "Def-FD CNN's fused kernels, the multi-exit ResNet and LSTM); sequential otherwise "
+        "(faster there, see benchmarks/README.md).",
     )
 
 

@@ -6,8 +6,11 @@
 - :mod:`~qfl.engine.random`: keyed (counter-based) randomness that works under ``vmap``;
 - :class:`BatchedTrainer` (``torch.func`` + ``vmap``) and :class:`SequentialTrainer` (the
   per-client ``torch.optim`` reference) with the same interface;
-- :mod:`~qfl.engine.stacked_cnn` and :mod:`~qfl.engine.kernels`: the batched trainer's fused
-  CPU route for the Def-FD CNN (one layout for all clients, C++ conv/ReLU/pool kernels);
+- :mod:`~qfl.engine.stacked`: the batched trainer's stacked CPU routes (all clients in one
+  layout, plain autograd, no ``vmap``): :mod:`~qfl.engine.stacked_cnn` with the C++ kernels of
+  :mod:`~qfl.engine.kernels` for the Def-FD CNN, :mod:`~qfl.engine.stacked_resnet` (grouped
+  convolutions, per-client GroupNorm) and :mod:`~qfl.engine.stacked_lstm` (batched matrix
+  products) for the multi-exit models;
 - :func:`evaluate`: accuracy of many clients' models at once.
 
 Typical use::

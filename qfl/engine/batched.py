@@ -8,12 +8,17 @@ Convolutions with a batched weight become one grouped convolution, so one Python
 serves every client of the group: the per-client loop's interpreter and dispatch overhead is
 paid once instead of ``n_clients`` times.
 
-On a CPU, a plain :class:`qfl.models.FeatureCNN` (the Def-FD CNN) trained with ``loss_fn``
-takes a faster route with the same results: :func:`qfl.engine.stacked_cnn.stacked_forward`
-evaluates all clients in one layout with fused pooling kernels (:mod:`qfl.engine.kernels`),
-the per-client losses are mapped over its stacked outputs, and autograd gives every
+On a CPU, the models that have a *stacked route* (:mod:`qfl.engine.stacked`) and are trained
+with ``loss_fn`` take a faster way with the same results: the Def-FD CNN
+(:func:`qfl.engine.stacked_cnn.stacked_forward`, one layout for all clients with fused
+pooling kernels from :mod:`qfl.engine.kernels`), the multi-exit ResNet
+(:mod:`qfl.engine.stacked_resnet`: grouped convolutions, per-client GroupNorm) and the
+multi-exit LSTM (:mod:`qfl.engine.stacked_lstm`: batched matrix products). The stacked
+forward evaluates all the clients of a pass at once (dropout masks drawn from each client's
+keys), the per-client losses are mapped over its stacked outputs, and autograd gives every
 client's gradient from the sum of the losses (clients share no parameters). ``fused``
-chooses: ``None`` (default) takes it where it applies and the kernels are built.
+chooses: ``None`` (default) takes it where it applies (for the CNN: where the kernels are
+built).
 
 Memory is bounded by ``chunk_size`` clients per vectorized call. Randomness never comes from
 torch's global generator: ``vmap`` runs with ``randomness="error"``, dropout modules are
@@ -30,7 +35,7 @@ from typing import Any
 import torch
 from torch.func import functional_call, grad_and_value, vmap
 
-from qfl.engine import kernels, stacked_cnn
+from qfl.engine import kernels, stacked
 from qfl.engine.base import TrainerBase, TrainStats
 from qfl.engine.batcher import Seed, SupervisedData
 from qfl.engine.optim import OptState
@@ -41,9 +46,10 @@ __all__ = ["BatchedTrainer"]
 
 _RESERVED = ("x", "y", "teacher_outputs")
 
-#: Clients per pass on the fused CPU route when ``chunk_size`` is not given: measured fastest
-#: for FeatureCNN at batch 32 on a 2-core machine (a pass's activations stay in cache).
-FUSED_CHUNK = 8
+#: Clients per pass on the CNN's fused CPU route when ``chunk_size`` is not given: measured
+#: fastest for FeatureCNN at batch 32 on a 2-core machine (a pass's activations stay in
+#: cache). Each route's default is in :data:`qfl.engine.stacked.CHUNK`.
+FUSED_CHUNK = stacked.CHUNK["cnn"]
 
 
 def _take(tree: Mapping[str, torch.Tensor], sel: slice | torch.Tensor) -> Tree:
@@ -82,7 +88,7 @@ class BatchedTrainer(TrainerBase):
         Drop each client's last, partial batch.
     chunk_size : int or None
         At most this many clients per vectorized call (bounds memory); ``None``: all the
-        clients of a group at once (on the fused route: :data:`FUSED_CHUNK`).
+        clients of a group at once (on a stacked route: its :data:`qfl.engine.stacked.CHUNK`).
     device : torch.device or str or None
         Where to train (``"cuda"`` if available); ``None``: the device of the parameters.
         Results are returned on this device.
@@ -90,9 +96,10 @@ class BatchedTrainer(TrainerBase):
         Instead of ``loss_fn``, a low-level objective ``loss_of(params, buffers, batch, key)``
         (see :class:`qfl.engine.base.LossOf`), e.g. for SimCLR's two-view loss.
     fused : bool or None
-        The fused CPU route for ``FeatureCNN`` (see the module docstring): ``None`` where it
-        applies and its kernels can be built, ``False`` never (always ``vmap``), ``True``
-        required (an error where it does not apply).
+        The stacked CPU route of ``FeatureCNN``, ``MultiExitResNet`` and ``MultiExitLSTM``
+        (see the module docstring): ``None`` where it applies (the CNN's: where its kernels
+        can be built), ``False`` never (always ``vmap``), ``True`` required (an error where
+        it does not apply).
 
     Examples
     --------
@@ -115,20 +122,22 @@ class BatchedTrainer(TrainerBase):
         super().__init__(*args, **kwargs)
         if fused not in (None, True, False):
             raise ParameterError("fused", fused, "None, True or False")
-        applies = (
-            stacked_cnn.supports(self.train_model)
-            and self.loss_fn is not None
-            and not self.dropout_names
-            and not self.buffers
-        )
+        route = stacked.route_of(self.train_model)
+        applies = route is not None and self.loss_fn is not None and not self.buffers
         if fused and not applies:
             raise ParameterError(
-                "fused", fused, "False or None unless the model is a FeatureCNN and loss_fn is set"
+                "fused",
+                fused,
+                "False or None unless the model is a FeatureCNN, MultiExitResNet or "
+                "MultiExitLSTM and loss_fn is set",
             )
         self.fused = fused
-        self._fused_applies = applies
-        if applies and fused is not False and (self.device is None or self.device.type == "cpu"):
-            kernels.prepare()  # build once, explicitly, where the fused route may run
+        self._route = route if applies else None
+        if self._route is not None and fused is not False:
+            if self.device is None or self.device.type == "cpu":
+                # Build once, explicitly, where a stacked route may run (the CNN's pooling,
+                # every route's dropout masks), and keep large freed blocks in the heap.
+                kernels.prepare()
         self._value_and_grads = vmap(
             grad_and_value(self._objective), in_dims=(0, 0, None, 0, 0), randomness="error"
         )
@@ -149,32 +158,55 @@ class BatchedTrainer(TrainerBase):
     def _teacher_forward(self, tparams: Tree, cbuf: Tree, shared: Tree, x: torch.Tensor) -> Any:
         return functional_call(self.eval_model, shared | cbuf | tparams, (x,))
 
-    # -- the fused CPU route (FeatureCNN) ------------------------------------------------
+    # -- the stacked CPU routes (FeatureCNN, MultiExitResNet, MultiExitLSTM) --------------
 
-    def _use_fused(self, device: torch.device) -> bool:
-        """Whether this run takes the fused route (see the class docstring)."""
-        if not self._fused_applies or self.fused is False:
-            return False
-        ok = stacked_cnn.runnable_on(device)
+    @property
+    def route(self) -> stacked.Route | None:
+        """The stacked route this trainer takes on a CPU (``None``: always ``vmap``)."""
+        return None if self.fused is False else self._route
+
+    def _route_on(
+        self, device: torch.device, dtype: torch.dtype = torch.float32
+    ) -> stacked.Route | None:
+        """The stacked route a run on ``device`` with ``dtype`` parameters takes, or ``None``
+        (see the class docstring; the CNN's kernels are float32 only)."""
+        route = self.route
+        if route is None:
+            return None
+        ok = stacked.runnable_on(route, device)
         if self.fused and not ok:
+            need = " and the qfl CPU kernels (a C++ compiler and ninja to build them; see "
             raise QflError(
-                "fused=True needs a CPU device and the qfl CPU kernels (a C++ compiler and "
-                "ninja to build them; see qfl.engine.kernels)"
+                "fused=True needs a CPU device"
+                + (need + "qfl.engine.kernels)" if route == "cnn" else "")
             )
-        return ok
+        return route if ok and (route != "cnn" or dtype == torch.float32) else None
+
+    def _use_fused(self, device: torch.device, dtype: torch.dtype = torch.float32) -> bool:
+        """Whether a run on ``device`` with ``dtype`` parameters takes a stacked route."""
+        return self._route_on(device, dtype) is not None
 
     def _fused_value_and_grads(
-        self, params: Tree, batch: dict[str, Any], teacher: Tree | None
+        self,
+        route: stacked.Route,
+        params: Tree,
+        batch: dict[str, Any],
+        teacher: Tree | None,
+        keys: torch.Tensor,
     ) -> tuple[Tree, torch.Tensor]:
-        """Per-client gradients and losses of ``params`` on ``batch`` (stacked over clients)."""
+        """Per-client gradients and losses of ``params`` on ``batch`` (stacked over clients;
+        ``keys`` are the clients' step keys, for dropout)."""
         leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
         extra = {k: v for k, v in batch.items() if k not in _RESERVED}
+        drop = self.dropout_keys(keys) if self.dropout_names else None
         with torch.enable_grad():
-            out = stacked_cnn.stacked_forward(leaves, batch["x"])
+            out = stacked.forward(route, self.train_model, leaves, batch["x"], drop, training=True)
             t_out = None
             if teacher is not None:
                 with torch.no_grad():
-                    t_out = stacked_cnn.stacked_forward(teacher, batch["x"])
+                    t_out = stacked.forward(
+                        route, self.eval_model, teacher, batch["x"], None, training=False
+                    )
             per_client = vmap(
                 self.supervised_loss,
                 in_dims=(0, 0, None if t_out is None else 0, 0),
@@ -182,7 +214,13 @@ class BatchedTrainer(TrainerBase):
             )
             losses = per_client(out, batch["y"], t_out, extra)
             names = list(leaves)
-            grads = torch.autograd.grad(losses.sum(), [leaves[k] for k in names])
+            # A truncated model leaves its deeper parameters unused: zero gradients, as vmap.
+            grads = torch.autograd.grad(
+                losses.sum(),
+                [leaves[k] for k in names],
+                allow_unused=True,
+                materialize_grads=True,
+            )
         return dict(zip(names, grads, strict=True)), losses.detach()
 
     # -- one step over a set of clients -------------------------------------------------
@@ -213,11 +251,11 @@ class BatchedTrainer(TrainerBase):
         """One optimizer step of the clients ``sel`` on ``batch`` (stacked over them);
         updates ``run["params"]`` and ``run["state"]`` and returns the losses ``[size]``."""
         c = run["c"]
-        float32 = batch["x"].dtype == torch.float32 and all(
-            v.dtype == torch.float32 for v in run["params"].values()
-        )
-        if float32 and self._use_fused(run["device"]):  # the kernels are float32
-            return self._fused_update(run, sel, size, batch)
+        dtypes = {batch["x"].dtype} | {v.dtype for v in run["params"].values()}
+        dtype = dtypes.pop() if len(dtypes) == 1 else None
+        route = None if dtype is None else self._route_on(run["device"], dtype)
+        if route is not None:
+            return self._fused_update(route, run, sel, size, batch, keys)
         losses = []
         for pos, csel in self._chunks(sel, size):
             p = _take(run["params"], csel)
@@ -245,20 +283,29 @@ class BatchedTrainer(TrainerBase):
         return torch.cat(losses)
 
     def _fused_update(
-        self, run: dict[str, Any], sel: slice | torch.Tensor, size: int, batch: dict[str, Any]
+        self,
+        route: stacked.Route,
+        run: dict[str, Any],
+        sel: slice | torch.Tensor,
+        size: int,
+        batch: dict[str, Any],
+        keys: torch.Tensor,
     ) -> torch.Tensor:
-        """:meth:`_update` on the fused route: gradients chunk by chunk (memory), then one
+        """:meth:`_update` on a stacked route: gradients chunk by chunk (memory), then one
         optimizer step for all the clients (fewer small operations)."""
         parts: list[Tree] = []
         losses = []
-        for pos, csel in self._chunks(sel, size, self.chunk_size or FUSED_CHUNK):
+        chunk = self.chunk_size or stacked.CHUNK[route] or size
+        for pos, csel in self._chunks(sel, size, chunk):
             b = {k: v[pos] for k, v in batch.items()}
             for k, v in run["inputs"].items():
                 b[k] = v[csel]
             teacher = None
             if run["teacher"] is not None:
                 teacher = {k: _take(run["teacher"], csel)[k] for k in self.param_names}
-            grads, loss = self._fused_value_and_grads(_take(run["params"], csel), b, teacher)
+            grads, loss = self._fused_value_and_grads(
+                route, _take(run["params"], csel), b, teacher, keys[pos]
+            )
             parts.append(grads)
             losses.append(loss)
         grads = (

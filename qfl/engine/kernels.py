@@ -44,6 +44,7 @@ __all__ = [
     "PoolReLU2x2",
     "available",
     "buildable",
+    "keyed_keep",
     "prepare",
     "ready",
     "tune_allocator",
@@ -54,6 +55,7 @@ _log = logging.getLogger(__name__)
 _SOURCE = r"""
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -324,9 +326,50 @@ torch::Tensor pool2_bwd(torch::Tensor g, torch::Tensor out, torch::Tensor idx, i
   return gx;
 }
 
+// The keyed dropout masks of many clients (qfl.engine.random.uniform, bit for bit): for each
+// key k (int64 [K], values in [0, 2^32)) and position i < n, u = (h(h(i + h(k)) ^ h(k ^ G))
+// >> 8) * 2^-24 with h the lowbias32 hash; returns float32 [K, n], scale where u >= p, else
+// 0 (the factor a dropout layer multiplies its input by).
+static inline uint32_t qfl_hash32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7FEB352DU;
+  x ^= x >> 15;
+  x *= 0x846CA68BU;
+  x ^= x >> 16;
+  return x;
+}
+
+torch::Tensor keyed_keep(torch::Tensor keys, int64_t n, double p, double scale) {
+  TORCH_CHECK(keys.dtype() == torch::kInt64 && keys.dim() == 1, "keys: int64 [K]");
+  auto kc = keys.contiguous();
+  const int64_t K = kc.size(0);
+  auto out = torch::empty({K, n}, keys.options().dtype(torch::kFloat32));
+  const int64_t* kp = kc.data_ptr<int64_t>();
+  float* __restrict__ op = out.data_ptr<float>();
+  const float pf = static_cast<float>(p), sf = static_cast<float>(scale);
+  at::parallel_for(0, K * n, 4096, [&](int64_t a, int64_t b) {
+    int64_t k = a / n;
+    int64_t i = a - k * n;
+    for (int64_t q = a; q < b;) {
+      const uint32_t key = static_cast<uint32_t>(kp[k]);
+      const uint32_t s1 = qfl_hash32(key), s2 = qfl_hash32(key ^ 0x9E3779B9U);
+      const int64_t stop = std::min(b - q, n - i);
+#pragma omp simd
+      for (int64_t j = 0; j < stop; ++j) {
+        const uint32_t bits = qfl_hash32(qfl_hash32(static_cast<uint32_t>(i + j) + s1) ^ s2);
+        const float u = static_cast<float>(bits >> 8) * 5.9604644775390625e-08f;
+        op[q + j] = u >= pf ? sf : 0.f;
+      }
+      q += stop;
+      i = 0;
+      ++k;
+    }
+  });
+  return out;
+}
 """
 
-_FUNCTIONS = ["conv_pool_fwd", "conv_pool_bwd", "pool2_fwd", "pool2_bwd"]
+_FUNCTIONS = ["conv_pool_fwd", "conv_pool_bwd", "pool2_fwd", "pool2_bwd", "keyed_keep"]
 _FLAGS = ["-O3", "-march=native", "-fopenmp"]
 
 
@@ -431,6 +474,13 @@ def tune_allocator() -> bool:
     m_trim_threshold, m_mmap_threshold = -1, -3
     ok = libc.mallopt(m_mmap_threshold, 1 << 30) == 1
     return ok and libc.mallopt(m_trim_threshold, (1 << 31) - 1) == 1
+
+
+def keyed_keep(keys: torch.Tensor, n: int, p: float, scale: float) -> torch.Tensor:
+    """The factors of ``K`` keyed dropout masks of ``n`` elements each: float32 ``[K, n]``,
+    ``scale`` where :func:`qfl.engine.random.uniform` of the key is ``>= p``, else 0 (the same
+    numbers, bit for bit; the kernels must be loaded: :func:`ready`)."""
+    return _module().keyed_keep(keys, n, p, scale)
 
 
 class ConvPoolReLU(torch.autograd.Function):

@@ -31,11 +31,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from qfl.engine import kernels
 from qkd.errors import ParameterError, QflError
 
 __all__ = [
     "KeyedDropout",
     "fold_in",
+    "keyed_dropout",
     "keyed_dropout_names",
     "normal",
     "randint",
@@ -96,9 +98,10 @@ def fold_in(key: torch.Tensor | int, data: torch.Tensor | int) -> torch.Tensor:
 
 
 def _bits(key: torch.Tensor | int, n: int) -> torch.Tensor:
+    """``n`` random 32-bit words per key: ``[*key.shape, n]``."""
     k = _as_key(key)
-    s1 = _hash32(k)
-    s2 = _hash32(k ^ _GOLDEN)
+    s1 = _hash32(k)[..., None]
+    s2 = _hash32(k ^ _GOLDEN)[..., None]
     i = torch.arange(n, dtype=torch.int64, device=k.device)
     return _hash32(_hash32((i + s1) & _MASK32) ^ s2)
 
@@ -111,7 +114,8 @@ def uniform(
     Parameters
     ----------
     key : torch.Tensor or int
-        A 0-d int64 key (a per-client key inside ``vmap``).
+        A 0-d int64 key (a per-client key inside ``vmap``), or keys ``[*batch]``: then
+        ``[*batch, *shape]``, entry ``i`` being what key ``i`` alone gives.
     shape : sequence of int
         Shape of the result.
     dtype : torch.dtype
@@ -120,7 +124,7 @@ def uniform(
     Returns
     -------
     torch.Tensor
-        ``shape``, on the key's device.
+        ``shape`` (after the keys' shape), on the key's device.
 
     Examples
     --------
@@ -130,7 +134,7 @@ def uniform(
     """
     n = math.prod(shape)
     bits = _bits(key, n) >> 8
-    return (bits.to(dtype) * (2.0**-24)).reshape(tuple(shape))
+    return (bits.to(dtype) * (2.0**-24)).reshape(bits.shape[:-1] + tuple(shape))
 
 
 def normal(
@@ -179,7 +183,44 @@ def randint(key: torch.Tensor | int, high: int, shape: Sequence[int]) -> torch.T
         raise ParameterError("high", high, "an integer in [1, 2**24]")
     n = math.prod(shape)
     bits = _bits(key, n) >> 8
-    return ((bits * high) >> 24).reshape(tuple(shape))
+    return ((bits * high) >> 24).reshape(bits.shape[:-1] + tuple(shape))
+
+
+def keyed_dropout(x: torch.Tensor, p: float, keys: torch.Tensor) -> torch.Tensor:
+    """:class:`KeyedDropout` (training mode) of many inputs at once, each with its own key.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``[K, ...]``: ``x[i]`` is the input of a dropout module whose key is ``keys[i]``.
+    p : float
+        Drop probability in ``[0, 1)``.
+    keys : torch.Tensor
+        int64 ``[K]``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``x`` with entry ``i`` equal, bit for bit, to what the module gives for ``x[i]``.
+        Element-wise masks only (``channelwise=False``). On a CPU with the kernels of
+        :mod:`qfl.engine.kernels` loaded, the float32 masks come from a compiled kernel.
+
+    Examples
+    --------
+    >>> x, keys = torch.ones(2, 3, 4), torch.tensor([5, 6])
+    >>> m = KeyedDropout(0.5).train()
+    >>> m.key = keys[1]
+    >>> torch.equal(keyed_dropout(x, 0.5, keys)[1], m(x[1]))
+    True
+    """
+    if p == 0.0:
+        return x
+    scale = 1.0 / (1.0 - p)
+    if x.dtype == torch.float32 and x.device.type == "cpu" and kernels.ready():
+        n = math.prod(x.shape[1:])
+        return x * kernels.keyed_keep(keys.cpu(), n, p, scale).view(x.shape)
+    keep = uniform(keys, tuple(x.shape[1:]), dtype=x.dtype) >= p
+    return x * keep.to(x.dtype) * scale
 
 
 class KeyedDropout(nn.Module):

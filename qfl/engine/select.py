@@ -11,7 +11,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from qfl.engine import kernels, stacked_cnn
+from qfl.engine import stacked
 from qfl.engine.batched import BatchedTrainer
 from qfl.engine.sequential import SequentialTrainer
 from qkd.errors import ParameterError
@@ -25,11 +25,13 @@ ENGINES: tuple[str, ...] = ("auto", "batched", "sequential")
 def resolve_engine(engine: str, *models: nn.Module) -> Literal["batched", "sequential"]:
     """The concrete engine for ``engine`` and the models a learner will train with it.
 
-    ``auto`` is ``batched`` where CUDA is available, or on a CPU when every model takes the
-    fused CPU route (the Def-FD CNN) and its kernels can be built there; ``sequential``
-    otherwise. On a 2-core CPU the fused route trains the CNN ~2.7x faster than the
-    per-client loop, while the generic ``vmap`` route is about as fast as the loop
-    (benchmarks/README.md). The check compiles nothing (:func:`qfl.engine.kernels.buildable`).
+    ``auto`` is ``batched`` where CUDA is available, or on a CPU when every model takes a
+    stacked CPU route (:mod:`qfl.engine.stacked`: the Def-FD CNN where its kernels can be
+    built, the multi-exit ResNet and LSTM, truncated or not); ``sequential`` otherwise. On
+    a 2-core CPU those routes train faster than the per-client loop (the CNN ~2.7x, the
+    multi-exit ResNet 2.0-4.2x and the LSTM ~10x on a busy machine), while the generic
+    ``vmap`` route is slower than they are (benchmarks/README.md). The check compiles
+    nothing (:func:`qfl.engine.kernels.buildable`).
 
     Examples
     --------
@@ -44,7 +46,8 @@ def resolve_engine(engine: str, *models: nn.Module) -> Literal["batched", "seque
         return engine  # type: ignore[return-value]
     if torch.cuda.is_available():
         return "batched"
-    if models and all(stacked_cnn.supports(m) for m in models) and kernels.buildable():
+    routes = [stacked.route_of(m) for m in models]
+    if routes and all(r is not None and stacked.buildable(r) for r in routes):
         return "batched"
     return "sequential"
 

@@ -85,7 +85,11 @@ def test_pooling_kernels_match_torch_ties_and_nan() -> None:
     assert gz[0, 0, 0, 0] == g[0, 0, 0, 0] and gz[0, 0, 1, 0] == 0  # first of the ties
 
 
-def test_fused_training_equals_vmap_and_sequential_with_teacher_and_mask() -> None:
+def test_fused_training_equals_vmap_and_sequential_with_teacher_and_mask(
+    _one_torch_thread: None,
+) -> None:
+    # One thread: on two, the three engines' float32 sums are split differently across the
+    # threads and part by ~1e-4 after a few steps (numbers are reproducible per thread count).
     c = 5
     models = _models(c)
     params, _ = stack_models(models)

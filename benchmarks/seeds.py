@@ -66,9 +66,13 @@ def _agg(values: Sequence[Any]) -> tuple[Any, Any, Any] | None:
     return None
 
 
+_CONSTANT = ("paper", "settings")  # the same for every seed, or not a result
+
+
 def aggregate(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Mean, standard deviation and count of every numeric leaf of ``results``."""
-    got = _agg(list(results))
+    """Mean, standard deviation and count of every numeric leaf of ``results`` (but
+    ``paper`` and ``settings``, kept from the per-seed results)."""
+    got = _agg([{k: v for k, v in r.items() if k not in _CONSTANT} for r in results])
     mean, std, n = got if got is not None else ({}, {}, {})
     return {"mean": mean, "std": std, "n": n}
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from seeds import add_seeds_option, fmt, over_seeds
+from seeds import add_seeds_option, fmt, run_seeds
 
 from qfl.algorithms import DefFDConfig
 from qfl.data import load_fashion_mnist
@@ -77,11 +77,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     add_seeds_option(ap)
     args = ap.parse_args()
-    result = over_seeds(lambda seed: _run(argparse.Namespace(**{**vars(args), "seed": seed})),
-                        args.seed, args.seeds)  # fmt: skip
-    if args.seeds > 1:
-        _print_seeds(result)
-    print(json.dumps(result))
+    print(json.dumps(run_seeds(args, _run, _print_seeds)))
 
 
 def _print_seeds(agg: dict[str, Any]) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from seeds import add_seeds_option, fmt, over_seeds
+from seeds import add_seeds_option, fmt, run_seeds
 
 from qfl.algorithms.fedavg import FedAvgConfig, RoundRecord
 from qfl.experiments.multiexit import MultiExitExperiment, run_multiexit_experiment
@@ -114,11 +114,7 @@ def main() -> None:
     add_seeds_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    result = over_seeds(lambda seed: _run(argparse.Namespace(**{**vars(args), "seed": seed})),
-                        args.seed, args.seeds)  # fmt: skip
-    if args.seeds > 1:
-        _print_seeds(result)
-    print(json.dumps(result))
+    print(json.dumps(run_seeds(args, _run, _print_seeds)))
 
 
 def _print_seeds(agg: dict[str, Any]) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from seeds import add_seeds_option, fmt, over_seeds
+from seeds import add_seeds_option, fmt, run_seeds
 
 from qfl.algorithms.ssl import HeadConfig, SimCLRConfig, SupervisedConfig
 from qfl.data.augment import AugmentConfig
@@ -116,17 +116,18 @@ def main(argv: list[str] | None = None) -> int:
     add_seeds_option(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    result = over_seeds(lambda seed: _run(argparse.Namespace(**{**vars(args), "seed": seed})),
-                        args.seed, args.seeds)  # fmt: skip
-    if args.seeds > 1:
-        print(f"\nover seeds {result['seeds']} (mean ± sample std):")
-        print(f"{'task':<12}{'centralized':>20}{'SSL-backbone':>20}{'paper':>20}")
-        for task in result["mean"]["ssl"]:
-            paper = f"{PAPER['centralized'][task]:.2f} -> {PAPER['ssl'][task]:.2f}"
-            print(f"{task:<12}{fmt(result, 'centralized', task):>20}"
-                  f"{fmt(result, 'ssl', task):>20}{paper:>20}")  # fmt: skip
-    print(json.dumps(result, default=str))
+    print(json.dumps(run_seeds(args, _run, _print_seeds), default=str))
     return 0
+
+
+def _print_seeds(result: dict[str, Any]) -> None:
+    """The table against the paper, mean ± standard deviation over the seeds."""
+    print(f"\nover seeds {result['seeds']} (mean ± sample std):")
+    print(f"{'task':<12}{'centralized':>20}{'SSL-backbone':>20}{'paper':>20}")
+    for task in result["mean"]["ssl"]:
+        paper = f"{PAPER['centralized'][task]:.2f} -> {PAPER['ssl'][task]:.2f}"
+        print(f"{task:<12}{fmt(result, 'centralized', task):>20}"
+              f"{fmt(result, 'ssl', task):>20}{paper:>20}")  # fmt: skip
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["add_seeds_option", "aggregate", "fmt", "over_seeds"]
+__all__ = ["add_seeds_option", "aggregate", "fmt", "over_seeds", "run_seeds"]
 
 
 def add_seeds_option(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +87,21 @@ def over_seeds(run: Callable[[int], dict[str, Any]], first: int, k: int) -> dict
     if k == 1:
         return results[0]
     return {"seeds": seeds, "per_seed": copy.deepcopy(results), **aggregate(results)}
+
+
+def run_seeds(
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace], dict[str, Any]],
+    table: Callable[[dict[str, Any]], None],
+) -> dict[str, Any]:
+    """A script's ``run(args)`` over ``--seeds`` seeds from ``--seed``; ``table(aggregate)``
+    prints the mean ± std table when there are several. Returns what the JSON line holds."""
+    result = over_seeds(
+        lambda seed: run(argparse.Namespace(**{**vars(args), "seed": seed})), args.seed, args.seeds
+    )
+    if args.seeds > 1:
+        table(result)
+    return result
 
 
 def fmt(agg: dict[str, Any], *path: Any, digits: int = 2) -> str:

@@ -218,11 +218,13 @@ def multi_exit_loss(
         if isinstance(t, float | int) and not t > 0:
             raise ParameterError("temperature", temperature, "> 0")
     log_p_teacher = F.log_softmax(teacher / t, dim=-1)
+    p_teacher = log_p_teacher.exp()
+    # KL(teacher || exit), batch mean: F.kl_div(..., log_target=True)'s own formula, written
+    # out because aten::kl_div has no vmap batching rule (the stacked engine maps this loss
+    # over clients, and the fallback loops over them).
     kd = torch.stack(
         [
-            F.kl_div(
-                F.log_softmax(z / t, dim=-1), log_p_teacher, reduction="batchmean", log_target=True
-            )
+            (p_teacher * (log_p_teacher - F.log_softmax(z / t, dim=-1))).sum() / z.shape[0]
             for z in logits[:-1]
         ]
     ).sum()

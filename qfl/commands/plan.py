@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from qfl.commands.simulate import ThreadsOption, resolve_scenario
+from qfl.commands.sweep import _cell
 from qfl.scenario import Scenario, ScenarioError
 
 __all__ = ["app", "parse_duration"]
@@ -137,16 +138,6 @@ def _show(result: Any, cols: list[str], png: str) -> None:
         markup=False,
     )
     _out.print(f"answer: {result.answer}", markup=False)
-
-
-def _cell(v: Any) -> str:
-    if v is None or v == "":
-        return "-"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
 
 
 @app.command("threshold")

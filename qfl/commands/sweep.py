@@ -185,8 +185,11 @@ def _sweep_meta(folder: Path) -> dict[str, Any]:
 
 
 def _cell(v: Any) -> str:
+    """A table cell: ``-`` for nothing, yes/no, 4 significant digits (also ``qfl plan``)."""
     if v is None or v == "":
         return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)

@@ -404,26 +404,21 @@ def _check_monotone(evals: Sequence[_Eval], direction: int, vary: str) -> None:
 # --------------------------------------------------------------------------- contingency
 
 
-def _elements(sc: Scenario) -> tuple[list[tuple[str, str]], list[str]]:
-    """The links (as node pairs) and the trusted relays of a scenario's network."""
-    from qfl.cosim.netbuild import check_network
-
-    topo = check_network(sc)
-    links = [(lk.a, lk.b) for lk in topo.links]
-    relays = [n.name for n in topo.nodes if n.role == "relay"]
-    return links, relays
-
-
 def _label(el: tuple[str, Any]) -> str:
     kind, what = el
     return f"cut {what[0]}-{what[1]}" if kind == "link" else f"{what} down"
 
 
-def contingency_variants(sc: Scenario, k: int = 1) -> list[list[tuple[str, Any]]]:
-    """Every set of ``k`` elements (links and relays) to fail, in a stable order."""
-    links, relays = _elements(sc)
-    elements: list[tuple[str, Any]] = [("link", lk) for lk in links]
-    elements += [("relay", r) for r in relays]
+def contingency_variants(sc: Scenario, k: int = 1, topo: Any = None) -> list[list[tuple[str, Any]]]:
+    """Every set of ``k`` elements (links and relays) to fail, in a stable order.
+
+    ``topo`` is ``sc``'s checked topology (:func:`qfl.cosim.netbuild.check_network`; checked
+    here when not given)."""
+    from qfl.cosim.netbuild import check_network
+
+    topo = check_network(sc) if topo is None else topo
+    elements: list[tuple[str, Any]] = [("link", (lk.a, lk.b)) for lk in topo.links]
+    elements += [("relay", n.name) for n in topo.nodes if n.role == "relay"]
     return [list(c) for c in itertools.combinations(elements, k)]
 
 
@@ -449,7 +444,11 @@ def contingency(
         raise ScenarioError("--k", f"must be 1 or more, got {k}")
     if at_s < 0 or not math.isfinite(at_s):
         raise ScenarioError("--at", f"must be a time >= 0 s, got {at_s}")
-    variants = contingency_variants(base, k)
+    from network.topology import build_graph
+    from qfl.cosim.netbuild import check_network
+
+    topo = check_network(base)  # once: the variants, the graph and the learners come from it
+    variants = contingency_variants(base, k, topo)
     runner = runner or PointRunner(folder, executor="inline")
     pts = [SweepPoint(0, {"variant": "intact"}, base)]
     for i, combo in enumerate(variants, start=1):
@@ -464,8 +463,8 @@ def contingency(
         pts.append(SweepPoint(i, {"variant": label.replace(" ", "_")}, sc))
     got = _run_counted(runner, pts, "variant", on_point, resume)
     base_paths = _paths(folder / "points" / pts[0].slug)
-    graph = _graph(base)
-    clients = set(_participants(base))
+    graph = build_graph(topo)
+    clients = set(_participants(base, topo))
     rows = []
     b = got[0]
     for p in pts:
@@ -550,22 +549,8 @@ def _impact(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return (not never, -delay, acc, row["variant"])
 
 
-def _graph(sc: Scenario) -> Any:
-    import networkx as nx
-
-    from qfl.cosim.netbuild import check_network
-
-    topo = check_network(sc)
-    g = nx.Graph()
-    g.add_nodes_from(n.name for n in topo.nodes)
-    g.add_edges_from((lk.a, lk.b) for lk in topo.links)
-    return g
-
-
-def _participants(sc: Scenario) -> list[str]:
-    from qfl.cosim.netbuild import check_network
-
-    topo = check_network(sc)
+def _participants(sc: Scenario, topo: Any) -> list[str]:
+    """The learners and the server (if any) of ``sc`` on its checked topology ``topo``."""
     names = list(sc.learning.clients) or [n.name for n in topo.nodes if n.role == "client"]
     servers = [n.name for n in topo.nodes if n.role == "server"]
     if sc.learning.server:

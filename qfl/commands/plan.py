@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from qfl.commands.simulate import ThreadsOption, resolve_scenario
-from qfl.commands.sweep import _cell
+from qfl.commands.sweep import _cell, claim_out
 from qfl.scenario import Scenario, ScenarioError
 
 __all__ = ["app", "parse_duration"]
@@ -84,15 +84,11 @@ def _target(value: float | None, sc: Scenario) -> float:
 def _folder(sc: Scenario, kind: str, out: Path | None, resume: bool) -> Path:
     """The study folder, claimed before any work (``--resume`` without ``--out`` takes the
     latest ``NAME-KIND`` folder)."""
-    from qfl.cosim.outputs import claim_folder, new_folder
+    from qfl.cosim.outputs import new_folder
 
     name = f"{sc.name}-{kind}"
     if out is not None:
-        if out.is_dir() and any(out.iterdir()) and not resume:
-            raise ScenarioError(
-                "--out", f"folder {str(out)!r} is not empty: add --resume to continue that study"
-            )
-        return claim_folder(out, what="--out", existing_ok=resume)
+        return claim_out(out, resume, "study")
     parent = Path(sc.outputs.dir)
     if not resume:
         return new_folder(parent, name, what="outputs.dir")

@@ -23,7 +23,7 @@ from qfl.scenario import (
     read_text,
 )
 
-__all__ = ["plot", "sweep"]
+__all__ = ["claim_out", "plot", "sweep"]
 
 
 def _is_sweep_file(path: Path) -> bool:
@@ -151,14 +151,10 @@ def _sweep_folder(spec: SweepSpec, out: Path | None, resume: bool) -> Path:
     """The sweep folder, claimed before any work: ``--out`` (refused if it holds files,
     unless ``--resume``), else a new ``outputs.dir/NAME[-k]``; ``--resume`` without
     ``--out`` takes the latest folder of this sweep (same name and grid)."""
-    from qfl.cosim.outputs import claim_folder, new_folder
+    from qfl.cosim.outputs import new_folder
 
     if out is not None:
-        if out.is_dir() and any(out.iterdir()) and not resume:
-            raise ScenarioError(
-                "--out", f"folder {str(out)!r} is not empty: add --resume to continue that sweep"
-            )
-        return claim_folder(out, what="--out", existing_ok=resume)
+        return claim_out(out, resume, "sweep")
     parent = Path(spec.base.outputs.dir)
     if not resume:
         return new_folder(parent, spec.name, what="outputs.dir")
@@ -174,6 +170,18 @@ def _sweep_folder(spec: SweepSpec, out: Path | None, resume: bool) -> Path:
             f"name: {seen}); give the folder with --out",
         )
     return max(same, key=lambda d: (d / "sweep.json").stat().st_mtime)
+
+
+def claim_out(out: Path, resume: bool, kind: str) -> Path:
+    """``--out`` of a sweep or study, claimed before any work: refused if it holds files,
+    unless ``resume`` (then it is continued)."""
+    from qfl.cosim.outputs import claim_folder
+
+    if out.is_dir() and any(out.iterdir()) and not resume:
+        raise ScenarioError(
+            "--out", f"folder {str(out)!r} is not empty: add --resume to continue that {kind}"
+        )
+    return claim_folder(out, what="--out", existing_ok=resume)
 
 
 def _sweep_meta(folder: Path) -> dict[str, Any]:

@@ -18,7 +18,9 @@ forces it), all from the same initial weights and seed. Repetitions alternate an
 time of each is kept, so that load from other processes on a shared machine biases them
 alike; the ratios are taken within this one run. The run also measures the machine's fp32
 matmul GFLOP/s and the batched route's achieved GFLOP/s (3x the forward FLOPs per sample),
-and checks that the trainers end at the same weights.
+and checks that the trainers end at the same weights. ``ceiling_speedup`` is that matmul
+rate over the sequential loop's GFLOP/s: the most any route doing the same fp32 arithmetic
+(direct convolutions, no Winograd or lower precision) could gain over the loop here.
 
 Usage::
 
@@ -246,6 +248,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         f"rate (sequential {seq * 3 * flops / 1e9:.1f} GFLOP/s); max |batched - sequential| "
         f"weight difference {diff:.2e} ({', '.join(others)})"
     )
+    # The most any route doing the same arithmetic could gain: the sequential loop's
+    # GFLOP/s against the machine's fp32 matmul rate (its convolutions cannot beat it).
+    ceiling = gflops / (seq * 3 * flops / 1e9)
+    print(
+        f"ceiling at the fp32 matmul rate: {ceiling:.2f}x the sequential loop (the batched "
+        f"route reaches {bat / seq / ceiling:.0%} of it)"
+    )
     if diff64 is not None:
         print(
             f"in float64 (4 clients, 2 steps each): max |batched - sequential| weight "
@@ -271,6 +280,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "batched_gflops": round(achieved, 2),
         "sequential_gflops": round(seq * 3 * flops / 1e9, 2),
         "batched_fraction_of_matmul": round(frac, 4),
+        "ceiling_speedup": round(ceiling, 3),
         "max_abs_weight_diff": diff,
         "max_abs_weight_diff_float64": diff64,
     }

@@ -76,7 +76,7 @@ import torch
 import torch.nn.functional as F
 
 from qfl.data import TensorDataset, load_fashion_mnist, partition
-from qfl.models import FeatureCNN
+from qfl.models import FeatureCNN, count_flops
 from qfl.threads import default_threads, usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -522,6 +522,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs.setdefault("qfl", [])
     runs.setdefault("flower", [])
     child_argv = _job_argv(args)
+    from bench_engine import matmul_gflops  # beside this script; the children do not need it
+
+    torch.set_num_threads(args.cores)
+    peak = matmul_gflops()  # the machine's fp32 rate on these cores, before and after
     for rep in range(args.repeats):
         for label, side, extra in variants if rep % 2 == 0 else variants[::-1]:
             python = sys.executable if side == "qfl" else str(fl_python)
@@ -541,6 +545,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
 
     q, f = _best(runs["qfl"]), _best(runs["flower"])
+    peak = max(peak, matmul_gflops())
+    train_mflop = 3 * count_flops(FeatureCNN().eval(), (1, 28, 28)) / 1e6  # ~3x forward
 
     def med(side: str) -> float:
         return statistics.median(r["samples_per_s"] for r in runs[side] if "error" not in r)
@@ -572,6 +578,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ratio = q["samples_per_s"] / f["samples_per_s"] if q and f else None
     if ratio is not None:
         print(f"qfl / Flower: {ratio:.2f}x (best of each)")
+    ceiling = peak / (f["samples_per_s"] * train_mflop / 1e3) if f else None
+    if ceiling is not None:
+        print(
+            f"fp32 matmul rate on {args.cores} cores: {peak:.0f} GFLOP/s; Flower trained at "
+            f"{f['samples_per_s'] * train_mflop / 1e3:.0f} GFLOP/s ({train_mflop:.1f} MFLOP "
+            f"per sample), so the same fp32 arithmetic could run at most {ceiling:.2f}x "
+            f"Flower's speed here; qfl ran at {q['samples_per_s'] * train_mflop / 1e3:.0f} "
+            "GFLOP/s"
+            if q
+            else ""
+        )
     qc, fc = _per_cpu(runs["qfl"]), _per_cpu(runs["flower"])
     cpu_ratio = qc / fc if qc and fc else None
     if cpu_ratio is not None:
@@ -608,6 +625,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "cpu_ratio": round(cpu_ratio, 3) if cpu_ratio is not None else None,
         "qfl_acc": round(q["acc"], 4) if q else None,
         "flower_acc": round(f["acc"], 4) if f else None,
+        "matmul_gflops": round(peak, 1),
+        "train_mflop_per_sample": round(train_mflop, 3),
+        "ceiling_ratio": round(ceiling, 3) if ceiling is not None else None,
         "flower_client_train_share": round(_train_share(f, args), 3) if f else None,
         "flower_unavailable": (
             None

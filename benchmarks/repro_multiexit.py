@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,7 @@ def _experiment(args: argparse.Namespace) -> MultiExitExperiment:
     return replace(
         exp,
         seed=args.seed,
+        **({"stem_stride": args.stem_stride} if args.stem_stride else {}),
         data_root=_data_root(),
         client_exits=args.client_exits,
         **({"fedavg": replace(exp.fedavg, rounds=args.rounds)} if args.rounds else {}),
@@ -109,6 +112,23 @@ def main() -> None:
         "--threads", type=int, default=2, help="torch threads (the stacked route scales to 2)"
     )
     parser.add_argument(
+        "--stem-stride",
+        type=int,
+        choices=(1, 2),
+        default=None,
+        help="ResNet stem stride (default: 2 with --quick, 1 at paper scale; 2 is ~4x cheaper)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help=(
+            "2: train ME and the baseline in two processes at --threads/2 threads each "
+            "(the same numbers as one process at that thread count)"
+        ),
+    )
+    parser.add_argument(
         "--har-quick", action="store_true", help="also run the LSTM on synthetic HAR (tiny)"
     )
     add_seeds_option(parser)
@@ -133,6 +153,37 @@ def _print_seeds(agg: dict[str, Any]) -> None:
               f"{PAPER['rounds_to_target'][m]} (to 75 %) |")  # type: ignore[index]  # fmt: skip
 
 
+def _progress(t0: float) -> Any:
+    def progress(method: str, rec: RoundRecord) -> None:
+        exits = " / ".join(f"{100 * a:.2f}" for a in rec.exit_acc)
+        print(
+            f"  [{time.perf_counter() - t0:7.1f} s] {method:8s} round {rec.round:3d}: "
+            f"personalized {100 * rec.personalized_acc:6.2f} %  (per exit {exits})",
+            flush=True,
+        )
+
+    return progress
+
+
+def _one_method(exp: MultiExitExperiment, method: str, threads: int) -> dict[str, Any]:
+    """Child process of ``--jobs 2``: one method at ``threads`` threads."""
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    return run_multiexit_experiment(
+        exp, multi_exit=method == "me", baseline=method == "baseline", on_round=_progress(t0)
+    )
+
+
+def _both_methods(exp: MultiExitExperiment, args: argparse.Namespace, t0: float) -> Any:
+    """ME and the baseline in two processes (spawned: no forked OpenMP state)."""
+    threads = max(1, args.threads // 2)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool:
+        futures = {m: pool.submit(_one_method, exp, m, threads) for m in ("me", "baseline")}
+        parts = {m: f.result() for m, f in futures.items()}
+    return {**parts["baseline"], **parts["me"]}
+
+
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     """One seed's run: progress lines, then its result (the JSON of a single seed)."""
     exp = _experiment(args)
@@ -146,16 +197,12 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         f"C={exp.C}, T={exp.temperature}, engine={fed.engine}, threads={args.threads}"
     )
     t0 = time.perf_counter()
-
-    def progress(method: str, rec: RoundRecord) -> None:
-        exits = " / ".join(f"{100 * a:.2f}" for a in rec.exit_acc)
-        print(
-            f"  [{time.perf_counter() - t0:7.1f} s] {method:8s} round {rec.round:3d}: "
-            f"personalized {100 * rec.personalized_acc:6.2f} %  (per exit {exits})",
-            flush=True,
-        )
-
-    out = run_multiexit_experiment(exp, on_round=progress)
+    progress = _progress(t0)
+    out = (
+        _both_methods(exp, args, t0)
+        if args.jobs == 2
+        else (run_multiexit_experiment(exp, on_round=progress))
+    )
     wall = time.perf_counter() - t0
     me, base = out["me"], out["baseline"]
     target = exp.target_accuracy
@@ -187,7 +234,12 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         "exit_flops": out["exit_flops"],
         "paper": PAPER,
         "wall_s": round(wall, 1),
-        "settings": {**out["settings"], "quick": args.quick, "threads": args.threads},
+        "settings": {
+            **out["settings"],
+            "quick": args.quick,
+            "threads": args.threads,
+            "jobs": args.jobs,
+        },
     }
     if args.har_quick:
         har = MultiExitExperiment(

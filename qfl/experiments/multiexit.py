@@ -276,12 +276,16 @@ def run_multiexit_experiment(
     exp: MultiExitExperiment,
     *,
     baseline: bool = True,
+    multi_exit: bool = True,
     on_round: Callable[[str, RoundRecord], None] | None = None,
 ) -> dict[str, Any]:
     """Run multi-exit FedAvg (and, by default, the single-exit baseline) on the same data.
 
     ``on_round(method, record)``, if given, is called after every round of each method
-    (``method`` is ``"me"`` or ``"baseline"``), e.g. to print progress.
+    (``method`` is ``"me"`` or ``"baseline"``), e.g. to print progress. ``multi_exit=False``
+    or ``baseline=False`` leaves that method out (its key is then missing from the result):
+    the two methods are independent given ``exp``, so running them in two processes gives
+    the numbers one process gives (at the same thread count).
 
     Returns
     -------
@@ -300,19 +304,21 @@ def run_multiexit_experiment(
     else:
         exits = [len(costs)] * exp.n_clients
     seed = _seq(exp.seed, _TRAIN)
-    me = run_fedavg(
-        me_model,
-        trains,
-        holds,
-        loss_fn=_me_loss(exp),
-        config=exp.fedavg,
-        client_exits=exits,
-        seed=seed,
-        finetune_epochs=exp.finetune_epochs,
-        on_round=None if on_round is None else functools.partial(on_round, "me"),
-    )
-    out: dict[str, Any] = {
-        "me": _summary(me, exp.target_accuracy),
+    out: dict[str, Any] = {}
+    if multi_exit:
+        me = run_fedavg(
+            me_model,
+            trains,
+            holds,
+            loss_fn=_me_loss(exp),
+            config=exp.fedavg,
+            client_exits=exits,
+            seed=seed,
+            finetune_epochs=exp.finetune_epochs,
+            on_round=None if on_round is None else functools.partial(on_round, "me"),
+        )
+        out["me"] = _summary(me, exp.target_accuracy)
+    out |= {
         "exit_flops": list(costs),
         "client_exits": exits,
         "data": {

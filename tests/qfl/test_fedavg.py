@@ -277,6 +277,13 @@ def test_har_pipeline_end_to_end_on_synthetic_data() -> None:
     assert base["personalized_acc"] == pytest.approx(base["exit_acc"][0])  # its one exit
     assert out["settings"]["fedavg"]["rounds"] == 1
     assert out["me"]["finetuned_personalized_acc"] is None
+    # Each method alone (as repro_multiexit.py --jobs 2 runs them, one per process) gives
+    # the numbers of the joint run: the two are independent given the experiment.
+    only_me = run_multiexit_experiment(exp, baseline=False)
+    only_base = run_multiexit_experiment(exp, multi_exit=False)
+    assert "baseline" not in only_me and "me" not in only_base
+    assert only_me["me"] == out["me"] and only_base["baseline"] == out["baseline"]
+    assert only_base["exit_flops"] == out["exit_flops"]
 
 
 def test_run_fedavg_records_rounds_and_optional_finetuning() -> None:

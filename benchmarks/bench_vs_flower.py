@@ -162,6 +162,7 @@ def run_qfl(args: argparse.Namespace) -> dict[str, Any]:
         lr=args.lr,
         momentum=args.momentum,
         engine="batched",
+        workers=args.qfl_workers,
     )
     model = FeatureCNN()
     fed = FedAvg(
@@ -194,13 +195,15 @@ def run_qfl(args: argparse.Namespace) -> dict[str, Any]:
         seed=1,
     )
     route = "fused" if warm._use_fused(torch.device("cpu")) else "vmap"
+    fed.start_workers()  # with --qfl-workers > 1: spawn them and load their data now
 
     ends = []
     t0, cpu0 = time.perf_counter(), time.process_time()
     for _ in range(args.rounds):
         fed.run_round()
         ends.append(time.perf_counter() - t0)
-    seconds, cpu = ends[-1], time.process_time() - cpu0
+    seconds, cpu = ends[-1], time.process_time() - cpu0 + fed.worker_cpu_seconds
+    fed.close()
     samples = args.rounds * args.epochs * sum(len(d) for d in train_sets)
     return {
         "side": "qfl",
@@ -211,6 +214,7 @@ def run_qfl(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_seconds": cpu,
         "acc": test_accuracy(fed.params, test),
         "threads": torch.get_num_threads(),
+        "workers": args.qfl_workers,
         "route": route,
         "same_batch_order": same_order,
         "torch": torch.__version__,
@@ -478,6 +482,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "the first one reported as qfl's (default: qfl's own, one per physical core)",
     )
     parser.add_argument(
+        "--qfl-workers",
+        default="1",
+        help="processes qfl's FedAvg trains in (FedAvgConfig.workers; its threads divided "
+        "among them); a comma list (2,1) alternates a qfl run per count too",
+    )
+    parser.add_argument(
         "--flower-actors", type=int, default=None, help="Ray actors (default: one per core)"
     )
     parser.add_argument("--flower-python", default=None)
@@ -488,6 +498,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     counts = [min(default_threads(), args.cores)] if args.qfl_threads is None else []
     counts += [int(t) for t in str(args.qfl_threads or "").split(",") if t.strip()]
     args.qfl_threads = counts[0]
+    wcounts = [int(w) for w in str(args.qfl_workers).split(",") if w.strip()]
+    args.qfl_workers = wcounts[0]
     if args.flower_actors is None:
         args.flower_actors = args.cores
 
@@ -512,8 +524,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"Flower interpreter: {fl_python or 'none'} ({how})")
     # (label, side, extra arguments): qfl once per thread count, the first one labelled "qfl".
     variants = [
-        ("qfl" if i == 0 else f"qfl@{t}", "qfl", [f"--qfl-threads={t}"])
-        for i, t in enumerate(counts)
+        (
+            "qfl" if (t, w) == (counts[0], wcounts[0]) else f"qfl@{t}t{w}w",
+            "qfl",
+            [f"--qfl-threads={t}", f"--qfl-workers={w}"],
+        )
+        for t in counts
+        for w in wcounts
     ]
     if fl_python is not None:
         variants.append(("flower", "flower", []))
@@ -560,7 +577,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for label, o in others.items():
         if o is not None:
             print(
-                f"qfl ({o['threads']} thread(s)): best {o['samples_per_s']:.0f} samples/s "
+                f"qfl ({o['threads']} thread(s), {o['workers']} process(es)): best "
+                f"{o['samples_per_s']:.0f} samples/s "
                 f"(median {med(label):.0f}), test accuracy {100 * o['acc']:.2f} %"
             )
     if f is not None:
@@ -606,6 +624,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "repeats": args.repeats,
         "statistic": "best",
         "qfl_threads": args.qfl_threads,
+        "qfl_workers": args.qfl_workers,
         "flower_actors": args.flower_actors,
         "qfl_route": q["route"] if q else None,
         "same_batch_order": q["same_batch_order"] if q else None,
@@ -613,7 +632,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "qfl_samples_per_s": round(q["samples_per_s"], 1) if q else None,
         "qfl_median_samples_per_s": round(med("qfl"), 1) if q else None,
         "qfl_samples_per_s_by_threads": {
-            str(o["threads"]): round(o["samples_per_s"], 1)
+            f"{o['threads']}" + (f"x{o['workers']}" if o.get("workers", 1) > 1 else ""): round(
+                o["samples_per_s"], 1
+            )
             for o in [q, *others.values()]
             if o is not None
         },

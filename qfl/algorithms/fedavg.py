@@ -47,6 +47,7 @@ from qfl.algorithms.transport import InMemoryTransport, Message, Transport
 from qfl.data import TensorDataset
 from qfl.engine import BatchedTrainer, SequentialTrainer, optim
 from qfl.engine.select import ENGINES, make_trainer, resolve_engine
+from qfl.engine.workers import TrainerPool
 from qfl.models.multiexit import MultiExitModel, exit_parameter_mask, truncated
 from qfl.seeding import derive_seed as _derive
 from qkd.errors import ParameterError, UnknownNameError
@@ -257,6 +258,11 @@ class FedAvgConfig:
         Train the clients of a round together (vectorized) or one after the other.
     chunk_size : int, optional
         Most clients per vectorized chunk (batched engine); ``None``: all.
+    workers : int
+        Processes that train a round's clients, each a share balanced by samples with this
+        process's threads divided among them (:class:`qfl.engine.workers.TrainerPool`); 1
+        (default): this process. The numbers equal one process's at the workers' thread
+        count up to float rounding; ``loss_fn`` must then be picklable.
     """
 
     rounds: int = 50
@@ -267,9 +273,10 @@ class FedAvgConfig:
     weight_decay: float = 0.0
     engine: str = "batched"
     chunk_size: int | None = None
+    workers: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("rounds", "local_epochs", "batch_size"):
+        for name in ("rounds", "local_epochs", "batch_size", "workers"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ParameterError(name, v, "an integer >= 1")
@@ -511,6 +518,34 @@ class FedAvg(ServerRounds):
         self._optimizer = optim.sgd(
             config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
+        self._pool = (
+            TrainerPool(
+                config.workers,
+                self._models,
+                loss_fn,
+                self._optimizer,
+                self.train_sets,
+                engine=self.engine,
+                **self._trainer_kwargs(),
+            )
+            if config.workers > 1
+            else None
+        )
+
+    def start_workers(self) -> None:
+        """Start the worker processes now (``config.workers > 1``; else nothing to do)."""
+        if self._pool is not None:
+            self._pool.start()
+
+    @property
+    def worker_cpu_seconds(self) -> float:
+        """CPU time the worker processes spent training (0 without workers)."""
+        return 0.0 if self._pool is None else self._pool.cpu_seconds
+
+    def close(self) -> None:
+        """Stop the worker processes, if any (they also stop with this object)."""
+        if self._pool is not None:
+            self._pool.close()
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -524,11 +559,16 @@ class FedAvg(ServerRounds):
             return self.model
         return truncated(self.model, k)
 
-    def _trainer(self, k: int) -> BatchedTrainer | SequentialTrainer:
+    def _trainer_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"batch_size": self.config.batch_size}
         if self.engine == "batched":
             kwargs["chunk_size"] = self.config.chunk_size
-        return make_trainer(self.engine, self._models[k], self.loss_fn, self._optimizer, **kwargs)
+        return kwargs
+
+    def _trainer(self, k: int) -> BatchedTrainer | SequentialTrainer:
+        return make_trainer(
+            self.engine, self._models[k], self.loss_fn, self._optimizer, **self._trainer_kwargs()
+        )
 
     # -- one round, phase by phase --------------------------------------------------------
 
@@ -588,16 +628,19 @@ class FedAvg(ServerRounds):
             param_mask = {
                 name: torch.full((len(members),), bool(mask[name])) for name in self.params
             }
-            trainer = self._trainer(k)
             seeds = [_derive(self.seed, stream, self.round, i) for i in members]
-            trained, _, _ = trainer.train_epochs(
-                stacked,
-                trainer.init_state(stacked),
-                [self.train_sets[i] for i in members],
-                epochs,
-                seed=seeds,
-                param_mask=param_mask,
-            )
+            if self._pool is not None and len(members) > 1:
+                trained = self._pool.train(k, members, stacked, param_mask, seeds, epochs)
+            else:
+                trainer = self._trainer(k)
+                trained, _, _ = trainer.train_epochs(
+                    stacked,
+                    trainer.init_state(stacked),
+                    [self.train_sets[i] for i in members],
+                    epochs,
+                    seed=seeds,
+                    param_mask=param_mask,
+                )
             for j, i in enumerate(members):
                 out[i] = {
                     name: trained[name][j].detach().clone() for name in self.params if mask[name]
@@ -667,10 +710,24 @@ def run_fedavg(
         seed=seed,
         initial_params=initial_params,
     )
+    try:
+        return _run_rounds(fed, model, holdout_sets, eval_batch_size, finetune_epochs, on_round)
+    finally:
+        fed.close()
+
+
+def _run_rounds(
+    fed: FedAvg,
+    model: nn.Module,
+    holdout_sets: Sequence[TensorDataset],
+    eval_batch_size: int,
+    finetune_epochs: int,
+    on_round: Callable[[RoundRecord], None] | None,
+) -> FedAvgResult:
     history = []
-    rows = torch.arange(len(train_sets))
+    rows = torch.arange(len(fed.train_sets))
     cols = torch.tensor(fed.client_exits) - 1
-    for _ in range(config.rounds):
+    for _ in range(fed.config.rounds):
         down, up = fed.run_round()
         acc = exit_accuracies(model, fed.params, holdout_sets, batch_size=eval_batch_size)
         client_acc = acc[rows, cols]

@@ -1,0 +1,233 @@
+"""Train a round's clients in several processes (one share of the clients each).
+
+On a CPU with few cores, one process training all clients with ``t`` intra-op threads spends
+part of every operation waiting at the threads' barrier; the stacked routes' operations are
+small (a few milliseconds), so that wait is a large share. :class:`TrainerPool` runs
+``workers`` spawned processes instead, each with ``threads // workers`` threads, and gives
+each a share of the clients balanced by samples (longest first). A client's batches and
+dropout keys come from its own seed, so which process trains it does not change its
+arithmetic: the result equals one process's at the workers' thread count, up to the float
+rounding of the grouped kernels (tests hold it to 1e-5).
+
+The pool is started on first use and holds every client's data from then on (sent once);
+a round sends only the stacked parameters of each share and gets them back trained. The
+loss function must be picklable (a module-level function or a ``functools.partial`` of
+one, not a closure).
+"""
+
+from __future__ import annotations
+
+import heapq
+import multiprocessing
+import pickle
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import torch
+from torch import nn
+
+from qfl.data import TensorDataset
+from qfl.engine.select import make_trainer
+from qkd.errors import ParameterError
+
+__all__ = ["TrainerPool", "balanced_shares"]
+
+# Per worker process: what the initializer received, and the trainers built from it.
+_WORKER: dict[str, Any] = {}
+
+
+def balanced_shares(sizes: Sequence[int], n: int) -> list[list[int]]:
+    """Split item indices into at most ``n`` shares of nearly equal total size.
+
+    Longest-processing-time first: items by decreasing size, each to the currently lightest
+    share; every share keeps its indices in increasing order; empty shares are dropped.
+
+    Examples
+    --------
+    >>> balanced_shares([5, 1, 4, 2, 3], 2)
+    [[0, 1, 3], [2, 4]]
+    >>> balanced_shares([1, 1], 4)
+    [[0], [1]]
+    """
+    if isinstance(n, bool) or n < 1:
+        raise ParameterError("n", n, "an integer >= 1")
+    heap = [(0, j) for j in range(n)]
+    shares: list[list[int]] = [[] for _ in range(n)]
+    for i in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i)):
+        load, j = heapq.heappop(heap)
+        shares[j].append(i)
+        heapq.heappush(heap, (load + sizes[i], j))
+    return [sorted(s) for s in shares if s]
+
+
+def _init_worker(threads: int, spec: dict[str, Any]) -> None:
+    """Set the threads, load the kernels, and train one step per model on one batch (so
+    that the first round does not pay for first calls)."""
+    torch.set_num_threads(threads)
+    from qfl.engine import kernels, stack_models
+
+    kernels.prepare()
+    _WORKER.clear()
+    _WORKER.update(spec, trainers={})
+    first = _WORKER["datasets"][0]
+    batch = first.subset(range(min(len(first), _WORKER["trainer_kwargs"].get("batch_size", 1))))
+    for key, model in _WORKER["models"].items():
+        trainer = _trainer(key)
+        params, _ = stack_models([model])
+        trainer.train_epochs(params, trainer.init_state(params), [batch], 1, seed=0)
+
+
+def _trainer(key: Any) -> Any:
+    trainers = _WORKER["trainers"]
+    if key not in trainers:
+        trainers[key] = make_trainer(
+            _WORKER["engine"],
+            _WORKER["models"][key],
+            _WORKER["loss_fn"],
+            _WORKER["optimizer"],
+            **_WORKER["trainer_kwargs"],
+        )
+    return trainers[key]
+
+
+def _train_share(
+    key: Any,
+    members: list[int],
+    params: dict[str, torch.Tensor],
+    param_mask: dict[str, torch.Tensor],
+    seeds: list[Any],
+    epochs: int,
+) -> tuple[dict[str, torch.Tensor], float]:
+    cpu0 = time.process_time()
+    trainer = _trainer(key)
+    trained, _, _ = trainer.train_epochs(
+        params,
+        trainer.init_state(params),
+        [_WORKER["datasets"][i] for i in members],
+        epochs,
+        seed=seeds,
+        param_mask=param_mask,
+    )
+    out = {name: t.detach().contiguous() for name, t in trained.items()}
+    return out, time.process_time() - cpu0
+
+
+class TrainerPool:
+    """Worker processes that train shares of the clients with the same trainer settings.
+
+    Parameters
+    ----------
+    workers : int
+        Processes (>= 2; each gets ``threads // workers`` intra-op threads, at least 1).
+    models : mapping
+        Key (e.g. an exit depth) -> the architecture trained under that key.
+    loss_fn, optimizer
+        As for :func:`qfl.engine.select.make_trainer`; both must pickle.
+    datasets : sequence of TensorDataset
+        Every client's training data (index = client).
+    engine : {"batched", "sequential"}
+        Trainer in each worker.
+    threads : int, optional
+        Threads to divide (default: this process's ``torch.get_num_threads()``).
+    **trainer_kwargs
+        Other trainer arguments (``batch_size``, ``chunk_size``).
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        models: Mapping[Any, nn.Module],
+        loss_fn: Any,
+        optimizer: Any,
+        datasets: Sequence[TensorDataset],
+        *,
+        engine: str = "batched",
+        threads: int | None = None,
+        **trainer_kwargs: Any,
+    ) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 2:
+            raise ParameterError("workers", workers, "an integer >= 2")
+        try:
+            pickle.dumps(loss_fn)
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            raise ParameterError(
+                "workers",
+                workers,
+                f"1 for this loss function, which cannot be sent to a process ({exc})",
+            ) from None
+        self.workers = workers
+        self.threads = max(1, (threads or torch.get_num_threads()) // workers)
+        self.sizes = [len(d) for d in datasets]
+        self._spec = {
+            "models": dict(models),
+            "loss_fn": loss_fn,
+            "optimizer": optimizer,
+            "datasets": list(datasets),
+            "engine": engine,
+            "trainer_kwargs": trainer_kwargs,
+        }
+        self._pool: ProcessPoolExecutor | None = None
+        self.cpu_seconds = 0.0  # the workers' CPU time in training calls, summed
+
+    def start(self) -> None:
+        """Start the processes now (else on the first :meth:`train`); they load the data."""
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(self.threads, self._spec),
+            )
+            weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+            # Make every worker load the data and kernels before the first round.
+            list(self._pool.map(_noop, range(self.workers)))
+
+    def train(
+        self,
+        key: Any,
+        members: Sequence[int],
+        params: Mapping[str, torch.Tensor],
+        param_mask: Mapping[str, torch.Tensor],
+        seeds: Sequence[Any],
+        epochs: int,
+    ) -> dict[str, torch.Tensor]:
+        """Train clients ``members`` (stacked ``params`` in that order) across the workers.
+
+        Returns the trained stacked parameters, rows in the order of ``members``.
+        """
+        self.start()
+        assert self._pool is not None
+        shares = balanced_shares([self.sizes[i] for i in members], self.workers)
+        futures = [
+            self._pool.submit(
+                _train_share,
+                key,
+                [members[j] for j in share],
+                {name: t[share] for name, t in params.items()},
+                {name: m[share] for name, m in param_mask.items()},
+                [seeds[j] for j in share],
+                epochs,
+            )
+            for share in shares
+        ]
+        out = {name: torch.empty_like(t) for name, t in params.items()}
+        for share, future in zip(shares, futures, strict=True):
+            rows = torch.tensor(share)
+            trained, cpu = future.result()
+            self.cpu_seconds += cpu
+            for name, t in trained.items():
+                out[name][rows] = t
+        return out
+
+    def close(self) -> None:
+        """Stop the processes (a later :meth:`train` starts new ones)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def _noop(_: int) -> None:
+    return None

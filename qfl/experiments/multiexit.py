@@ -243,17 +243,25 @@ def _input_shape(exp: MultiExitExperiment) -> tuple[int, ...]:
 
 
 def _me_loss(exp: MultiExitExperiment) -> Any:
+    """The multi-exit loss as a picklable callable (worker processes receive it)."""
     temp: float | AdaptiveTemperature = (
         AdaptiveTemperature(target_maxprob=exp.target_maxprob)
         if exp.temperature == "adaptive"
         else float(exp.temperature)
     )
+    return functools.partial(_distilled_loss, C=exp.C, temperature=temp)
 
-    def loss_fn(outputs: Sequence[torch.Tensor], y: torch.Tensor, teacher: Any) -> torch.Tensor:
-        del teacher
-        return multi_exit_loss(outputs, y, C=exp.C, temperature=temp)
 
-    return loss_fn
+def _distilled_loss(
+    outputs: Sequence[torch.Tensor],
+    y: torch.Tensor,
+    teacher: Any,
+    *,
+    C: float,
+    temperature: float | AdaptiveTemperature,
+) -> torch.Tensor:
+    del teacher
+    return multi_exit_loss(outputs, y, C=C, temperature=temperature)
 
 
 def _ce_loss(outputs: Sequence[torch.Tensor], y: torch.Tensor, teacher: Any) -> torch.Tensor:

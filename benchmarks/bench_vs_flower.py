@@ -13,7 +13,9 @@ test images by one function (:func:`test_accuracy`) on both sides.
 
 - **qfl**: :class:`qfl.algorithms.fedavg.FedAvg` with ``engine="batched"`` (on a CPU with its
   kernels built: the fused route of :mod:`qfl.engine.stacked_cnn`), ``--qfl-threads`` torch
-  intra-op threads (default: qfl's own, one per physical core, :mod:`qfl.threads`).
+  intra-op threads (default: qfl's own, one per physical core, :mod:`qfl.threads`) divided
+  among ``--qfl-workers`` processes (``FedAvgConfig.workers``, default one per core: each
+  trains a share of the clients balanced by samples, :mod:`qfl.engine.workers`).
 - **Flower**: a ``ServerApp`` running ``flwr.serverapp.strategy.FedAvg`` (weighted by
   ``num-examples``, no federated evaluation) and a ``ClientApp`` training a plain
   ``nn.Module`` with ``torch.optim.SGD``, in ``flwr.simulation.run_simulation`` on the Ray
@@ -26,7 +28,7 @@ to that many, and Ray is started with that many.
 **What is timed**, identically: from the moment the server starts round 1 to the end of the
 last round's aggregation, with the data already loaded and partitioned in every process
 that trains and the model code warmed up (qfl: the fused kernels loaded and one training
-call on one batch; Flower: every ClientApp asked once, before the timer, to load its data
+call on one batch, in each worker process too; Flower: every ClientApp asked once, before the timer, to load its data
 and run one training step on one batch, which also starts the Ray actors). samples/s =
 (samples processed in local training, summed over clients and rounds) / that time. Process
 start, imports, data loading, Ray start-up and the final evaluation are outside it.
@@ -483,9 +485,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument(
         "--qfl-workers",
-        default="1",
+        default=None,
         help="processes qfl's FedAvg trains in (FedAvgConfig.workers; its threads divided "
-        "among them); a comma list (2,1) alternates a qfl run per count too",
+        "among them; default: one per core given, measured faster than threads here); a "
+        "comma list (2,1) alternates a qfl run per count too",
     )
     parser.add_argument(
         "--flower-actors", type=int, default=None, help="Ray actors (default: one per core)"
@@ -498,7 +501,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     counts = [min(default_threads(), args.cores)] if args.qfl_threads is None else []
     counts += [int(t) for t in str(args.qfl_threads or "").split(",") if t.strip()]
     args.qfl_threads = counts[0]
-    wcounts = [int(w) for w in str(args.qfl_workers).split(",") if w.strip()]
+    wcounts = [int(w) for w in str(args.qfl_workers or args.cores).split(",") if w.strip()]
     args.qfl_workers = wcounts[0]
     if args.flower_actors is None:
         args.flower_actors = args.cores

@@ -64,12 +64,11 @@ def balanced_shares(sizes: Sequence[int], n: int) -> list[list[int]]:
 
 
 def _init_worker(threads: int, spec: dict[str, Any]) -> None:
-    """Set the threads, load the kernels, and train one step per model on one batch (so
-    that the first round does not pay for first calls)."""
+    """Set the threads and train one step per model on one batch, so that the first round
+    does not pay for first calls (the trainers load their kernels themselves)."""
     torch.set_num_threads(threads)
-    from qfl.engine import kernels, stack_models
+    from qfl.engine import stack_models
 
-    kernels.prepare()
     _WORKER.clear()
     _WORKER.update(spec, trainers={})
     first = _WORKER["datasets"][0]
@@ -182,7 +181,7 @@ class TrainerPool:
                 initargs=(self.threads, self._spec),
             )
             weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
-            # Make every worker load the data and kernels before the first round.
+            # Every worker is started (and warmed up) before the first round.
             list(self._pool.map(_noop, range(self.workers)))
 
     def train(

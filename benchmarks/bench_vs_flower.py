@@ -28,8 +28,9 @@ to that many, and Ray is started with that many.
 **What is timed**, identically: from the moment the server starts round 1 to the end of the
 last round's aggregation, with the data already loaded and partitioned in every process
 that trains and the model code warmed up (qfl: the fused kernels loaded and one training
-call on one batch, in each worker process too; Flower: every ClientApp asked once, before the timer, to load its data
-and run one training step on one batch, which also starts the Ray actors). samples/s =
+call on one batch, in each worker process too; Flower: every ClientApp asked once, before
+the timer, to load its data and run one training step on one batch, which also starts the
+Ray actors). samples/s =
 (samples processed in local training, summed over clients and rounds) / that time. Process
 start, imports, data loading, Ray start-up and the final evaluation are outside it.
 Alongside, samples per CPU-second over the same span (qfl: its process's CPU time; Flower:

@@ -34,8 +34,9 @@ SCENARIOS = ("metro", "secoqc-vienna", "tokyo-qkd", "cambridge-ring", "multiexit
              "ssl-backbone")  # fmt: skip
 NETWORK_FILES = ("transfers.csv", "keypools.csv", "faults.csv", "ops.csv", "topology.json")
 LEARNING_FILES = ("metrics.csv",)
+# ``threads`` is the machine's (the thread count of the learning half): compared with it.
 LEARNING_KEYS = ("final_global_acc", "final_local_acc", "final_exit_acc", "rounds_to_target",
-                 "time_to_target_s", "rounds_evaluated", "final_round")  # fmt: skip
+                 "time_to_target_s", "rounds_evaluated", "final_round", "threads")  # fmt: skip
 
 
 def _machine() -> dict[str, object]:

@@ -7,7 +7,9 @@ rounds to 75 %; per exit 80.81 / 81.78 / 82.11 %.
 Usage::
 
     python benchmarks/repro_multiexit.py --quick      # reduced run, < 10 min on 2 CPU cores
-    python benchmarks/repro_multiexit.py              # paper scale (many CPU hours)
+    python benchmarks/repro_multiexit.py              # paper scale (about 4 h on 2 cores)
+    python benchmarks/repro_multiexit.py --stem-stride 2 --jobs 2   # the same, stem stride 2:
+                                                      # 68 min on 2 cores (benchmarks/README.md)
     python benchmarks/repro_multiexit.py --har-quick  # + the LSTM pipeline on synthetic HAR
     python benchmarks/repro_multiexit.py --quick --seeds 3  # mean ± std over seeds 0, 1, 2
 

@@ -36,6 +36,7 @@ from qkd.errors import ParameterError, QflError
 
 __all__ = [
     "KeyedDropout",
+    "dropout_linear",
     "fold_in",
     "keyed_dropout",
     "keyed_dropout_names",
@@ -297,6 +298,25 @@ def replace_dropout(model: nn.Module) -> nn.Module:
                 keyed.train(child.training)
                 setattr(module, child_name, keyed)
     return model
+
+
+def dropout_linear(
+    x: torch.Tensor,
+    p: float,
+    keys: torch.Tensor | None,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    *,
+    training: bool = True,
+) -> torch.Tensor:
+    """Every client's ``dropout(p) -> linear`` (an exit head of the stacked routes).
+
+    ``x [C, N, F]``, ``keys [C]`` (the clients' dropout keys; ``None`` or ``training=False``:
+    no dropout), ``weight [C, out, F]``, ``bias [C, out]``; returns ``[C, N, out]``.
+    """
+    if training and keys is not None:
+        x = keyed_dropout(x, p, keys)
+    return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
 
 def keyed_dropout_names(model: nn.Module) -> tuple[str, ...]:

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from qfl.engine.random import keyed_dropout
+from qfl.engine.random import dropout_linear
 from qfl.models.multiexit import MultiExitLSTM
 
 __all__ = ["stacked_forward", "supports"]
@@ -98,9 +98,7 @@ def stacked_forward(
             j = model.exit_after.index(k + 1)
             ex = model.exits[j]
             key = None if dropout_keys is None else dropout_keys.get(f"exits.{j}.dropout.key")
-            last = h[:, :, -1]
-            if training and key is not None:
-                last = keyed_dropout(last, float(getattr(ex.dropout, "p", 0.0)), key)
+            p = float(getattr(ex.dropout, "p", 0.0))
             w, b = params[f"exits.{j}.fc.weight"], params[f"exits.{j}.fc.bias"]
-            outs.append(torch.baddbmm(b.unsqueeze(1), last, w.transpose(1, 2)))
+            outs.append(dropout_linear(h[:, :, -1], p, key, w, b, training=training))
     return tuple(outs)

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qfl.engine.random import keyed_dropout
+from qfl.engine.random import dropout_linear
 from qfl.models.multiexit import MultiExitResNet, _BasicBlock, _Exit
 
 __all__ = ["stacked_forward", "supports"]
@@ -95,13 +95,6 @@ def _block(
     return F.relu(h + s)
 
 
-def _dropout(x: torch.Tensor, p: float, keys: torch.Tensor | None, training: bool) -> torch.Tensor:
-    """The clients' dropout (``x [C, ...]``, ``keys [C]``); the identity in eval mode."""
-    if not training or keys is None:
-        return x
-    return keyed_dropout(x, p, keys)
-
-
 def _exit(
     h: torch.Tensor,
     ex: _Exit,
@@ -116,9 +109,9 @@ def _exit(
         h = ex.pool(h)  # per channel: every client's channels alike
     flat = h.reshape(n, c, -1).transpose(0, 1)  # [C, N, F]: each client's flatten(1)
     key = None if keys is None else keys.get(f"{name}.dropout.key")
-    flat = _dropout(flat, float(getattr(ex.dropout, "p", 0.0)), key, training)
+    p = float(getattr(ex.dropout, "p", 0.0))
     w, b = params[f"{name}.fc.weight"], params[f"{name}.fc.bias"]
-    return torch.baddbmm(b.unsqueeze(1), flat, w.transpose(1, 2))
+    return dropout_linear(flat, p, key, w, b, training=training)
 
 
 def stacked_forward(

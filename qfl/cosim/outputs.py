@@ -39,7 +39,7 @@ from qfl.scenario import Scenario, ScenarioError, check_folder_name
 
 if TYPE_CHECKING:
     from network import QKDNetwork
-    from qfl.cosim.run import NetworkRun
+    from qfl.cosim.netrun import NetworkRun
 
 __all__ = [
     "METRIC_COLUMNS",

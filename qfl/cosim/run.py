@@ -33,7 +33,8 @@ from qfl.cosim.netbuild import (
     learning_clients,
     learning_server,
 )
-from qfl.cosim.outputs import RunFolder
+from qfl.cosim.netrun import NetworkRun
+from qfl.cosim.outputs import RunFolder, write_unsimulated
 from qfl.cosim.schedule import Timeline, run_schedule
 from qfl.scenario import Scenario, ScenarioError
 from qkd.errors import QflError
@@ -51,18 +52,6 @@ __all__ = [
     "simulate_network",
     "summarize_run",
 ]
-
-
-@dataclass
-class NetworkRun:
-    """The network half of a run."""
-
-    scenario: Scenario
-    job: Job
-    net: QKDNetwork
-    timeline: Timeline
-    topology: Any
-    wall_s: float
 
 
 @dataclass
@@ -343,7 +332,5 @@ def one_line(exc: BaseException) -> str:
 
 def _write_failed(folder: Path, sc: Scenario, exc: BaseException) -> None:
     """A run that ended before its network half finished: the scenario and the error."""
-    from qfl.cosim.outputs import write_unsimulated
-
     status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
     write_unsimulated(folder, sc, {"scenario": sc.name, "status": status, "error": one_line(exc)})

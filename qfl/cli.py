@@ -4,6 +4,9 @@ Each sub-command lives in its own module under :mod:`qfl.commands` and is regist
 Errors caused by bad input (:class:`~qkd.errors.QflError`, which includes every
 ``ParameterError``) are printed as one line on stderr with exit status 2, never as a
 traceback; so are command-line usage errors (unknown option, a value that is not a number).
+Any other exception (a bug, an overflow, a full disk) is printed as one line naming it and
+the log file that holds its traceback (:mod:`qfl.commands.crash`), with exit status 1, the
+status of a failed run; ``--debug`` (anywhere on the command line) prints the traceback too.
 
 Typer (>= 0.2x) vendors click as ``typer._click``; only typer's public names are used here.
 """
@@ -14,6 +17,7 @@ import contextlib
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -24,7 +28,7 @@ from qfl.threads import prepare_env
 
 prepare_env()  # before the commands import torch: idle OpenMP threads sleep (qfl.threads)
 
-from qfl.commands import keyrate, plan, report, simulate, sweep, validate  # noqa: E402
+from qfl.commands import crash, keyrate, plan, report, simulate, sweep, validate  # noqa: E402
 from qkd.errors import QflError  # noqa: E402
 
 __all__ = ["app", "main"]
@@ -39,7 +43,15 @@ app = typer.Typer(
 
 
 @app.callback()
-def _qfl() -> None:
+def _qfl(
+    debug: bool = typer.Option(  # documents the flag: main() takes it out before typer parses
+        False,
+        "--debug",
+        help="On an unexpected error, print its traceback too (it is always written to a log "
+        "file: error.log in the run folder, else ~/.cache/qfl/logs/). Also accepted after the "
+        "command.",
+    ),
+) -> None:
     """Quantum-network co-simulation: QKD key rates gate federated-learning transfers."""
 
 
@@ -64,8 +76,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         The arguments (without the program name); ``sys.argv[1:]`` when omitted.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    args, debug = _take_debug(args)
     with _sigterm_as_interrupt():
-        return _run(args)
+        return _run(args, debug=debug)
+
+
+def _take_debug(args: list[str]) -> tuple[list[str], bool]:
+    """``args`` without ``--debug`` (before a ``--``), and whether it was there: the flag
+    works before or after the command (``qfl --debug simulate f.yaml`` or ``qfl simulate
+    f.yaml --debug``)."""
+    end = args.index("--") if "--" in args else len(args)
+    kept = [a for a in args[:end] if a != "--debug"] + args[end:]
+    return kept, len(kept) != len(args)
 
 
 @contextlib.contextmanager
@@ -86,7 +108,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run(args: list[str]) -> int:
+def _run(args: list[str], *, debug: bool = False) -> int:
     try:
         result = app(args=args, prog_name="qfl", standalone_mode=False)
     except QflError as exc:
@@ -102,7 +124,20 @@ def _run(args: list[str]) -> int:
         return int(getattr(exc, "exit_code", 2))
     except typer.Exit as exc:
         return int(exc.exit_code)
+    except Exception as exc:  # a bug or an environment problem, not bad input
+        return _unexpected(exc, args, debug)
     return int(result) if isinstance(result, int) else 0
+
+
+def _unexpected(exc: Exception, args: list[str], debug: bool) -> int:
+    """One line naming ``exc`` and the log holding its traceback (and, with ``--debug``, the
+    traceback itself); exit status 1, that of a failed run."""
+    log, why = crash.write_log(exc, [*args, *(["--debug"] if debug else [])])
+    if debug:
+        sys.stderr.write("".join(traceback.format_exception(exc)))
+        sys.stderr.flush()
+    _err.print(f"qfl: error: {crash.one_line_report(exc, log, why)}", markup=False)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from qfl.commands.crash import logs_into
 from qfl.commands.simulate import ThreadsOption, resolve_scenario
 from qfl.commands.sweep import _cell, claim_out
 from qfl.scenario import Scenario, ScenarioError
@@ -105,7 +106,7 @@ def _run(study: Any, threads: str | None, folder: Path) -> Any:
 
     n, _ = resolve_threads(threads)
     try:
-        with threads_env(n), using_threads(n):
+        with threads_env(n), using_threads(n), logs_into(folder):
             return study()
     except KeyboardInterrupt:
         _out.print(f"interrupted: finished points are in {folder}; rerun with --resume",

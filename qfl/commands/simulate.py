@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
+from qfl.commands.crash import logs_into
 from qfl.scenario import Scenario, ScenarioError, apply_overrides, apply_quick, load_scenario
 
 _out = Console(highlight=False, soft_wrap=True)  # notices go to stdout: stderr is for errors
@@ -196,7 +197,7 @@ def simulate(
         progress.update(task, completed=r, info=f"round {r}, t={_fmt_time(t)}, {acc}")
 
     try:
-        with progress, using_threads(n_threads):
+        with progress, using_threads(n_threads), logs_into(folder):
             result = run_scenario(
                 sc, folder, on_eval=on_eval, on_network=on_network, plots=plots, topo=topo,
                 on_progress=lambda r, text: progress.update(task, info=f"round {r}: {text}"),

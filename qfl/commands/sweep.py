@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from qfl.commands.crash import logs_into
 from qfl.commands.simulate import ThreadsOption
 from qfl.cosim.executors import check_executor
 from qfl.cosim.sweep import SweepSpec, load_sweep_file, parse_set_options, run_sweep
@@ -87,7 +88,7 @@ def sweep(
         progress.update(task, completed=done, info=info)
 
     try:
-        with progress, threads_env(n_threads), using_threads(n_threads):
+        with progress, threads_env(n_threads), using_threads(n_threads), logs_into(out):
             table_rows = run_sweep(
                 spec, out, executor=executor, jobs=jobs, address=address, resume=resume,
                 plots=plots, on_point=on_point,

@@ -15,6 +15,9 @@
     it (``round_breakdown``), each link's key, key wait and utilisation (``links``);
 ``accuracy.png``, ``keypools.png``, ``topology.png``, ``bottlenecks.png``
     the plots (:func:`qfl.cosim.plots.redraw` draws them all from the files above).
+``error.log``
+    only after an unexpected error: its traceback (written by the command line,
+    :mod:`qfl.commands.crash`).
 
 Every file but ``metrics.csv`` is written whole through a temporary file and renamed, and
 ``metrics.csv`` is flushed after each evaluation, so an interrupted run leaves a consistent

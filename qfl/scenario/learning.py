@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from network.topology import DEFAULT_FLOPS_PER_S
-from qfl.scenario.base import NonNegative, Positive, _Frozen
+from qfl.scenario.base import Positive, _Frozen
 
 __all__ = ["ComputeSpec", "Dataset", "LearningSpec", "Method"]
 
@@ -42,11 +42,11 @@ class LearningSpec(_Frozen):
         "classes each) or dirichlet (FedAvg family: label skew Dirichlet(alpha)); each method "
         "implements one, which this field may name.",
     )
-    classes_per_client: Annotated[int, Field(ge=1)] = Field(
+    classes_per_client: Annotated[int, Field(ge=1, le=1000)] = Field(
         8,
         description="Def-FD family: classes each client holds (the paper: 8 of 10).",
     )
-    alpha: Positive = Field(
+    alpha: Annotated[float, Field(gt=0, le=1000)] = Field(
         0.2,
         description="FedAvg family: Dirichlet concentration of the label skew (the paper: 0.2; "
         "smaller is"
@@ -62,38 +62,44 @@ class LearningSpec(_Frozen):
     test_samples: Annotated[int, Field(ge=1)] | None = Field(
         None, description="Global accuracy on the first N test samples (None: all)."
     )
-    senders_per_round: Annotated[int, Field(ge=1)] | None = Field(
+    senders_per_round: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
         None, description="Decentralized methods: senders per round (None: half the clients)."
     )
     rounds: Annotated[int, Field(ge=1, le=100_000)] = Field(
         20,
         description="Rounds to run (at most 100000); the horizon may stop earlier.",
     )
-    local_epochs: Annotated[int, Field(ge=1)] = Field(
+    local_epochs: Annotated[int, Field(ge=1, le=1000)] = Field(
         1,
         description="Epochs of a client's local update per round.",
     )
-    fusion_epochs: Annotated[int, Field(ge=1)] = Field(
+    fusion_epochs: Annotated[int, Field(ge=1, le=1000)] = Field(
         1,
         description="Def-FD family: epochs of fusing a received model.",
     )
-    batch_size: Annotated[int, Field(ge=1)] = Field(32, description="Samples per training step.")
-    lr: Positive = Field(0.01, description="Learning rate (SGD; Adam for SSL pretraining).")
+    batch_size: Annotated[int, Field(ge=1, le=65536)] = Field(
+        32, description="Samples per training step."
+    )
+    lr: Annotated[float, Field(gt=0, le=10)] = Field(
+        0.01, description="Learning rate (SGD; Adam for SSL pretraining)."
+    )
     momentum: Annotated[float, Field(ge=0, lt=1)] = Field(
         0.9,
         description="SGD momentum, in [0, 1).",
     )
-    weight_decay: NonNegative = Field(0.0, description="L2 weight decay.")
-    gamma: NonNegative = Field(0.03, description="Def-FD feature-loss weight.")
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = Field(0.0, description="L2 weight decay.")
+    gamma: Annotated[float, Field(ge=0, le=100)] = Field(
+        0.03, description="Def-FD feature-loss weight."
+    )
     feature_loss: Literal["l2", "cos", "mse"] = Field(
         "mse",
         description="Def-FD feature-map loss: l2, cos or mse.",
     )
-    temperature: Positive | Literal["adaptive"] = Field(
+    temperature: Annotated[float, Field(gt=0, le=100)] | Literal["adaptive"] = Field(
         3.0,
         description="Distillation temperature; 'adaptive' (multi-exit) follows Phuong & Lampert.",
     )
-    width: Annotated[int, Field(ge=1)] = Field(
+    width: Annotated[int, Field(ge=1, le=1024)] = Field(
         16, description="Model base width (multi-exit, SSL)."
     )
     round_budget_s: Positive | None = Field(
@@ -101,8 +107,10 @@ class LearningSpec(_Frozen):
         description="Multi-exit: a client trains the deepest exit whose local update fits this "
         "many simulated seconds (None: every client trains all exits).",
     )
-    distill_c: NonNegative = Field(0.5, description="Multi-exit distillation weight C.")
-    image_size: Annotated[int, Field(ge=8)] = Field(
+    distill_c: Annotated[float, Field(ge=0, le=100)] = Field(
+        0.5, description="Multi-exit distillation weight C."
+    )
+    image_size: Annotated[int, Field(ge=8, le=1024)] = Field(
         32,
         description="SSL: side of the square images, pixels.",
     )
@@ -110,7 +118,7 @@ class LearningSpec(_Frozen):
         0.75,
         description="Accuracy whose first crossing gives the summary's rounds and time to target.",
     )
-    eval_every: Annotated[int, Field(ge=1)] = Field(
+    eval_every: Annotated[int, Field(ge=1, le=100_000)] = Field(
         1,
         description="Evaluate every N rounds (and after the last).",
     )

@@ -112,7 +112,11 @@ def _format_error(root: type[BaseModel], err: Mapping[str, Any]) -> tuple[str, s
         msg = msg.replace(words, sym)
     if msg:
         msg = msg[0].lower() + msg[1:]
-    if not isinstance(value, dict | list):
+    if typ in _BOUNDS and isinstance(value, str):
+        # a number YAML 1.1 read as text (``1e308``: no dot, no exponent sign), compared as
+        # a number: shown as written
+        msg = f"{msg}, got {_short(value)[1:-1]}"
+    elif not isinstance(value, dict | list):
         msg = f"{msg}, got {_short(value)}" if msg else f"got {_short(value)}"
     elif typ == "too_long" or typ == "too_short":
         msg = f"{msg.split(' after validation')[0]}, got {_short(value)}"
@@ -135,6 +139,8 @@ def _model_fields(root: type[BaseModel], class_name: str) -> list[str]:
                 stack.append(sub)
     return []
 
+
+_BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
 _COMPARISONS = (
     ("greater than or equal to", ">="),

@@ -9,7 +9,11 @@ from typing import Any
 import yaml
 
 from qfl.scenario.base import ScenarioError
-from qfl.scenario.document import Scenario, _from_mapping, parse_scenario  # noqa: F401
+from qfl.scenario.document import (
+    Scenario,
+    _from_mapping,
+    parse_scenario,  # noqa: F401 (the examples below use it)
+)
 
 __all__ = ["DEFAULT_QUICK", "apply_overrides", "apply_quick"]
 

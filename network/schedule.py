@@ -183,6 +183,52 @@ class Schedule:
         wins = [Window(edges[i], edges[i + 1], facs[i], f"{label} {i}") for i in range(len(facs))]
         return cls(tuple(wins), default, horizon_s, where)
 
+    @classmethod
+    def from_passes(
+        cls,
+        passes: Sequence[tuple[Sequence[float], Sequence[float]]],
+        nominal_rate_bps: float,
+        *,
+        horizon_s: float | None = None,
+        where: str = "schedule",
+    ) -> Schedule:
+        """A satellite link's schedule: no key outside its passes, each pass a profile.
+
+        Parameters
+        ----------
+        passes : sequence of (edges_s, rates_bps)
+            Per pass, the step edges and the mean secret rate over each step (what
+            :meth:`qkd.satellite.PassProfile.steps` returns), passes in time order.
+        nominal_rate_bps : float
+            The link's nominal rate (``> 0``): each step's factor is its rate over it, so a
+            link at this nominal rate makes exactly the pass's key.
+
+        Every step of pass ``k`` is labelled ``"pass k"``, so a :class:`WindowWait` names the
+        pass that key waited for.
+
+        Examples
+        --------
+        >>> s = Schedule.from_passes([([100.0, 110.0, 120.0], [50.0, 150.0])], 100.0)
+        >>> s.integral(0.0, 1e3) * 100.0, s.label(1)
+        (2000.0, 'pass 0')
+        """
+        if not _number(nominal_rate_bps) or nominal_rate_bps <= 0:
+            raise ParameterError(f"{where}.nominal_rate_bps", nominal_rate_bps, "> 0 and finite")
+        wins: list[Window] = []
+        for k, (edges_s, rates) in enumerate(passes):
+            edges, values = list(edges_s), list(rates)
+            if len(edges) != len(values) + 1:
+                raise ParameterError(
+                    f"{where}.passes[{k}]",
+                    f"{len(edges)} edges, {len(values)} rates",
+                    "one more edge than rates",
+                )
+            wins += [
+                Window(edges[i], edges[i + 1], values[i] / nominal_rate_bps, f"pass {k}")
+                for i in range(len(values))
+            ]
+        return cls(tuple(wins), 0.0, horizon_s, where)
+
     # -- evaluation ------------------------------------------------------------------------
     def index_at(self, t: float) -> int | None:
         """Index of the window holding ``t`` (``start_s <= t < end_s``), or None."""
@@ -283,7 +329,7 @@ def _window(name: str, x: Any, index: int) -> Window:
         raise ParameterError(f"{name}.factor", win.factor, ">= 0 and finite")
     if not isinstance(win.label, str):
         raise ParameterError(f"{name}.label", win.label, "a string")
-    return win
+    return Window(float(win.start_s), float(win.end_s), float(win.factor), win.label)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,17 +340,24 @@ def _window(name: str, x: Any, index: int) -> Window:
 class WindowWait:
     """Key requests waited on a link until a window raised its rate factor.
 
+    Recorded at an edge where the factor rises while requests wait, if the link made no key
+    before it (``factor_before == 0``) or the edge ends a differently labelled stretch (a
+    maintenance window at half rate); the steps inside one labelled window (the rising steps
+    of a pass profile, all labelled ``"pass k"``) record nothing.
+
     ``time`` is when the factor rose (the window opened), ``waiting_since`` when the oldest
     waiting request was made (or the previous edge, if later), ``waited_s`` the difference;
-    ``window`` is the index of the window that opened (None: the stretch after the last
-    window), ``label`` its label, ``factor_before`` / ``factor_after`` the factors around the
-    edge, ``waiters`` and ``pending_bits`` what was waiting.
+    ``window`` is the index of the window that opened (None: the stretch outside every
+    window), ``label`` its label and ``previous_label`` that of the stretch that ended,
+    ``factor_before`` / ``factor_after`` the factors around the edge, ``waiters`` and
+    ``pending_bits`` what was waiting.
     """
 
     time: float
     link: str
     window: int | None
     label: str
+    previous_label: str
     factor_before: float
     factor_after: float
     waiting_since: float
@@ -322,6 +375,7 @@ class WindowWait:
             "link": self.link,
             "window": -1 if self.window is None else self.window,
             "label": self.label,
+            "previous_label": self.previous_label,
             "factor_before": self.factor_before,
             "factor_after": self.factor_after,
             "waiting_since": self.waiting_since,
@@ -406,6 +460,7 @@ class ScheduleRun:
         self._edges = schedule.edges(after=now)
         self._next = 0
         self._factor = schedule.factor_at(now)
+        self._index = schedule.index_at(now)
         self._since = now
         target.set_schedule_factor(self._factor)
         self._arm()
@@ -433,15 +488,18 @@ class ScheduleRun:
         _, factor, index = self._edges[self._next]
         self._next += 1
         before = self._factor
+        previous = self.schedule.label(self._index)
+        label = self.schedule.label(index)
         pool = self.target.pool
-        if factor > before and pool.waiters:
+        if factor > before and pool.waiters and (before == 0 or label != previous):
             oldest = pool.oldest_request_at
             since = self._since if oldest is None else max(oldest, self._since)
             rec = WindowWait(
                 self.env.now,
                 self.target.name,
                 index,
-                self.schedule.label(index),
+                label,
+                previous,
                 before,
                 factor,
                 since,
@@ -452,6 +510,7 @@ class ScheduleRun:
             if self.observer is not None:
                 self.observer(rec)
         self._factor = factor
+        self._index = index
         self._since = self.env.now
         self.target.set_schedule_factor(factor)
         self._arm()

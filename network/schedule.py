@@ -295,7 +295,7 @@ class Schedule:
         out: list[tuple[float, float, int | None]] = []
         current = self.default
         for i, win in enumerate(self.windows):
-            cand = [(win.start_s, float(win.factor), i)]
+            cand: list[tuple[float, float, int | None]] = [(win.start_s, float(win.factor), i)]
             nxt = self.windows[i + 1] if i + 1 < len(self.windows) else None
             if nxt is None or nxt.start_s > win.end_s:
                 cand.append((win.end_s, self.default, None))

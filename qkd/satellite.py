@@ -323,28 +323,22 @@ def passes(
     def f(x: float) -> float:
         return float(look_angles(orbit, station, x)[0]) - min_elevation_deg
 
-    above = el >= 0
+    above = np.concatenate([[False], el >= 0, [False]])
+    rises = np.flatnonzero(~above[:-1] & above[1:])  # first sample of each run above
+    sets = np.flatnonzero(above[:-1] & ~above[1:]) - 1  # last sample of each run
     out: list[Pass] = []
-    i = 0
-    while i < n:
-        if not above[i]:
-            i += 1
-            continue
-        j = i
-        while j + 1 < n and above[j + 1]:
-            j += 1
+    for i, j in zip(rises.tolist(), sets.tolist(), strict=True):
         start = t0 if i == 0 else brentq(f, t[i - 1], t[i], xtol=1e-4)
         end = t1 if j == n - 1 else brentq(f, t[j], t[j + 1], xtol=1e-4)
-        lo, hi = max(start, t[max(i - 1, 0)]), min(end, t[min(j + 1, n - 1)])
-        k = i + int(np.argmax(el[i : j + 1]))
-        a, b = max(lo, t[max(k - 1, 0)]), min(hi, t[min(k + 1, n - 1)])
-        res = minimize_scalar(
-            lambda x: -f(x), bounds=(a, b), method="bounded", options={"xatol": 1e-3}
+        k = i + int(np.argmax(el[i : j + 1]))  # the highest sample brackets the culmination
+        lo = max(float(start), float(t[max(k - 1, 0)]))
+        hi = min(float(end), float(t[min(k + 1, n - 1)]))
+        best = minimize_scalar(
+            lambda x: -f(x), bounds=(lo, hi), method="bounded", options={"xatol": 1e-3}
         )
-        t_max = float(res.x) if -res.fun >= el[k] else float(t[k])
+        t_max = float(best.x) if -best.fun >= el[k] else float(t[k])
         if end > start:
             out.append(Pass(float(start), float(end), f(t_max) + min_elevation_deg, t_max))
-        i = j + 1
     return out
 
 

@@ -46,6 +46,7 @@ from network.routing import (
     key_aware_path,
     lowest_latency_path,
 )
+from network.schedule import ScaledPool, Schedule, Window, WindowWait, apply_schedule
 from network.topology import LinkSpec, NodeSpec, TopologySpec, build_graph, read_topology
 from qkd.rates import attack_rate_factor
 
@@ -78,10 +79,15 @@ __all__ = [
     "PoolWipe",
     "QKDNetwork",
     "Router",
+    "ScaledPool",
+    "Schedule",
     "Summary",
     "Tamper",
     "TopologySpec",
     "TransferRecord",
+    "Window",
+    "WindowWait",
+    "apply_schedule",
     "attack_rate_factor",
     "build_graph",
     "get_cipher",

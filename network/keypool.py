@@ -235,6 +235,11 @@ class FluidKeyPool:
         return len(self._waiters)
 
     @property
+    def oldest_request_at(self) -> float | None:
+        """When the head waiter (the oldest waiting request) was made; None if none waits."""
+        return self._waiters[0].requested_at if self._waiters else None
+
+    @property
     def block_bits(self) -> float | None:
         """Key bits a block yields (before authentication); ``None`` for fluid delivery."""
         return None if self._blocks is None else self._blocks.bits

@@ -19,6 +19,7 @@ from network.cipher import Encryption
 from network.errors import KeyNeverSuffices, NodeNotFound, NoPath
 from network.keypool import FluidKeyPool, PoolObserver
 from network.topology import LinkSpec
+from qkd.errors import ParameterError
 from qkd.params import Fibre, QKDSystem, get_preset
 from qkd.rates import ABORT_QBER, attack_rate_factor
 
@@ -93,8 +94,11 @@ class Link:
         Bytes of the frames that crossed the link, both directions.
     cut, attack_factor, under_attack, nodes_down, tampered
         Fault state (changed by the methods below); the pool's rate is
-        ``nominal_rate_bps * attack_factor`` while the link is intact and both ends are up,
-        else 0.
+        ``nominal_rate_bps * attack_factor * schedule_factor`` while the link is intact and
+        both ends are up, else 0.
+    schedule_factor : float
+        The supply schedule's factor now (1 without a schedule; see
+        :mod:`network.schedule`).
     transfers : dict
         The transfers registered on the link, told about its faults.
     cipher_state, session, bits
@@ -144,6 +148,7 @@ class Link:
         self.under_attack = False
         self.tampered = False
         self.nodes_down: set[str] = set()
+        self.schedule_factor = 1.0
         # insertion-ordered (a dict as an ordered set): interrupts go out in registration
         # order, not in an order that depends on object addresses
         self.transfers: dict[Watcher, None] = {}
@@ -174,7 +179,12 @@ class Link:
     @property
     def producing(self) -> bool:
         """Producing key now (usable and the attack, if any, leaves a positive rate)."""
-        return self.usable and self.attack_factor > 0 and self.nominal_rate_bps > 0
+        return (
+            self.usable
+            and self.attack_factor > 0
+            and self.schedule_factor > 0
+            and self.nominal_rate_bps > 0
+        )
 
     def never_suffices(self, bits: float) -> bool:
         """True if the link has no nominal rate and can never hold ``bits`` for a new request."""
@@ -184,9 +194,26 @@ class Link:
 
     def update_rate(self) -> None:
         """Set the pool's rate from the fault state."""
-        rate = self.nominal_rate_bps * self.attack_factor if self.usable else 0.0
+        rate = (
+            self.nominal_rate_bps * self.attack_factor * self.schedule_factor
+            if self.usable
+            else 0.0
+        )
         if rate != self.pool.rate_bps:
             self.pool.set_rate(rate)
+
+    def set_schedule_factor(self, factor: float) -> None:
+        """Scale the key rate by a supply schedule's ``factor`` (see
+        :func:`network.schedule.apply_schedule`); it multiplies the fault state's rate, so a
+        cut link stays at 0 whatever the factor."""
+        if (
+            isinstance(factor, bool)
+            or not isinstance(factor, int | float)
+            or not (math.isfinite(factor) and factor >= 0)
+        ):
+            raise ParameterError(f"link {self.name}: schedule factor", factor, ">= 0 and finite")
+        self.schedule_factor = float(factor)
+        self.update_rate()
 
     def tx_time(self, n_bytes: int) -> float:
         """Seconds to serialise ``n_bytes`` onto the link."""

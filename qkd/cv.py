@@ -27,6 +27,10 @@ Conventions
   papers.
 * ``modulation_variance`` fixed, or ``None`` to optimise ``V_A`` per link (log-grid plus
   golden-section search over [0.05, 100] SNU).
+* Reach: with trusted detector noise and little excess noise the rate falls like ``T``
+  without ever reaching 0 (the formulas, checked against ``qosst-skr``, say so); rates
+  below 1e-12 bit/symbol (or below the float64 resolution of the Holevo difference) are
+  reported as 0, which then sets the maximum distance.
 
 Only the asymptotic rate is implemented: the finite-size GG02 analyses (Leverrier et al.
 2010; composable: Leverrier 2017, Pirandola 2021) need the block size and estimation
@@ -308,18 +312,23 @@ def holevo_bound(
 
 
 _RESOLUTION = 1e-13  # relative float64 resolution of the Holevo difference (see _raw_rate)
+_FLOOR = 1e-12  # bits per symbol: below, the difference is rounding noise (see _raw_rate)
 
 
 def _raw_rate(system: CVSystem, t: FloatArray, va: FloatArray) -> FloatArray:
     """``beta I_AB - chi_BE``, with values below the cancellation noise floor set to 0.
 
     At very high loss the four entropies of ``chi_BE`` are each tens of bits while their
-    difference is of order ``T``; below ``1e-13`` times their magnitudes the difference is
-    rounding noise, reported as no key (0) rather than as a spurious positive rate.
+    difference is of order ``T``; below ``1e-13`` times their magnitudes, or below 1e-12
+    bit/symbol (about 120 dB of loss: 1 mbit/s at 1 GBd), the difference is rounding noise,
+    reported as no key (0) rather than as a spurious positive rate. With trusted detector
+    noise and little excess noise the GG02 rate falls like ``T`` without ever reaching 0, so
+    this floor is then what ends the link.
     """
     iab, chi, scale = _terms(system, t, va)
     rate = system.beta * iab - chi
-    return np.where(rate > _RESOLUTION * scale, rate, np.minimum(rate, 0.0))
+    resolved = rate > np.maximum(_RESOLUTION * scale, _FLOOR)
+    return np.where(resolved, rate, np.minimum(rate, 0.0))
 
 
 def key_rate_and_variance(

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.special import i0e
 
 from qkd.errors import ParameterError
 from qkd.kinds import get_kind
@@ -89,8 +90,6 @@ def test_sns_hand_value_at_fixed_settings() -> None:
     eta = float(system.arm_transmittance(100.0))
     n = eta * 0.3
     s1 = 2 * math.exp(-n / 2) * (1 - math.exp(-n / 2))
-    from scipy.special import i0e
-
     s2 = 2 * float(i0e(n)) - 2 * math.exp(-2 * n)
     s_z = 2 * 0.05 * 0.95 * s1 + 0.05**2 * s2
     e_z = 0.05**2 * s2 / s_z

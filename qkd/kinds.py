@@ -447,6 +447,6 @@ register(
         rate_unit="bit/symbol",
         untrusted_middle=False,
         presets=_presets(cv.PRESETS),
-        default_preset="lodewyck-2007",
+        default_preset="jain-2022",
     )
 )

@@ -14,11 +14,13 @@ from qkd.kinds import get_kind
 from qkd.mdi import (
     PRESETS,
     MDISystem,
+    decoy_bounds,
     gains_and_errors,
     key_rate_and_intensities,
     key_rate_bps,
     key_rate_per_pulse,
     single_photon_terms,
+    x_basis_gains_and_errors,
 )
 from qkd.params import Detector, Fibre
 from qkd.rates import plob_bound
@@ -161,3 +163,56 @@ def test_presets_have_no_key_past_their_reach(name: str) -> None:
     assert math.isfinite(reach) and reach > 0
     assert float(key_rate_per_pulse(system, reach - 0.5)) > 0.0
     assert np.all(key_rate_per_pulse(system, reach + np.array([0.5, 10.0, 100.0])) == 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# vacuum + weak decoy (finite number of decoys)
+
+
+def test_decoy_bounds_bracket_the_true_single_photon_terms() -> None:
+    system = LCQ.replace(decoy_ratio=0.2)
+    lengths = np.array([0.0, 50.0, 120.0, 180.0])
+    ea, eb = system.arm_transmittances(lengths)
+    for mu in (0.1, 0.4, 0.8):
+        y_low, e_up = decoy_bounds(system, ea, eb, mu, mu)
+        y_true, e_true = single_photon_terms(ea, eb, 6.02e-6, 0.015)
+        assert np.all(y_low <= y_true * (1 + 1e-9))
+        assert np.all(e_up >= e_true * (1 - 1e-9))
+        assert np.all(y_low > 0.3 * y_true)  # and not uselessly loose
+
+
+def test_x_basis_gain_small_intensity_limit() -> None:
+    # p_d = 0, weak pulses: Q_X -> (n_a + n_b)^2 / 4 (HOM coincidences of all photon pairs)
+    q, e = x_basis_gains_and_errors(0.2, 0.1, 1e-3, 2e-3, 0.0, 0.0)
+    na, nb = 0.2e-3, 0.2e-3
+    assert float(q) == pytest.approx((na + nb) ** 2 / 4, rel=1e-3)
+    # single-photon pairs (n_a n_b / 2 of them) are right, multi-photon ones err half the time
+    assert float(e) == pytest.approx(0.5 * (1 - (na * nb / 2) / float(q)), rel=1e-3)
+
+
+def test_finite_decoys_approach_infinite_decoys() -> None:
+    lengths = np.array([20.0, 100.0, 160.0])
+    infinite = key_rate_per_pulse(LCQ, lengths)
+    previous = np.zeros_like(infinite)
+    for r in (0.5, 0.2, 0.05, 0.01):
+        finite = key_rate_per_pulse(LCQ.replace(decoy_ratio=r), lengths)
+        assert np.all(finite <= infinite * (1 + 1e-9))
+        assert np.all(finite >= previous)  # weaker decoys, tighter bounds
+        previous = finite
+    np.testing.assert_allclose(previous, infinite, rtol=0.1)
+    reach = KIND.max_distance_km(LCQ.replace(decoy_ratio=0.1))
+    assert KIND.max_distance_km(LCQ) - 15.0 < reach < KIND.max_distance_km(LCQ)
+
+
+def test_finite_decoys_with_an_asymmetric_relay() -> None:
+    system = LCQ.replace(decoy_ratio=0.1, relay_fraction=0.3)
+    rate, mu_a, mu_b = key_rate_and_intensities(system, np.array([50.0, 100.0]))
+    assert np.all(rate > 0) and np.all(mu_a < mu_b)
+    assert np.all(rate <= key_rate_per_pulse(LCQ.replace(relay_fraction=0.3), [50.0, 100.0]))
+
+
+def test_decoy_ratio_is_checked() -> None:
+    with pytest.raises(ParameterError, match="decoy_ratio"):
+        LCQ.replace(decoy_ratio=1.0)
+    with pytest.raises(ParameterError, match="decoy_ratio"):
+        decoy_bounds(LCQ, 0.1, 0.1, 0.3, 0.3)

@@ -198,3 +198,27 @@ def test_a_kind_is_a_plain_frozen_dataclass() -> None:
     assert isinstance(kind, LinkKind)
     with pytest.raises(dataclasses.FrozenInstanceError):
         kind.name = "x"  # type: ignore[misc]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    efficiency=st.floats(0.01, 1.0),
+    dark=st.floats(1e-9, 1e-4),
+    misalignment=st.floats(0.0, 0.08),
+    attenuation=st.floats(0.15, 0.35),
+)
+def test_decoy_bb84_from_mapping_stays_below_plob_with_its_detector(
+    efficiency: float, dark: float, misalignment: float, attenuation: float
+) -> None:
+    kind = get_kind("decoy-bb84")
+    params = kind.from_mapping(
+        {
+            "detector": {"efficiency": efficiency, "dark_count_prob": dark},
+            "misalignment": misalignment,
+            "fibre.attenuation_db_per_km": attenuation,
+        }
+    )
+    d = np.linspace(0.0, 400.0, 41)
+    r = kind.rate_per_use(params, d)
+    assert np.all(r <= rates.plob_bound(params.transmittance(d)) + 1e-15)
+    assert np.all(np.diff(r) <= 1e-12 * r[:-1])

@@ -58,10 +58,25 @@ Conventions (both protocols)
     with ``mu`` optimised per link.
 
 Published values vs this module: both papers report that their protocols exceed the
-repeaterless bound at long distances; ``tests/qkd/test_twinfield.py`` checks the crossing on
-the ``"mzz-2018"`` preset (``eta_d = 14.5%``, ``p_d = 8e-8``, ``e_d = 1.5%``, ``f = 1.15``,
-``M = 16``, 0.2 dB/km; the simulation parameters of Ma, Zeng & Zhou as remembered: the papers
-could not be re-read here, offline, so the crossing distances are this module's, not quoted).
+repeaterless bound at long distances. This module's crossings and reaches (asymptotic;
+``plob_crossing_km`` and ``qkd.kinds`` ``max_distance_km``):
+
+==============  ========  =======================  ========================  ===========
+preset          protocol  crosses PLOB, fibre only  crosses PLOB, detectors  reach
+                                                    counted
+==============  ========  =======================  ========================  ===========
+``mzz-2018``    SNS       never                     222 km                    331 km
+``mzz-2018``    PM        342 km                    244 km                    397 km
+``fang-2020``   SNS       320 km                    292 km                    581 km
+``fang-2020``   PM        358 km                    331 km                    658 km
+==============  ========  =======================  ========================  ===========
+
+``"mzz-2018"`` has the simulation parameters of Ma, Zeng & Zhou as remembered (``eta_d =
+14.5%``, ``p_d = 8e-8``, ``e_d = 1.5%``, ``f = 1.15``, ``M = 16``, 0.2 dB/km); the papers
+could not be re-read here (offline), so no published crossing distance is quoted.
+``tests/qkd/test_twinfield.py`` asserts the crossings (PM on ``mzz-2018`` against the
+fibre-only bound, both protocols against the detector-counted bound, both on ``fang-2020``
+against the fibre-only bound) and the ``sqrt(eta)`` scaling without dark counts.
 
 References
 ----------

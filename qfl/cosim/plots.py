@@ -331,6 +331,7 @@ def plot_keypools(
         if shown:
             _bit_axis(ax, max(peaks, default=0.0))
         ax.set_xlim(0, 1.01 * end / scale if end > 0 else 1)
+        _plain_ticks(ax, "x")
         ax.grid(alpha=0.3)
         if shown:
             fig.legend(loc="outside right upper", fontsize=8, title="link")
@@ -358,6 +359,8 @@ def plot_keypools(
         for ax in axes[len(shown) :]:
             ax.set_axis_off()
         axes[0].set_xlim(0, 1.01 * end / scale if end > 0 else 1)
+        for ax in axes[: len(shown)]:
+            _plain_ticks(ax, "x")
         fig.supxlabel(xlabel, fontsize=9)
         fig.supylabel("key in pool", fontsize=9)
         fig.suptitle(f"Key-pool levels ({how}; each panel its own scale{note})", fontsize=10)

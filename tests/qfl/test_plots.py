@@ -551,12 +551,15 @@ def test_redraw_a_run_folder(tmp_path: Path, is_png: Any, drawn: list[Figure]) -
         [{"sim_time_s": 0.0, "link": "a-r", "event": "fill", "bits": 1, "level_bits": 1.0}],
     )
     (tmp_path / "topology.json").write_text(json.dumps({"nodes": NODES, "links": LINKS}))
+    (tmp_path / "summary.json").write_text(json.dumps({"target_accuracy": 0.6}))
     made = redraw(tmp_path)
     assert [p.name for p in made] == ["accuracy.png", "keypools.png", "topology.png"]
     for p in made:
         is_png(p)
-    mean = lines_by_label(drawn[0].axes[0])["mean global (test set)"]
+    (mean,) = [ln for ln in drawn[0].axes[0].get_lines() if is_mean(ln)]
     np.testing.assert_allclose(mean.get_ydata(), [15.0, 30.0, 45.0])  # from metrics.csv
+    (target,) = [ln for ln in drawn[0].axes[0].get_lines() if ln.get_linestyle() == ":"]
+    assert list(target.get_ydata()) == [60.0, 60.0]  # from summary.json
     assert list(labelled_lines(drawn[1].axes[0])) == ["a-r"]  # from keypools.csv
     assert len(drawn[2].axes[0].get_lines()) == len(LINKS)  # from topology.json
 

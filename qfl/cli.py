@@ -14,6 +14,7 @@ Typer (>= 0.2x) vendors click as ``typer._click``; only typer's public names are
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import sys
 import threading
@@ -31,7 +32,7 @@ prepare_env()  # before the commands import torch: idle OpenMP threads sleep (qf
 from qfl.commands import crash, keyrate, plan, report, simulate, sweep, validate  # noqa: E402
 from qkd.errors import QflError  # noqa: E402
 
-__all__ = ["app", "main"]
+__all__ = ["NOTICE_LOGGERS", "app", "main", "show_notices"]
 
 app = typer.Typer(
     name="qfl",
@@ -77,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     args, debug = _take_debug(args)
+    show_notices()
     with _sigterm_as_interrupt():
         return _run(args, debug=debug)
 
@@ -88,6 +90,33 @@ def _take_debug(args: list[str]) -> tuple[list[str], bool]:
     end = args.index("--") if "--" in args else len(args)
     kept = [a for a in args[:end] if a != "--debug"] + args[end:]
     return kept, len(kept) != len(args)
+
+
+NOTICE_LOGGERS = ("qfl.engine.kernels",)
+"""Loggers whose INFO lines the command shows on stderr: long waits the user should know
+about (the engine's one-time kernel compile), also where no progress bar is drawn (output
+to a file or a pipe)."""
+
+
+class _Notice(logging.Handler):
+    """One plain line per record on the ``sys.stderr`` of the moment (through a progress
+    bar's redirection while one is live)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # a closed stream must not end the run
+            self.handleError(record)
+
+
+def show_notices() -> None:
+    """Show the INFO lines of :data:`NOTICE_LOGGERS` on stderr (once per process)."""
+    for name in NOTICE_LOGGERS:
+        log = logging.getLogger(name)
+        if not any(isinstance(h, _Notice) for h in log.handlers):
+            log.addHandler(_Notice())
+        log.setLevel(logging.INFO)
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperCommand
 
+from qfl.commands.tables import print_table
 from qkd.errors import ParameterError, UnknownNameError
 from qkd.finite import FINITE_PROTOCOLS, finite_key, finite_max_distance
 from qkd.params import PRESETS, QKDSystem, get_preset, with_overrides
@@ -508,7 +509,7 @@ def keyrate(
             system, block, protocol=protocol or "decoy-2", eps_sec=eps_sec, eps_cor=eps_cor,
             weakest=weakest,
         )  # fmt: skip
-        console.print(_finite_table(system, rows, l_max))
+        print_table(console, _finite_table(system, rows, l_max))
         return
     protocol = protocol or "decoy-bb84"
     rows = keyrate_rows(system, distances, protocol, mu)
@@ -517,4 +518,4 @@ def keyrate(
         console.out(json.dumps(records, indent=2, allow_nan=False), highlight=False)
         return
     l_max = max_distance(system, protocol, mu)
-    console.print(_table(system, protocol, rows, l_max, mu is not None))
+    print_table(console, _table(system, protocol, rows, l_max, mu is not None))

@@ -13,7 +13,8 @@ from rich.table import Table
 
 from qfl.commands.crash import logs_into
 from qfl.commands.simulate import ThreadsOption, resolve_scenario
-from qfl.commands.sweep import _cell, claim_out
+from qfl.commands.sweep import claim_out
+from qfl.commands.tables import cell, print_table
 from qfl.scenario import Scenario, ScenarioError
 
 __all__ = ["app", "parse_duration"]
@@ -123,10 +124,12 @@ def _runner(folder: Path, executor: str, jobs: int | None, address: str | None) 
 def _show(result: Any, cols: list[str], png: str) -> None:
     table = Table(title=f"{result.kind}: {result.meta.get('question', '')}")
     for c in cols:
-        table.add_column(c, justify="right" if c not in ("variant", "link") else "left")
+        table.add_column(
+            c.replace("_", " "), justify="left" if c in ("variant", "link") else "right"
+        )
     for r in result.rows:
-        table.add_row(*[_cell(r.get(c)) for c in cols])
-    _out.print(table)
+        table.add_row(*[cell(r.get(c), c) for c in cols])
+    print_table(_out, table)
     ran = result.meta.get("learning_executions")
     _out.print(
         f"{result.meta.get('evaluations')} points evaluated, {ran} learning execution(s) (learning "

@@ -12,11 +12,43 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from qfl.commands.crash import logs_into
+from qfl.commands.tables import print_table
 from qfl.scenario import Scenario, ScenarioError, apply_overrides, apply_quick, load_scenario
 
 _out = Console(highlight=False, soft_wrap=True)  # notices go to stdout: stderr is for errors
 
-__all__ = ["ThreadsOption", "resolve_scenario", "simulate", "summary_table"]
+__all__ = [
+    "ACCURACY_LABELS",
+    "ThreadsOption",
+    "exit_label",
+    "resolve_scenario",
+    "simulate",
+    "summary_table",
+]
+
+ACCURACY_LABELS = {
+    "final_global_acc": "final global accuracy (test set, mean over clients)",
+    "final_local_acc": "final local accuracy (held-out data, mean over clients)",
+}
+"""What the summary's accuracies are (``summary.json``'s ``final_global_acc``: each
+client's model, or the global model at the client's exit, on the common test set;
+``final_local_acc``: on the client's own held-out data; both averaged over clients)."""
+
+
+def exit_label(n: int) -> str:
+    """The label of ``final_exit_acc`` (multi-exit): the local accuracy at each of the ``n``
+    exits on the clients' held-out data, averaged over clients (not the global accuracy).
+
+    Examples
+    --------
+    >>> exit_label(3)
+    'local accuracy at exit 1 / 2 / 3 (held-out data, mean over clients)'
+    """
+    return (
+        f"local accuracy at exit {' / '.join(str(k) for k in range(1, n + 1))} "
+        "(held-out data, mean over clients)"
+    )
+
 
 ThreadsOption = Annotated[
     str | None,  # parsed by qfl.threads: a bad value's error names it and what is allowed
@@ -103,12 +135,11 @@ def summary_table(sc: Scenario, s: dict[str, Any]) -> Table:
     table.add_column("value", justify="right")
     table.add_row("rounds done / planned", f"{s['rounds_done']} / {s['rounds_planned']}")
     table.add_row("simulated time", _fmt_time(s["sim_time_end_s"]))
-    table.add_row("final global accuracy", _pct(s["final_global_acc"]))
-    table.add_row("final local accuracy", _pct(s["final_local_acc"]))
-    if s["final_exit_acc"]:
-        table.add_row(
-            "accuracy per exit", " / ".join(f"{100 * a:.1f}" for a in s["final_exit_acc"])
-        )
+    table.add_row(ACCURACY_LABELS["final_global_acc"], _pct(s["final_global_acc"]))
+    table.add_row(ACCURACY_LABELS["final_local_acc"], _pct(s["final_local_acc"]))
+    exits = s.get("final_exit_acc") or []
+    if exits:
+        table.add_row(exit_label(len(exits)), " / ".join(f"{100 * a:.1f}" for a in exits) + " %")
     table.add_row(
         f"time to {100 * s['target_accuracy']:.0f} %",
         _fmt_time(s["time_to_target_s"])
@@ -205,5 +236,5 @@ def simulate(
     except KeyboardInterrupt:
         console.print(f"interrupted: the partial run is in {folder}", markup=False)
         raise typer.Exit(130) from None
-    console.print(summary_table(sc, result.summary))
+    print_table(console, summary_table(sc, result.summary))
     console.print(f"run folder: {folder}", markup=False)

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from qfl.commands.crash import logs_into
 from qfl.commands.simulate import ThreadsOption
+from qfl.commands.tables import cell, print_table
 from qfl.cosim.executors import check_executor
 from qfl.cosim.sweep import SweepSpec, load_sweep_file, parse_set_options, run_sweep
 from qfl.scenario import (
@@ -102,10 +103,10 @@ def sweep(
     cols = [*spec.grid, "status", "mean_skr_bps", "rounds_done", "final_global_acc",
             "time_to_target_s"]  # fmt: skip
     for c in cols:
-        table.add_column(c.split(".")[-1], justify="right")
+        table.add_column(c.split(".")[-1].replace("_", " "), justify="right")
     for r in table_rows:
-        table.add_row(*[_cell(r.get(c)) for c in cols])
-    console.print(table)
+        table.add_row(*[cell(r.get(c), c) for c in cols])
+    print_table(console, table)
     console.print(f"sweep folder: {out} (sweep.csv, keyrate_vs_accuracy.png)", markup=False)
     failed = [r for r in table_rows if r.get("status") != "complete"]
     if failed:
@@ -193,15 +194,7 @@ def _sweep_meta(folder: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _cell(v: Any) -> str:
-    """A table cell: ``-`` for nothing, yes/no, 4 significant digits (also ``qfl plan``)."""
-    if v is None or v == "":
-        return "-"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
+_cell = cell  # the name ``qfl plan`` imported before :mod:`qfl.commands.tables`
 
 
 def plot(

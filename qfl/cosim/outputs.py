@@ -12,7 +12,11 @@
 ``summary.json``
     final accuracy, time and rounds to the target accuracy, key generated / consumed /
     wasted, time stalled on key, status; each round's time by cause and the step that ended
-    it (``round_breakdown``), each link's key, key wait and utilisation (``links``);
+    it (``round_breakdown``), each link's key, key wait and utilisation (``links``). Of the
+    accuracies, ``final_global_acc`` is on the common test set (each client's model, or the
+    global model at the client's exit), ``final_local_acc`` on each client's own held-out
+    data, and (multi-exit) ``final_exit_acc`` the local held-out accuracy at each exit; all
+    three are means over clients;
 ``accuracy.png``, ``keypools.png``, ``topology.png``, ``bottlenecks.png``
     the plots (:func:`qfl.cosim.plots.redraw` draws them all from the files above).
 ``error.log``

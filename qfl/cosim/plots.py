@@ -67,8 +67,27 @@ def _time_axis(times: Sequence[float]) -> tuple[float, str]:
     return 1.0, "simulated time (s)"
 
 
-def plot_accuracy(rows: Iterable[Row], path: str | Path, *, title: str = "") -> Path:
+def _plain_ticks(ax: Any, *axes: str) -> None:
+    """Plain tick labels on the named axes (``"x"``, ``"y"``): no offset (``+1.6666e1``)
+    and no scientific multiplier, whatever the range."""
+    from matplotlib.ticker import ScalarFormatter
+
+    for name in axes:
+        fmt = ScalarFormatter(useOffset=False)
+        fmt.set_scientific(False)
+        getattr(ax, f"{name}axis").set_major_formatter(fmt)
+
+
+def plot_accuracy(
+    rows: Iterable[Row], path: str | Path, *, title: str = "", target: float | None = None
+) -> Path:
     """Accuracy over simulated time: the mean over clients, with each client faint.
+
+    Solid lines are the global model's accuracy on the test set, dashed ones the local
+    accuracy on each client's held-out data (thick and coloured: the mean over clients;
+    thin and grey: each client); a legend says so. The time axis starts at 0 in s, min or
+    h (from the range), the accuracy axis is in %, neither with an offset; the target
+    accuracy, if any, is a dotted horizontal line.
 
     Parameters
     ----------
@@ -76,40 +95,66 @@ def plot_accuracy(rows: Iterable[Row], path: str | Path, *, title: str = "") -> 
         ``metrics.csv`` rows with ``sim_time_s``, ``node``, ``global_acc``, ``local_acc``.
     path : path
         Output PNG.
+    title : str
+        The title (default: says what the plot shows).
+    target : float, optional
+        The target accuracy in (0, 1] (``summary.json``'s ``target_accuracy``).
     """
+    from matplotlib.lines import Line2D
+
     rows = list(rows)
-    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    fig = Figure(figsize=(7, 4.6), layout="constrained")
     ax = fig.add_subplot()
-    scale, label = _time_axis([_num(r["sim_time_s"]) for r in rows])
+    times = [_num(r["sim_time_s"]) for r in rows]
+    scale, label = _time_axis(times)
     by_node: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
         by_node[str(r["node"])].append(r)
+    drawn: set[str] = set()
+    clients = False
+    top = 0.0
     for key, style in (("global_acc", "-"), ("local_acc", "--")):
         for node, rs in sorted(by_node.items()):
             xs = [_num(r["sim_time_s"]) / scale for r in rs]
             ys = [100 * _num(r[key]) for r in rs]
             if all(math.isnan(y) for y in ys):
                 continue
+            top = max([top, *(y for y in ys if math.isfinite(y))])
             if node == "mean":
-                name = "global (test set)" if key == "global_acc" else "local (held-out)"
-                ax.plot(
-                    xs,
-                    ys,
-                    style,
-                    color="C0" if key == "global_acc" else "C1",
-                    lw=2.2,
-                    marker="o",
-                    ms=3,
-                    label=f"mean {name}",
-                )
+                drawn.add(key)
+                ax.plot(xs, ys, style, color="C0" if key == "global_acc" else "C1", lw=2.2,
+                        marker="o", ms=4, zorder=3)  # fmt: skip
             else:
+                clients = True
                 ax.plot(xs, ys, style, color="0.75", lw=0.8)
+    handles: list[Any] = []
+    if "global_acc" in drawn:
+        handles.append(Line2D([], [], color="C0", lw=2.2, marker="o", ms=4,
+                              label="global model, test set (mean over clients)"))  # fmt: skip
+    if "local_acc" in drawn:
+        handles.append(Line2D([], [], color="C1", ls="--", lw=2.2, marker="o", ms=4,
+                              label="local, held-out data (mean over clients)"))  # fmt: skip
+    if clients:
+        handles.append(Line2D([], [], color="0.75", lw=0.8,
+                              label="each client (solid: global, dashed: local)"))  # fmt: skip
+    if target is not None and math.isfinite(target):
+        ax.axhline(100 * target, color="0.3", ls=":", lw=1.4)
+        handles.append(Line2D([], [], color="0.3", ls=":", lw=1.4,
+                              label=f"target accuracy ({100 * target:g} %)"))  # fmt: skip
+        top = max(top, 100 * target)
+    end = max((t for t in times if math.isfinite(t)), default=0.0)
+    ax.set_xlim(0, 1.03 * end / scale if end > 0 else 1.0)
+    ax.set_ylim(0, min(100.0, top + 8) if top > 0 else 100.0)
+    _plain_ticks(ax, "x", "y")
     ax.set_xlabel(label)
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(title or "Accuracy over simulated time (grey: individual clients)")
+    ax.set_title(title or "Accuracy over simulated time")
     ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower right")
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no evaluation recorded", ha="center", va="center",
+                transform=ax.transAxes, color="0.4")  # fmt: skip
     out = Path(path)
     fig.savefig(out, dpi=110)
     return out
@@ -248,8 +293,6 @@ def plot_keypools(
     rates : mapping, optional
         Key rate of each link, for folders without ``start`` rows.
     """
-    from matplotlib.ticker import EngFormatter
-
     rows = list(rows)
     series = keypool_series(rows, rates)
     used: dict[str, float] = defaultdict(float)
@@ -274,7 +317,6 @@ def plot_keypools(
     )
     peaks = [max(series[k][1]) for k in shown if series[k][1] and max(series[k][1]) > 0]
     single = len(shown) <= SINGLE_AXES_LINKS and (not peaks or max(peaks) <= _SPREAD * min(peaks))
-    fmt = EngFormatter(unit="b")
     colours = _distinct_colours(len(shown))
     if single:
         fig = Figure(figsize=(7.5, 4.2), layout="constrained")
@@ -285,9 +327,11 @@ def plot_keypools(
             _rug(ax, takes[link], scale, col)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("key in pool")
-        ax.yaxis.set_major_formatter(fmt)
         ax.set_ylim(bottom=0)
+        if shown:
+            _bit_axis(ax, max(peaks, default=0.0))
         ax.set_xlim(0, 1.01 * end / scale if end > 0 else 1)
+        _plain_ticks(ax, "x")
         ax.grid(alpha=0.3)
         if shown:
             fig.legend(loc="outside right upper", fontsize=8, title="link")
@@ -308,19 +352,37 @@ def plot_keypools(
             _rug(ax, takes[link], scale, col)
             ax.fill_between(xs, ls, color=col, alpha=0.15, lw=0)
             ax.set_title(link, fontsize=8, pad=2)
-            ax.yaxis.set_major_formatter(fmt)
             ax.tick_params(labelsize=7)
             ax.set_ylim(bottom=0, top=max(ls, default=0.0) * 1.08 or 1.0)
+            _bit_axis(ax, max(ls, default=0.0))
             ax.grid(alpha=0.3)
         for ax in axes[len(shown) :]:
             ax.set_axis_off()
         axes[0].set_xlim(0, 1.01 * end / scale if end > 0 else 1)
+        for ax in axes[: len(shown)]:
+            _plain_ticks(ax, "x")
         fig.supxlabel(xlabel, fontsize=9)
         fig.supylabel("key in pool", fontsize=9)
         fig.suptitle(f"Key-pool levels ({how}; each panel its own scale{note})", fontsize=10)
     out = Path(path)
     fig.savefig(out, dpi=110)
     return out
+
+
+def _bit_axis(ax: Any, peak: float) -> None:
+    """A y axis of key in bits with SI prefixes (``400 kbit``), its ticks whole bits: never
+    below 1 bit (no millibits). A pool that never held key (``peak`` 0) shows a flat 0
+    and a note saying so."""
+    from matplotlib.ticker import EngFormatter, MaxNLocator
+
+    if not peak > 0:
+        ax.set_ylim(0, 1)
+        ax.set_yticks([0.0], ["0 bit"])
+        ax.text(0.5, 0.55, "no key in this pool\n(0 bits throughout)", ha="center",
+                va="center", transform=ax.transAxes, fontsize=8, color="0.4")  # fmt: skip
+        return
+    ax.yaxis.set_major_locator(MaxNLocator(nbins="auto", steps=[1, 2, 2.5, 5, 10], integer=True))
+    ax.yaxis.set_major_formatter(EngFormatter(unit="bit", sep=" "))
 
 
 RUG_LIMIT = 500
@@ -612,9 +674,9 @@ def _sweep_series(
     acc = [100 * _num(r.get("final_global_acc")) for r in some]
     if all(math.isnan(a) for a in acc):  # methods without a global test set (SSL)
         acc = [100 * _num(r.get("final_local_acc")) for r in some]
-    ax.plot(xs, acc, ls="-", **style, label=f"{name}: final accuracy")
+    ax.plot(xs, acc, ls="-", **style, clip_on=False, label=f"{name}: final accuracy")
     ts = [_num(r.get(t_key)) / scale for r in some]
-    ax2.plot(xs, ts, ls="--", **style, label=f"{name}: {t_what}")
+    ax2.plot(xs, ts, ls="--", **style, clip_on=False, label=f"{name}: {t_what}")
     if none:
         ax.plot(none, [0.0] * len(none), "v", mfc="white", mec=style["color"], mew=1.8, ms=9,
                 clip_on=False, transform=ax.get_xaxis_transform(), zorder=9,
@@ -694,8 +756,15 @@ def plot_sweep(
     positive = [_num(r[x]) for r in rows if _num(r[x]) > 0]
     if positive and max(positive) / min(positive) > 20:
         ax.set_xscale("log")
+        ax.set_xlim(min(positive) / 1.5, max(positive) * 1.5)  # markers clear of the frame
+    else:
+        ax.margins(x=0.06)
     ax.set_ylim(0, min(100.0, max(accs, default=90.0) + 8))
-    ax2.set_ylim(bottom=0)
+    times = [_num(r.get(t_key)) / scale for r in rows if _num(r.get("rounds_done")) != 0]
+    top = max((t for t in times if math.isfinite(t)), default=0.0)
+    ax2.set_ylim(0, 1.15 * top if top > 0 else 1.0)  # every time inside the axes
+    _plain_ticks(ax, "y")
+    _plain_ticks(ax2, "y")
     ax2.set_xlabel(x_label)
     metric = "final global accuracy (%)"
     if rows and all(math.isnan(_num(r.get("final_global_acc"))) for r in rows):
@@ -903,14 +972,21 @@ def redraw(folder: str | Path) -> list[Path]:
         return made
     if not (d / "metrics.csv").is_file():
         raise QflError(f"{d}: not a run folder (no metrics.csv) nor a sweep folder (no sweep.csv)")
-    made.append(plot_accuracy(read_csv(d / "metrics.csv"), d / "accuracy.png"))
+    summary = _read_json(d / "summary.json")
+    target = _num(summary.get("target_accuracy"))
+    made.append(
+        plot_accuracy(
+            read_csv(d / "metrics.csv"),
+            d / "accuracy.png",
+            target=target if math.isfinite(target) else None,
+        )
+    )
     topo = _read_json(d / "topology.json")
     if (d / "keypools.csv").is_file():
         rates = {f"{lk['a']}-{lk['b']}": _num(lk.get("skr_bps")) for lk in topo.get("links", [])}
         made.append(plot_keypools(read_csv(d / "keypools.csv"), d / "keypools.png", rates=rates))
     if topo:
         made.append(plot_topology(topo["nodes"], topo["links"], d / "topology.png"))
-    summary = _read_json(d / "summary.json")
     if "round_breakdown" in summary and "links" in summary:
         made.append(plot_bottlenecks(summary, d / "bottlenecks.png"))
     return made

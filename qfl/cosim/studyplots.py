@@ -31,34 +31,65 @@ def _save(fig: Any, path: Path) -> None:
 
 def plot_threshold(result: Any, path: Path) -> None:
     """Accuracy at the deadline of every evaluated value of the knob (log x), the target
-    line, and the bracket where the target starts to hold."""
+    line, and the bracket where the target starts to hold. A value at which no round
+    completed by the deadline (nothing was trained, so there is no accuracy) is a hollow
+    triangle on the x axis, "no round completed" in the legend, never a 0 % point."""
     m = result.meta
     leaf = m["vary"].split(".")[-1]
     rows = sorted(result.rows, key=lambda r: r[leaf])
-    fig, ax = _figure(7.5, 4.2)
-    xs = [r[leaf] for r in rows]
-    ys = [100 * (r["final_global_acc"] or 0.0) for r in rows]
+    fig, ax = _figure(8.5, 4.2)
+    trained = [r for r in rows if _has_accuracy(r)]
+    untrained = [r for r in rows if not _has_accuracy(r)]
+    xs = [r[leaf] for r in trained]
+    ys = [100 * r["final_global_acc"] for r in trained]
     ax.plot(xs, ys, color="#999999", lw=1, zorder=1)
-    for r, x, y in zip(rows, xs, ys, strict=True):
+    for r, x, y in zip(trained, xs, ys, strict=True):
         ax.scatter([x], [y], s=36, zorder=3, color=_HOLD if r["holds"] else _FAIL,
                    marker="o" if r["holds"] else "x")  # fmt: skip
-    ax.axhline(100 * m["target"], color=_BASE, ls="--", lw=1)
-    ax.text(xs[0], 100 * m["target"], f" target {100 * m['target']:g} %", va="bottom",
-            fontsize=8, color=_BASE)  # fmt: skip
+    none_x = [r[leaf] for r in untrained]
+    if none_x:
+        ax.plot(none_x, [0.0] * len(none_x), ls="", marker="v", mfc="white", mec=_FAIL, mew=1.6,
+                ms=9, clip_on=False, transform=ax.get_xaxis_transform(), zorder=4)  # fmt: skip
+    target = 100 * m["target"]
+    ax.axhline(target, color=_BASE, ls="--", lw=1)
+    ax.text(0.01, target, f" target {target:g} %", va="bottom", fontsize=8, color=_BASE,
+            transform=ax.get_yaxis_transform())  # fmt: skip
     br = m.get("bracket") or {}
     if br.get("fails_at") is not None and br.get("holds_at") is not None:
         lo, hi = sorted((br["fails_at"], br["holds_at"]))
         ax.axvspan(lo, hi, color="#fdb863", alpha=0.35, lw=0, label="answer bracket")
     ax.set_xscale("log")
+    all_x = [r[leaf] for r in rows]
+    if all_x:
+        ax.set_xlim(min(all_x) / 1.6, max(all_x) * 1.6)  # no marker on the frame
+    ax.set_ylim(0, min(100.0, max([*ys, target]) + 10))
     ax.set_xlabel(m["vary"])
-    ax.set_ylabel(f"global accuracy at the deadline (%)\n(deadline {m['within_s']:g} s)")
+    ax.set_ylabel(f"global accuracy at the deadline (%)\n(deadline {_duration(m['within_s'])})")
     ax.scatter([], [], color=_HOLD, marker="o", label="reaches target")
     ax.scatter([], [], color=_FAIL, marker="x", label="misses target")
-    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    if none_x:
+        ax.plot([], [], ls="", marker="v", mfc="white", mec=_FAIL, mew=1.6, ms=9,
+                label="no round completed (misses target)")  # fmt: skip
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.set_title(result.answer if len(result.answer) < 90 else result.answer[:87] + "...",
                  fontsize=9)  # fmt: skip
     ax.grid(alpha=0.3, which="both")
     _save(fig, path)
+
+
+def _has_accuracy(row: Any) -> bool:
+    """Whether a threshold row has an accuracy: a round completed and was evaluated."""
+    acc = row.get("final_global_acc")
+    return acc is not None and acc == acc and row.get("rounds_done") != 0
+
+
+def _duration(seconds: float) -> str:
+    """``90 s``, ``30 min``, ``2 h``: a deadline in the unit that reads best."""
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 120:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
 
 
 def plot_impact(result: Any, path: Path, *, metric: str) -> None:

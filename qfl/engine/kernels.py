@@ -33,6 +33,7 @@ import os
 import platform
 import shutil
 import sys
+import time
 from functools import cache
 from typing import Any
 
@@ -424,12 +425,43 @@ def _module() -> Any:
     digest = hashlib.sha256((_SOURCE + " ".join(_FLAGS) + _cpu_id()).encode())
     name = f"qfl_cnn_kernels_{digest.hexdigest()[:12]}"
     try:
-        return cpp_extension.load_inline(
-            name, [_SOURCE], functions=_FUNCTIONS, extra_cflags=_FLAGS, verbose=False
-        )
+        return _load(name, cpp_extension)
     except Exception as err:  # no compiler, no ninja, a read-only cache, ...
         _log.warning("qfl CPU kernels unavailable (%s); using the vmap path", err)
         return None
+
+
+COMPILE_SECONDS = 25
+"""About how long the first build takes on a laptop-class CPU (said before it starts)."""
+
+
+def _built(name: str, cpp_extension: Any) -> bool:
+    """Whether torch's extension folder already holds the build ``name`` (loading it then
+    takes a fraction of a second; compiling it, :data:`COMPILE_SECONDS`)."""
+    try:
+        folder = cpp_extension._get_build_directory(name, verbose=False)
+    except Exception:  # a private helper of torch: if it moves, assume a build
+        return False
+    return any(os.path.isfile(os.path.join(folder, name + ext)) for ext in (".so", ".pyd"))
+
+
+def _load(name: str, cpp_extension: Any) -> Any:
+    """Load the build ``name``, compiling it first if it is not in the cache; a compile is
+    announced at INFO level on this module's logger before it starts and when it ends
+    (``qfl``'s command line shows these lines on stderr)."""
+    fresh = not _built(name, cpp_extension)
+    if fresh:
+        _log.info(
+            "compiling the engine's CPU kernels once (about %d s; later runs reuse the build)…",
+            COMPILE_SECONDS,
+        )
+    start = time.perf_counter()  # wall clock: how long the build took, not simulated time
+    module = cpp_extension.load_inline(
+        name, [_SOURCE], functions=_FUNCTIONS, extra_cflags=_FLAGS, verbose=False
+    )
+    if fresh:
+        _log.info("compiled the engine's CPU kernels in %.0f s", time.perf_counter() - start)
+    return module
 
 
 def ready() -> bool:

@@ -132,8 +132,10 @@ def _run_figures(run: RunFiles) -> list[tuple[str, str]]:
          f"{_cell(s.get('rounds_done'))} / {_cell(s.get('rounds_planned'))}"),
         ("simulated time", _secs(s.get("sim_time_end_s"))),
         ("horizon", _secs(s.get("horizon_s")) if s.get("horizon_s") is not None else "none"),
-        ("final global accuracy", _pct(s.get("final_global_acc"))),
-        ("final local accuracy", _pct(s.get("final_local_acc"))),
+        ("final global accuracy (test set, mean over clients)",
+         _pct(s.get("final_global_acc"))),
+        ("final local accuracy (held-out data, mean over clients)",
+         _pct(s.get("final_local_acc"))),
         (f"time to target ({_pct(target)})" if math.isfinite(target) else "time to target",
          _secs(s.get("time_to_target_s"))),
         ("mean / min secret key rate per link",
@@ -147,6 +149,11 @@ def _run_figures(run: RunFiles) -> list[tuple[str, str]]:
         ("transfer latency p50 / p99",
          f"{_secs(s.get('transfer_latency_p50_s'))} / {_secs(s.get('transfer_latency_p99_s'))}"),
     ]  # fmt: skip
+    exits = s.get("final_exit_acc")
+    if isinstance(exits, list) and exits:
+        label = (f"local accuracy at exit {' / '.join(str(k) for k in range(1, len(exits) + 1))}"
+                 " (held-out data, mean over clients)")  # fmt: skip
+        rows.insert(7, (label, " / ".join(_pct(a) for a in exits)))
     return rows
 
 

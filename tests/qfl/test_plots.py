@@ -112,36 +112,89 @@ LINKS = [
 ]
 
 
+def is_mean(ln: Line2D) -> bool:
+    return ln.get_linewidth() == 2.2
+
+
 @pytest.mark.parametrize("hours", [False, True])
 def test_plot_accuracy(tmp_path: Path, hours: bool, is_png: Any, drawn: list[Figure]) -> None:
     rows = metrics_rows(hours)
     path = write_csv(tmp_path / "metrics.csv", rows)
-    out = plot_accuracy(read_csv(path), tmp_path / "acc.png", title="t")
+    out = plot_accuracy(read_csv(path), tmp_path / "acc.png", title="t", target=0.7)
     assert out == tmp_path / "acc.png"
-    assert is_png(out) == (770, 462)  # 7 x 4.2 in at 110 dpi
-    (ax,) = drawn[0].axes
+    assert is_png(out) == (770, 506)  # 7 x 4.6 in at 110 dpi
+    fig = drawn[0]
+    (ax,) = fig.axes
     assert ax.get_title() == "t"
     assert ax.get_xlabel() == ("simulated time (h)" if hours else "simulated time (s)")
     times = np.array([1, 2, 3]) * (5000.0 / 3600 if hours else 3.0)
-    lines = lines_by_label(ax)
-    mean = lines.pop("mean global (test set)")  # no "mean local": the mean row has none
+    lines = [ln for ln in ax.get_lines() if ln.get_linestyle() != ":"]
+    (mean,) = [ln for ln in lines if is_mean(ln)]  # no mean local: the mean row has none
     np.testing.assert_allclose(mean.get_xdata(), times)
     np.testing.assert_allclose(mean.get_ydata(), [15.0, 30.0, 45.0])  # percent
-    assert to_rgba(mean.get_color()) == to_rgba("C0")
-    # the clients, faint: global accuracy of a, b, c, then their local accuracy (+5 points)
-    assert all(to_rgba(ln.get_color()) == to_rgba("0.75") for ln in lines.values())
-    clients = [ln.get_ydata() for ln in lines.values()]
+    assert to_rgba(mean.get_color()) == to_rgba("C0") and mean.get_linestyle() == "-"
+    # the clients, faint: global accuracy of a, b, c (solid), their local accuracy (dashed)
+    clients = [ln for ln in lines if not is_mean(ln)]
+    assert all(to_rgba(ln.get_color()) == to_rgba("0.75") for ln in clients)
+    assert [ln.get_linestyle() for ln in clients] == ["-"] * 3 + ["--"] * 3
     glob = [[10.0, 20.0, 30.0], [20.0, 40.0, 60.0], [15.0, 30.0, 45.0]]
-    np.testing.assert_allclose(clients, [*glob, *(np.array(glob) + 5)])
-    for ln in lines.values():
+    np.testing.assert_allclose([ln.get_ydata() for ln in clients], [*glob, *(np.array(glob) + 5)])
+    for ln in clients:
         np.testing.assert_allclose(ln.get_xdata(), times)
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["mean global (test set)"]
+    # the target, dotted; the axes from 0
+    (target,) = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]
+    assert list(target.get_ydata()) == [70.0, 70.0]
+    assert ax.get_xlim()[0] == 0 and ax.get_ylim()[0] == 0
+    # one legend, outside the data, explaining the line styles
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "global model, test set (mean over clients)",
+        "each client (solid: global, dashed: local)",
+        "target accuracy (70 %)",
+    ]
+    assert not legend.get_window_extent().overlaps(ax.get_window_extent())
+
+
+def test_plot_accuracy_has_no_tick_offset(tmp_path: Path, drawn: list[Figure]) -> None:
+    """Two evaluations 10 ms apart at 16.7 min (a quick run over slow key) once drew ticks
+    "0.00078 ... 0.00094" with an offset "+1.6666e1"."""
+    rows = [
+        {"sim_time_s": t, "round": r, "node": "mean", "global_acc": a, "local_acc": a + 0.05}
+        for r, (t, a) in enumerate([(1000.0068361429203, 0.1366), (1000.0164832567776, 0.1196)])
+    ]
+    plot_accuracy(rows, tmp_path / "acc.png", target=0.75)
+    (ax,) = drawn[0].axes
+    assert ax.get_xlabel() == "simulated time (min)"
+    for axis in (ax.xaxis, ax.yaxis):
+        assert axis.get_offset_text().get_text() == ""
+        labels = [t.get_text() for t in axis.get_ticklabels() if t.get_text()]
+        assert labels and not any("e" in x or "+" in x for x in labels)
+    assert ax.get_xlim()[0] == 0 and ax.get_xlim()[1] == pytest.approx(1.03 * 1000.0165 / 60)
+    xs = [float(t.get_text()) for t in ax.xaxis.get_ticklabels() if t.get_text()]
+    assert xs[0] == 0 and max(xs) >= 15  # minutes from 0, not thousandths of a minute
+    assert ax.get_ylim()[1] > 75  # the target inside the axes
 
 
 def test_plot_accuracy_of_no_rows(tmp_path: Path, is_png: Any, drawn: list[Figure]) -> None:
     is_png(plot_accuracy([], tmp_path / "acc.png"))
     (ax,) = drawn[0].axes
-    assert not ax.get_lines() and ax.get_legend() is None
+    assert not ax.get_lines() and ax.get_legend() is None and not drawn[0].legends
+    assert [t.get_text() for t in ax.texts] == ["no evaluation recorded"]
+
+
+def test_plot_accuracy_legend_of_global_and_local(tmp_path: Path, drawn: list[Figure]) -> None:
+    rows = [{**r, "local_acc": 0.3} if r["node"] == "mean" else r for r in metrics_rows()]
+    plot_accuracy(rows, tmp_path / "acc.png")  # no target
+    (legend,) = drawn[0].legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "global model, test set (mean over clients)",
+        "local, held-out data (mean over clients)",
+        "each client (solid: global, dashed: local)",
+    ]
+    (ax,) = drawn[0].axes
+    assert not [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]
+    (local,) = [ln for ln in ax.get_lines() if is_mean(ln) and ln.get_linestyle() == "--"]
+    assert to_rgba(local.get_color()) == to_rgba("C1")
 
 
 def pool_row(t: float, link: str, event: str, bits: float, level: float) -> dict[str, Any]:
@@ -253,6 +306,40 @@ def test_plot_keypools_many_links_get_a_panel_each(
     assert not fig.legends and all(ax.get_legend() is None for ax in fig.axes)
     shared = panels[0].get_shared_x_axes()
     assert all(shared.joined(panels[0], ax) for ax in panels)
+
+
+def tick_texts(ax: Any) -> list[str]:
+    return [t.get_text() for t in ax.yaxis.get_ticklabels() if t.get_text()]
+
+
+def test_plot_keypools_in_bits_never_below_one(tmp_path: Path, drawn: list[Figure]) -> None:
+    """A link that never made key drew "200 mb ... 1 b" (millibits); the axes are in bits
+    with SI prefixes, whole bits, and the keyless link is a flat 0 with a note."""
+    levels = {f"l{i}": 1e3 * 4**i for i in range(5)} | {"dead": 0.0, "tiny": 3.0}
+    plot_keypools(fluid_rows(levels), tmp_path / "kp.png")
+    panels = {ax.get_title(): ax for ax in drawn[0].axes if ax.get_lines()}
+    assert len(panels) == 7
+    for name, ax in panels.items():
+        texts = tick_texts(ax)
+        assert texts and all(t.endswith("bit") for t in texts), (name, texts)
+        assert not any(t.split()[-1] in ("mbit", "µbit", "mb", "b") for t in texts), texts
+        assert ax.yaxis.get_offset_text().get_text() == ""
+        ticks = [v for v in ax.get_yticks() if ax.get_ylim()[0] <= v <= ax.get_ylim()[1]]
+        assert all(v == 0 or v >= 1 for v in ticks) and all(v == int(v) for v in ticks)
+    dead = panels["dead"]
+    assert tick_texts(dead) == ["0 bit"] and dead.get_ylim() == (0.0, 1.0)
+    assert any("no key in this pool" in t.get_text() for t in dead.texts)
+    assert "60 kbit" in tick_texts(panels["l3"])  # a pool of 64 kbit
+    tiny = panels["tiny"]
+    assert [v for v in tiny.get_yticks() if v <= tiny.get_ylim()[1]] == [0, 1, 2, 3]
+
+
+def test_plot_keypools_one_axes_of_a_keyless_link(tmp_path: Path, drawn: list[Figure]) -> None:
+    plot_keypools([pool_row(0.0, "a-b", "start", 0.0, 0.0), pool_row(60.0, "a-b", "end", 0, 0)],
+                  tmp_path / "kp.png")  # fmt: skip
+    (ax,) = drawn[0].axes
+    assert tick_texts(ax) == ["0 bit"]
+    assert any("no key in this pool" in t.get_text() for t in ax.texts)
 
 
 def test_plot_keypools_of_no_rows(tmp_path: Path, drawn: list[Figure], png_pixels: Any) -> None:
@@ -395,6 +482,22 @@ def test_plot_sweep(tmp_path: Path, is_png: Any, drawn: list[Figure], caplog: An
     assert not any(box.overlaps(a.get_window_extent()) for a in (ax, ax2))
 
 
+def test_plot_sweep_keeps_every_marker_inside(tmp_path: Path, drawn: list[Figure]) -> None:
+    """The slowest time to target was drawn on the top edge of its panel, half its marker
+    cut off; the extreme key rates on the left and right edges."""
+    plot_sweep(sweep_rows(), tmp_path / "sweep.png", context=CONTEXT)
+    ax, ax2 = drawn[0].axes
+    lo, hi = ax2.get_ylim()
+    assert lo == 0 and hi > 10.0 * 1.1  # the slowest, 10 min, well inside
+    x0, x1 = ax.get_xlim()
+    assert x0 < 1e2 / 1.2 and x1 > 1e6 * 1.2  # log x: the end points clear of the frame
+    for line in [*ax.get_lines(), *ax2.get_lines()]:
+        if line.get_marker() not in (None, "None", ""):
+            assert not line.get_clip_on(), line.get_label()
+    for a in (ax, ax2):
+        assert a.yaxis.get_offset_text().get_text() == ""
+
+
 def test_plot_sweep_without_a_target_reached(tmp_path: Path, drawn: list[Figure]) -> None:
     rows = [{**r, "time_to_target_s": ""} for r in sweep_rows()[:3]]
     plot_sweep(rows, tmp_path / "one.png", x_label="key (bits)", context={})
@@ -448,12 +551,15 @@ def test_redraw_a_run_folder(tmp_path: Path, is_png: Any, drawn: list[Figure]) -
         [{"sim_time_s": 0.0, "link": "a-r", "event": "fill", "bits": 1, "level_bits": 1.0}],
     )
     (tmp_path / "topology.json").write_text(json.dumps({"nodes": NODES, "links": LINKS}))
+    (tmp_path / "summary.json").write_text(json.dumps({"target_accuracy": 0.6}))
     made = redraw(tmp_path)
     assert [p.name for p in made] == ["accuracy.png", "keypools.png", "topology.png"]
     for p in made:
         is_png(p)
-    mean = lines_by_label(drawn[0].axes[0])["mean global (test set)"]
+    (mean,) = [ln for ln in drawn[0].axes[0].get_lines() if is_mean(ln)]
     np.testing.assert_allclose(mean.get_ydata(), [15.0, 30.0, 45.0])  # from metrics.csv
+    (target,) = [ln for ln in drawn[0].axes[0].get_lines() if ln.get_linestyle() == ":"]
+    assert list(target.get_ydata()) == [60.0, 60.0]  # from summary.json
     assert list(labelled_lines(drawn[1].axes[0])) == ["a-r"]  # from keypools.csv
     assert len(drawn[2].axes[0].get_lines()) == len(LINKS)  # from topology.json
 
@@ -487,3 +593,49 @@ def test_redraw_a_sweep_folder(tmp_path: Path, is_png: Any, drawn: list[Figure])
 def test_redraw_needs_results(tmp_path: Path) -> None:
     with pytest.raises(QflError, match=r"not a run folder \(no metrics\.csv\) nor a sweep folder"):
         redraw(tmp_path)
+
+
+def threshold_result(rows: list[dict[str, Any]]) -> Any:
+    from types import SimpleNamespace
+
+    meta = {"vary": "qkd.rate_scale", "target": 0.5, "within_s": 600.0,
+            "bracket": {"fails_at": 0.01, "holds_at": 0.1}}  # fmt: skip
+    return SimpleNamespace(meta=meta, rows=rows, answer="least qkd.rate_scale: 0.1")
+
+
+def test_plot_threshold_marks_points_without_a_round(tmp_path: Path, drawn: list[Figure]) -> None:
+    """A value at which no round completed has no accuracy: a hollow marker on the x axis,
+    "no round completed" in the legend, not a point at 0 %."""
+    from qfl.cosim.studyplots import plot_threshold
+
+    rows = [
+        {"rate_scale": 0.001, "holds": False, "final_global_acc": None, "rounds_done": 0},
+        {"rate_scale": 0.01, "holds": False, "final_global_acc": 0.3, "rounds_done": 2},
+        {"rate_scale": 0.1, "holds": True, "final_global_acc": 0.6, "rounds_done": 5},
+        {"rate_scale": 1.0, "holds": True, "final_global_acc": 0.7, "rounds_done": 9},
+    ]
+    plot_threshold(threshold_result(rows), tmp_path / "threshold.png")
+    assert (tmp_path / "threshold.png").is_file()
+    (ax,) = drawn[0].axes
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "no round completed (misses target)" in texts
+    (path,) = [ln for ln in ax.get_lines() if ln.get_color() == "#999999"]
+    assert list(path.get_xdata()) == [0.01, 0.1, 1.0]  # the accuracy line skips it
+    assert list(path.get_ydata()) == pytest.approx([30.0, 60.0, 70.0])
+    (none,) = [ln for ln in ax.get_lines() if ln.get_marker() == "v" and len(ln.get_xdata())]
+    assert list(none.get_xdata()) == [0.001] and none.get_transform() == ax.get_xaxis_transform()
+    assert not none.get_clip_on() and none.get_markerfacecolor() == "white"
+    dots = [tuple(o) for c in ax.collections for o in c.get_offsets()]
+    assert all(x != 0.001 for x, _ in dots)  # no dot drawn at 0 % for it
+    assert ax.get_xlim()[0] < 0.001 and ax.get_xlim()[1] > 1.0
+    assert "deadline 10 min" in ax.get_ylabel()
+
+
+def test_plot_threshold_without_empty_points(tmp_path: Path, drawn: list[Figure]) -> None:
+    from qfl.cosim.studyplots import plot_threshold
+
+    rows = [{"rate_scale": 0.1, "holds": True, "final_global_acc": 0.6, "rounds_done": 5}]
+    plot_threshold(threshold_result(rows), tmp_path / "threshold.png")
+    (ax,) = drawn[0].axes
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert not any("no round" in t for t in texts)

@@ -12,14 +12,14 @@ run and across links:
    machines must: SP 800-38D, 8.2.1, gives each encrypting device its own fixed field) are
    disjoint from the other end's;
 3. no key bit is handed out twice (a pad bit is used once; a key bit is a pad or an AES key,
-   never both);
+   never both), and no two pads carry the same bits;
 4. every one-time-pad ciphertext is its payload XOR its pad;
 5. no AES key protects more than ``rekey_bytes`` bytes.
 
 Invariant 2 is the one that catches a nonce without its direction byte: the simulation plans
 one counter per link for both directions, so the nonces of the run itself never repeat even
 then (checked below), but two real ends counting on their own would reuse nonces under the
-keys they share. The last test plants five faults and checks that each is reported.
+keys they share. The last tests plant six faults and check that each is reported.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import pytest
 import simpy
 
 import network.cipher as cipher_mod
+import network.qkdnetwork as qkdnetwork
 from network import AesGcm, LinkSpec, NodeSpec, OneTimePad, QKDNetwork, TopologySpec
 from network.cipher import AesSession, BitStore, CipherPolicy, Hop
 
@@ -60,6 +61,7 @@ class Recorder:
     aes: list[AesUse] = field(default_factory=list)
     otp_bad: list[str] = field(default_factory=list)  # pads that did not encrypt
     otp_count: int = 0
+    pad_heads: list[bytes] = field(default_factory=list)  # each pad's first 128 bits
     takes: list[tuple[str, str, int, int]] = field(default_factory=list)  # link, id, lo, hi
     hop: list[Hop] = field(default_factory=list)  # the hop being carried (a stack)
 
@@ -85,6 +87,7 @@ class Recorder:
             pad = np.packbits(key_bits[: 8 * n]).tobytes()
             want = bytes(a ^ b for a, b in zip(payload, pad, strict=True))
             self.otp_count += 1
+            self.pad_heads.append(np.packbits(key_bits[:128]).tobytes())
             if sealed[:n] != want:
                 self.otp_bad.append(f"{n}-byte message on {self.hop[-1].aad.decode()}")
             return sealed
@@ -151,6 +154,11 @@ def violations(rec: Recorder, rekey_bytes: int | None) -> list[str]:
         reused += sum(b[0] < a[1] for a, b in itertools.pairwise(s))
     if reused:
         out.append(f"key bits handed out twice ({reused} overlapping slices)")
+    # ... nor the same bits twice under other IDs (two links fed the same key stream): no two
+    # pads begin with the same 128 bits (by chance: probability 2**-128 per pair)
+    same_pads = len(rec.pad_heads) - len(set(rec.pad_heads))
+    if same_pads:
+        out.append(f"{same_pads} one-time pads repeat another pad's bits")
     # 4. the pad encrypts
     if rec.otp_bad:
         out.append(f"one-time pad did not encrypt: {rec.otp_bad[0]} ({len(rec.otp_bad)} in all)")
@@ -269,6 +277,12 @@ def _otp_does_not_encrypt(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(cipher_mod, "otp_encrypt", clear)
 
 
+def _same_key_stream(mp: pytest.MonkeyPatch) -> None:
+    """Every link's store draws the same key bits (one seed for all)."""
+    source = qkdnetwork.random_key_source
+    mp.setattr(qkdnetwork, "random_key_source", lambda seed: source(0))
+
+
 @pytest.mark.parametrize(
     ("plant", "cipher", "caught"),
     [
@@ -277,8 +291,18 @@ def _otp_does_not_encrypt(mp: pytest.MonkeyPatch) -> None:
         (_under_counted_rekey, AES[0], r"protect more than rekey_bytes=3000"),
         (_key_reuse_across_indices, AES[0], r"\(key, nonce\) repeats"),
         (_otp_does_not_encrypt, OneTimePad(), r"one-time pad did not encrypt"),
+        (_same_key_stream, AES[0], r"\(key, nonce\) repeats"),
+        (_same_key_stream, OneTimePad(), r"one-time pads repeat another pad's bits"),
     ],
-    ids=["no-direction-byte", "frozen-counter", "under-counted-rekey", "key-reuse", "otp-clear"],
+    ids=[
+        "no-direction-byte",
+        "frozen-counter",
+        "under-counted-rekey",
+        "key-reuse",
+        "otp-clear",
+        "same-stream-aes",
+        "same-stream-otp",
+    ],
 )
 def test_planted_fault_is_caught(
     plant: Callable[[pytest.MonkeyPatch], None],

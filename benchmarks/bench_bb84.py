@@ -13,7 +13,8 @@ Measures
 Prints human-readable lines, then as the very last line one JSON object.
 
 Run: ``python benchmarks/bench_bb84.py`` (about 1-3 minutes; ``--blocks`` sets the Cascade
-sample size per QBER).
+sample size per QBER). ``--smoke``: every part at a tenth of its size or less, in seconds (a
+check that the script runs, tests/test_benchmarks_smoke.py; not a measurement).
 """
 
 from __future__ import annotations
@@ -158,14 +159,27 @@ def main() -> None:
     parser.add_argument("--pulses", type=int, default=20_000_000)
     parser.add_argument("--blocks", type=int, default=200, help="Cascade blocks per QBER")
     parser.add_argument("--passes", type=int, default=14)
+    parser.add_argument(
+        "--smoke", action="store_true", help="seconds-long check, not a measurement"
+    )
     args = parser.parse_args()
     print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}")
+    # block, amplification, pipeline and link sizes; the smoke run's are small
+    sizes = (100_000, 1_000_000, 1_000_000, 10_000_000)
+    repeat = 3
+    if args.smoke:
+        args.pulses, args.blocks, sizes, repeat = (
+            200_000,
+            2,
+            (10_000, 100_000, 100_000, 2_000_000),
+            1,
+        )
 
-    sim = bench_simulate(args.pulses, repeat=3)
-    cascade = bench_cascade(100_000, args.blocks, args.passes)
-    pa = bench_amplify(1_000_000, repeat=3)
-    pipe = bench_pipeline(1_000_000, 0.02, repeat=2)
-    link = bench_link(10_000_000)
+    sim = bench_simulate(args.pulses, repeat=repeat)
+    cascade = bench_cascade(sizes[0], args.blocks, args.passes)
+    pa = bench_amplify(sizes[1], repeat=repeat)
+    pipe = bench_pipeline(sizes[2], 0.02, repeat=min(repeat, 2))
+    link = bench_link(sizes[3])
 
     at2 = next(r for r in cascade if r["qber"] == 0.02)
     cascade_bps = statistics.fmean(r["bits_per_s"] for r in cascade)

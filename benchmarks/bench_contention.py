@@ -11,7 +11,10 @@ thread count, one per core, with the OpenMP runtime's default spin-waiting), and
 The last line is JSON: ``idle_s``, ``contended_s``, ``ratio`` of the default (target
 ``ratio <= 1.6`` on the 2-core development machine), and every candidate's numbers.
 
-    python benchmarks/bench_contention.py [--repeat 3] [--compare] [--candidate ...]
+    python benchmarks/bench_contention.py [--repeat 3] [--compare] [--candidate ...] [--smoke]
+
+``--smoke`` runs each condition once on a much smaller job (one round, two clients, a few
+samples: ``SMOKE``): a seconds-long check that the script runs, not a measurement.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ SPIN = "while True:\n    pass\n"
 # (OMP_WAIT_POLICY unset spins ~300,000 times before sleeping; GOMP_SPINCOUNT overrides the
 # passive policy qfl now sets, so this reproduces it).
 OLD = f"--threads {os.cpu_count() or 1} GOMP_SPINCOUNT=300000"
+SMOKE = ["--set", "learning.rounds=1", "--set", "learning.samples_per_client=20",
+         "--set", "learning.test_samples=100", "--set", "learning.clients=[hospital, bank]",
+         "--set", "learning.engine=sequential"]  # fmt: skip
 
 
 def parse_candidate(text: str) -> tuple[str, list[str], dict[str, str]]:
@@ -80,8 +86,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--compare", action="store_true", help=f"also the old default ({OLD})")
     ap.add_argument("--candidate", action="append", default=[], metavar="NAME:ARGS")
+    ap.add_argument("--smoke", action="store_true", help="seconds-long check, not a measurement")
     opts = ap.parse_args()
-    cands = [("default", [], {})]
+    if opts.smoke:
+        opts.repeat = 1
+    cands: list[tuple[str, list[str], dict[str, str]]] = [("default", [], {})]
     if opts.compare:
         cands.append(parse_candidate(f"old:{OLD}"))
     cands += [parse_candidate(c) for c in opts.candidate]
@@ -95,7 +104,7 @@ def main() -> None:
             for cond in order:
                 spinner = busy() if cond == "contended" else None
                 try:
-                    wall, m = simulate(args, env)
+                    wall, m = simulate([*args, *SMOKE] if opts.smoke else args, env)
                 finally:
                     if spinner is not None:
                         spinner.kill()
@@ -118,6 +127,7 @@ def main() -> None:
     assert isinstance(main_res, dict)
     summary = {"idle_s": main_res["idle_s"], "contended_s": main_res["contended_s"],
                "ratio": main_res["ratio"], "cores": os.cpu_count(), "repeat": opts.repeat,
+               "smoke": opts.smoke,
                "load_before": load0, "load_after": loadavg(), "candidates": result}  # fmt: skip
     print(json.dumps(summary))
 

@@ -12,6 +12,7 @@ Usage::
                                                       # 68 min on 2 cores (benchmarks/README.md)
     python benchmarks/repro_multiexit.py --har-quick  # + the LSTM pipeline on synthetic HAR
     python benchmarks/repro_multiexit.py --quick --seeds 3  # mean ± std over seeds 0, 1, 2
+    python benchmarks/repro_multiexit.py --smoke      # seconds: the script runs (not a result)
 
 Prints human-readable lines, then as the very last line one JSON object with
 ``me_personalized_acc``, ``baseline_personalized_acc`` (percent), ``exit_acc`` (percent,
@@ -80,6 +81,18 @@ def _experiment(args: argparse.Namespace) -> MultiExitExperiment:
             rounds=50, local_epochs=5, batch_size=32, lr=0.005, momentum=0.9, engine=args.engine
         )
         exp = MultiExitExperiment(width=16, fedavg=fed)
+    if args.smoke:
+        # A check that the script runs end to end (tests/test_benchmarks_smoke.py): 4
+        # clients, 160 images, a narrow network, one round of one epoch.
+        exp = replace(
+            exp,
+            n_clients=4,
+            pool_size=160,
+            width=4,
+            stem_stride=2,
+            temperature=1.0,
+            fedavg=replace(exp.fedavg, rounds=1, local_epochs=1),
+        )
     return replace(
         exp,
         seed=args.seed,
@@ -97,6 +110,9 @@ def _pct(x: float | None) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="reduced run (< 10 min)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="seconds-long check that the script runs"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=None, help="override the rounds")
     parser.add_argument(
@@ -237,6 +253,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         "settings": {
             **out["settings"],
             "quick": args.quick,
+            "smoke": args.smoke,
             "threads": args.threads,
             "jobs": args.jobs,
         },

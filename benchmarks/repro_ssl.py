@@ -12,6 +12,7 @@ Usage::
     python benchmarks/repro_ssl.py --quick          # reduced run, CPU, a few minutes
     python benchmarks/repro_ssl.py --device cuda    # paper scale: ResNet-18, 96 px (GPU)
     python benchmarks/repro_ssl.py --device cuda --depth 50
+    python benchmarks/repro_ssl.py --smoke          # seconds: the script runs (not a result)
 
 The data are read from ``$QFL_DATA_DIR`` (default ``../shared/data`` beside the checkout):
 the full Flowers102 / Intel folders if present, else the mini copies. The last line printed
@@ -77,6 +78,19 @@ def _experiment(args: argparse.Namespace) -> SSLExperiment:
             seed=args.seed,
             device=args.device,
         )  # fmt: skip
+    if args.smoke:
+        # A check that the script runs end to end (tests/test_benchmarks_smoke.py): 16 px, a
+        # narrow encoder, one SimCLR round, one epoch of each head and baseline.
+        exp = replace(
+            exp,
+            image_size=16,
+            width=4,
+            norm_groups=4,
+            projection_dim=16,
+            pretrain=replace(exp.pretrain, rounds=1, batch_size=64),
+            heads=replace(exp.heads, epochs=1),
+            baseline=replace(exp.baseline, epochs=1),
+        )
     if args.rounds is not None:
         exp = replace(exp, pretrain=replace(exp.pretrain, rounds=args.rounds))
     # The knobs of the SSL direction study (benchmarks/README.md): image size, SimCLR
@@ -100,6 +114,9 @@ def _experiment(args: argparse.Namespace) -> SSLExperiment:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="reduced run (CPU, minutes)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="seconds-long check that the script runs"
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--depth", type=int, default=18, choices=(18, 50))
     parser.add_argument("--engine", choices=("batched", "sequential"), default=None,
@@ -140,7 +157,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         image_size=exp.image_size, labeled_fraction=exp.labeled_fraction, seed=exp.seed
     )
     load_s = time.perf_counter() - t0
-    print(f"scale: {'quick' if args.quick else 'paper'}; device {args.device}; "
+    scale = "smoke" if args.smoke else "quick" if args.quick else "paper"
+    print(f"scale: {scale}; device {args.device}; "
           f"resnet{exp.depth} width {exp.width} at {exp.image_size} px; "
           f"engine {exp.pretrain.engine}")  # fmt: skip
     for c in clients:
@@ -159,7 +177,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
     settings = exp.settings()
     settings.update(
-        scale="quick" if args.quick else "paper",
+        scale=scale,
         threads=args.threads,
         data_dir=os.environ.get("QFL_DATA_DIR"),
         sizes={c.name: [len(c.labeled), len(c.unlabeled)] for c in clients},

@@ -22,9 +22,8 @@ def report(
 ) -> None:
     """Write one HTML page of a run, sweep or plan folder: scenario, topology with key
     rates, accuracy, key pools, bottlenecks (and a plan's answer). It opens offline."""
-    from qfl.report import folder_kind, require_plotly, write_report
+    from qfl.report import folder_kind, write_report
 
-    require_plotly()  # before any reading: the remedy first
     folder_kind(folder)  # a folder of no known kind is named before --out is checked
     if out is not None:
         if out.is_dir():

@@ -11,8 +11,8 @@ box at the top, its table and, for a threshold plan, the chart of the evaluated 
 Sweeps and plans embed one representative run (their baseline point, else the first
 complete point) for the run sections.
 
-Plotly is an optional dependency (``pip install 'qfl[report]'``); it is imported only when
-a report is drawn (:func:`require_plotly`).
+Plotly is a dependency of qfl (installed with it); importing this package without it fails
+at once with an :class:`ImportError` that says how to install it.
 
 Examples
 --------
@@ -22,6 +22,15 @@ Traceback (most recent call last):
 ...
 qfl.scenario.ScenarioError: /nonexistent: not a folder ...
 """
+
+try:
+    import plotly  # noqa: F401  (the charts import its submodules when they draw)
+except ImportError as _exc:
+    raise ImportError(
+        "qfl.report needs plotly, a dependency of qfl that is missing from this environment "
+        "(qfl installed without its dependencies?): pip install 'plotly>=5.20,<8', or "
+        "reinstall qfl with pip install -e ."
+    ) from _exc
 
 from qfl.report.charts import keypool_figure as keypool_figure
 from qfl.report.folders import (
@@ -35,7 +44,7 @@ from qfl.report.folders import (
     load_run,
     load_sweep,
 )
-from qfl.report.page import render_report, require_plotly, write_report
+from qfl.report.page import render_report, write_report
 from qfl.report.topology import topology_figure as topology_figure
 
 __all__ = [
@@ -49,6 +58,5 @@ __all__ = [
     "load_run",
     "load_sweep",
     "render_report",
-    "require_plotly",
     "write_report",
 ]

@@ -1,6 +1,6 @@
 """The Plotly charts of a run: accuracy, key pools, each client's key rate, bottlenecks.
 
-Plotly is imported inside each function, so that this module imports without it.
+Plotly's submodules are imported inside each function, when a chart is drawn.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The HTML page of a folder: its CSS, tables and sections; :func:`render_report` builds
-it, :func:`write_report` writes it, :func:`require_plotly` checks first that it can be drawn.
+it, :func:`write_report` writes it.
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ from qfl.report.folders import (
 from qfl.report.pointcharts import sweep_figure, threshold_figure
 from qfl.report.text import _cell, _esc, _num, _pct, _secs, _si
 from qfl.report.topology import _link_table, topology_figure
-from qkd.errors import QflError
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-__all__ = ["render_report", "require_plotly", "write_report"]
+__all__ = ["render_report", "write_report"]
 
 _PLOTLY_CONFIG = {
     "displaylogo": False,
@@ -73,22 +72,6 @@ pre.yaml{background:#f7f7f9;border:1px solid #e3e6ea;padding:10px 14px;max-heigh
 footer{margin-top:40px;color:#7a828c;font-size:12px}
 @media print{.scroll,pre.yaml{max-height:none;overflow:visible}nav{display:none}}
 """
-
-
-def require_plotly() -> None:
-    """Check that Plotly can be imported.
-
-    Raises
-    ------
-    QflError
-        If it cannot, with the command that installs it.
-    """
-    try:
-        import plotly  # noqa: F401
-    except ImportError:
-        raise QflError(
-            "qfl report needs plotly, which is not installed: pip install 'qfl[report]'"
-        ) from None
 
 
 def _table(
@@ -351,11 +334,9 @@ def render_report(folder: Path) -> str:
 
     Raises
     ------
-    QflError
-        If Plotly is missing (:func:`require_plotly`), or, as a :class:`ScenarioError`
-        naming the file, if the folder is none of the three kinds or a file is malformed.
+    ScenarioError
+        Naming the file, if the folder is none of the three kinds or a file is malformed.
     """
-    require_plotly()
     from plotly.offline import get_plotlyjs
 
     kind = folder_kind(folder)

@@ -1,6 +1,6 @@
 """The charts over many points: a sweep's key rate vs accuracy, a threshold plan's search.
 
-Plotly is imported inside each function, so that this module imports without it.
+Plotly's submodules are imported inside each function, when a chart is drawn.
 """
 
 from __future__ import annotations

@@ -21,8 +21,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("plotly", reason="qfl report needs plotly: pip install -e '.[report]'")
-
 from qfl.report import (
     folder_kind,
     keypool_figure,
@@ -32,7 +30,6 @@ from qfl.report import (
     write_report,
 )
 from qfl.scenario import ScenarioError
-from qkd.errors import QflError
 
 SCENARIO_YAML = """\
 name: tiny-ring
@@ -340,10 +337,24 @@ def test_bad_folders_name_the_file(tmp_path: Path, setup: Any, where: str, messa
     assert "\n" not in str(info.value)
 
 
-def test_missing_plotly_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plotly_is_a_core_dependency() -> None:
+    """``qfl report`` works after the README's plain install: plotly is no extra."""
+    import tomllib
+
+    meta = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    assert any(re.match(r"plotly\b", d) for d in meta["project"]["dependencies"])
+    assert not meta["project"]["optional-dependencies"].get("report")  # an empty alias at most
+
+
+def test_missing_plotly_is_an_import_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without plotly, importing qfl.report fails at once, naming plotly and the fix."""
+    import importlib
+
+    for name in [m for m in sys.modules if m == "qfl.report" or m.startswith("qfl.report.")]:
+        monkeypatch.delitem(sys.modules, name)  # restored afterwards
     monkeypatch.setitem(sys.modules, "plotly", None)  # import plotly -> ImportError
-    with pytest.raises(QflError, match=r"pip install 'qfl\[report\]'"):
-        render_report(make_run(tmp_path / "run"))
+    with pytest.raises(ImportError, match=r"qfl.report needs plotly.*pip install 'plotly>="):
+        importlib.import_module("qfl.report")
 
 
 # ------------------------------------------------------------------------------ browser

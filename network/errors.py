@@ -103,7 +103,6 @@ class KeyNeverSuffices(NetworkError):
     def __init__(
         self,
         links: Sequence[str],
-        *,
         needed_bits: float,
         available_bits: float,
         ended_at: float | None = None,
@@ -112,18 +111,21 @@ class KeyNeverSuffices(NetworkError):
         self.needed_bits = needed_bits
         self.available_bits = available_bits
         self.ended_at = ended_at
+        # the fields as args: SimPy re-creates a failed event's exception from its args
+        super().__init__(self.links, needed_bits, available_bits, ended_at)
+
+    def __str__(self) -> str:
         names = ", ".join(self.links)
-        if ended_at is None:
-            msg = (
-                f"link {names} produces no key (rate 0) and holds {available_bits:.0f} of the "
-                f"{needed_bits:.0f} key bits needed; give it a positive skr_bps or an initial "
+        have, need = self.available_bits, self.needed_bits
+        if self.ended_at is None:
+            return (
+                f"link {names} produces no key (rate 0) and holds {have:.0f} of the "
+                f"{need:.0f} key bits needed; give it a positive skr_bps or an initial "
                 "fill, or route around it (key-aware routing)"
             )
-        else:
-            msg = (
-                f"link {names} makes no more key (its schedule has no window after "
-                f"t={ended_at:g} s) and will hold {available_bits:.0f} of the "
-                f"{needed_bits:.0f} key bits needed; extend the schedule (more passes, a "
-                "longer horizon), or route around it (key-aware routing)"
-            )
-        super().__init__(msg)
+        return (
+            f"link {names} makes no more key (its schedule has no window after "
+            f"t={self.ended_at:g} s) and will hold {have:.0f} of the {need:.0f} key bits "
+            "needed; extend the schedule (more passes, a longer horizon), or route around it "
+            "(key-aware routing)"
+        )

@@ -160,7 +160,7 @@ class LinkSpec:
         in simulated seconds from the network's start. A maintenance window or day/night
         cycle on a fibre (default factor 1), a satellite downlink that makes key only during
         its passes (default factor 0, one window per pass step:
-        :func:`network.satellite.satellite_supply`). None: the nominal rate at all times.
+        :func:`network.satellite.satellite_schedule`). None: the nominal rate at all times.
         The classical channel is not scheduled: it carries traffic at any time (a satellite
         relay's key is announced over ground networks).
 

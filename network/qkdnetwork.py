@@ -163,6 +163,17 @@ class QKDNetwork:
     >>> rec.status, round(rec.key_wait_s, 6), rec.key_bits
     ('delivered', 0.8, (('A-B', 8000.0),))
 
+    A link that makes key only during a pass from 100 s to 400 s (a supply schedule):
+
+    >>> from network.schedule import Schedule
+    >>> pass0 = Schedule([(100.0, 400.0, 1.0, "pass 0")], default=0.0)
+    >>> sat = TopologySpec(nodes=topo.nodes, links=(LinkSpec(
+    ...     "A", "B", 0.0, skr_bps=1e4, latency_s=0.0, schedule=pass0),))
+    >>> net = QKDNetwork(env := simpy.Environment(), sat, OneTimePad(auth_bits=0))
+    >>> rec = env.run(net.transfer("A", "B", 1000))
+    >>> round(rec.t_end, 6), [(w.link, w.label, w.waited_s) for w in net.window_waits]
+    (100.800008, [('A-B', 'pass 0', 100.0)])
+
     The constructor is kept as one function: links, pools, cipher sessions and key stores
     are built in one pass over the topology's links.
     """

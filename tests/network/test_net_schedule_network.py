@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from network import (
+    KeyNeverSuffices,
     LinkCut,
     LinkSpec,
     NodeSpec,
@@ -314,3 +315,12 @@ def test_key_aware_routing_picks_the_route_that_delivers_first(t_open: float) ->
     assert path == (("A", "S", "B") if t_open + 8.0 < 80.0 else ("A", "D", "B"))
     # latency routing is unchanged: the lower-latency route, whatever the key
     assert _deliver(topo, "latency")[0] == ("A", "D", "B")
+
+
+def test_key_never_suffices_survives_recreation_from_its_args() -> None:
+    # SimPy hands a process waiting on a failed event a copy made as type(exc)(*exc.args)
+    err = KeyNeverSuffices(["S-G"], needed_bits=8e3, available_bits=2e3, ended_at=200.0)
+    copy = type(err)(*err.args)
+    assert str(copy) == str(err) and copy.ended_at == 200.0 and copy.links == ("S-G",)
+    plain = KeyNeverSuffices(["A-B"], needed_bits=264, available_bits=0.0)
+    assert str(type(plain)(*plain.args)) == str(plain)

@@ -290,6 +290,19 @@ class Schedule:
             return max(t0, last) + left / self.default
         return math.inf
 
+    def mean_factor(self, t0: float, t1: float) -> float:
+        """The mean factor over ``[t0, t1]`` (``t1 > t0``): a scheduled link's mean key rate
+        over a run is its nominal rate times this (for planning without simulating).
+
+        Examples
+        --------
+        >>> Schedule([(0.0, 25.0, 0.0, "maintenance")]).mean_factor(0.0, 100.0)
+        0.75
+        """
+        if not t1 > t0:
+            raise ParameterError(f"{self.where}: mean_factor t1", t1, f"> t0 ({t0})")
+        return self.integral(t0, t1) / (t1 - t0)
+
     def remaining(self, t0: float) -> float:
         """``integral(t0, inf)``: what is left of the schedule from ``t0`` (inf when the
         default factor is positive; 0 when no window with a positive factor is left and the

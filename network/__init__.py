@@ -46,7 +46,16 @@ from network.routing import (
     key_aware_path,
     lowest_latency_path,
 )
-from network.schedule import ScaledPool, Schedule, Window, WindowWait, apply_schedule
+from network.satellite import SatelliteSchedule, satellite_schedule
+from network.schedule import (
+    ScaledPool,
+    Schedule,
+    ScheduledRate,
+    ScheduleRun,
+    Window,
+    WindowWait,
+    apply_schedule,
+)
 from network.topology import LinkSpec, NodeSpec, TopologySpec, build_graph, read_topology
 from qkd.rates import attack_rate_factor
 
@@ -79,8 +88,11 @@ __all__ = [
     "PoolWipe",
     "QKDNetwork",
     "Router",
+    "SatelliteSchedule",
     "ScaledPool",
     "Schedule",
+    "ScheduleRun",
+    "ScheduledRate",
     "Summary",
     "Tamper",
     "TopologySpec",
@@ -97,6 +109,7 @@ __all__ = [
     "lowest_latency_path",
     "max_chunk_bytes",
     "read_topology",
+    "satellite_schedule",
     "schedule_faults",
     "to_rows",
     "write_csv",

@@ -77,23 +77,55 @@ class NoPath(NetworkError):
 class KeyNeverSuffices(NetworkError):
     """A transfer needs more key on a link than that link will ever hold.
 
-    Raised for a link that produces no key (nominal rate 0) and whose pool holds less than
-    the transfer needs, so that waiting would never end.
+    Raised for a link that produces no key (nominal rate 0), or whose supply schedule makes
+    no more key, and whose pool holds (or will hold) less than the transfer needs, so that
+    waiting would never end.
+
+    Parameters
+    ----------
+    links : sequence of str
+    needed_bits, available_bits : float
+    ended_at : float, optional
+        The link has a schedule whose key supply ended at this time (simulated seconds).
 
     Examples
     --------
     >>> err = KeyNeverSuffices(["A-B"], needed_bits=264, available_bits=0.0)
     >>> str(err).split(";")[0]
     'link A-B produces no key (rate 0) and holds 0 of the 264 key bits needed'
+    >>> str(KeyNeverSuffices(["S-G"], needed_bits=8e3, available_bits=5e3, ended_at=900.0))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    'link S-G makes no more key (its schedule has no window after t=900 s) and will hold 5000 of
+    the 8000 key bits needed; extend the schedule (more passes, a longer horizon), or route
+    around it (key-aware routing)'
     """
 
-    def __init__(self, links: Sequence[str], *, needed_bits: float, available_bits: float) -> None:
+    def __init__(
+        self,
+        links: Sequence[str],
+        needed_bits: float,
+        available_bits: float,
+        ended_at: float | None = None,
+    ) -> None:
         self.links = tuple(links)
         self.needed_bits = needed_bits
         self.available_bits = available_bits
+        self.ended_at = ended_at
+        # the fields as args: SimPy re-creates a failed event's exception from its args
+        super().__init__(self.links, needed_bits, available_bits, ended_at)
+
+    def __str__(self) -> str:
         names = ", ".join(self.links)
-        super().__init__(
-            f"link {names} produces no key (rate 0) and holds {available_bits:.0f} of the "
-            f"{needed_bits:.0f} key bits needed; give it a positive skr_bps or an initial fill, "
-            "or route around it (key-aware routing)"
+        have, need = self.available_bits, self.needed_bits
+        if self.ended_at is None:
+            return (
+                f"link {names} produces no key (rate 0) and holds {have:.0f} of the "
+                f"{need:.0f} key bits needed; give it a positive skr_bps or an initial "
+                "fill, or route around it (key-aware routing)"
+            )
+        return (
+            f"link {names} makes no more key (its schedule has no window after "
+            f"t={self.ended_at:g} s) and will hold {have:.0f} of the {need:.0f} key bits "
+            "needed; extend the schedule (more passes, a longer horizon), or route around it "
+            "(key-aware routing)"
         )

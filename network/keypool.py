@@ -30,13 +30,13 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import simpy
 
 from qkd.errors import ParameterError
 
-__all__ = ["FluidKeyPool", "KeyRequest", "PoolObserver"]
+__all__ = ["FluidKeyPool", "KeyRequest", "PoolObserver", "RateOutlook"]
 
 PoolObserver = Callable[[str, float, float, float], None]
 """Called as ``observer(kind, bits, level, time)`` on ``"take"``, ``"rate"``, ``"wipe"`` and
@@ -44,6 +44,22 @@ PoolObserver = Callable[[str, float, float, float], None]
 which may lie before ``env.now`` when the pool was idle)."""
 
 _EPS = 1e-9
+
+
+class RateOutlook(Protocol):
+    """The key rate a pool will have from now on, when it is known to change over time (a
+    supply schedule, :class:`network.schedule.ScheduledRate`); used for forecasts only."""
+
+    def time_to_collect(self, t0: float, bits: float) -> float:
+        """The earliest time ``t >= t0`` by which ``bits`` of key are collected (inf:
+        never)."""
+        ...
+
+    def time_to_blocks(self, t0: float, blocks: int, block_bits: float, progress: float) -> float:
+        """The time the ``blocks``-th block is collected from ``t0``, the block being
+        collected holding ``progress`` bits (a stretch at rate 0 discards the part-collected
+        block); inf: never."""
+        ...
 
 
 def _nonneg(name: str, value: Any, allowed: str, strict: bool = False) -> float:
@@ -251,6 +267,18 @@ class FluidKeyPool:
         return 0 if self._blocks is None else sum(n for _, _, n in self._blocks.flight)
 
     @property
+    def unlanded_bits(self) -> float:
+        """Block mode: key (net of authentication) made but not yet in the pool: the blocks
+        in post-processing and the part of a block being collected (lost if the rate drops
+        to 0 first). 0 for fluid delivery."""
+        self._settle()
+        blk = self._blocks
+        if blk is None:
+            return 0.0
+        flying = sum(n for _, _, n in blk.flight)
+        return flying * blk.net + blk.progress * blk.net / blk.bits
+
+    @property
     def interrupted_blocks(self) -> int:
         """Block mode: blocks discarded part-collected because the rate dropped to 0."""
         return 0 if self._blocks is None else self._blocks.interrupted
@@ -294,23 +322,34 @@ class FluidKeyPool:
                 self._fill(blk.net)
                 self.observer("block", blk.net, self._level0, min(now, t1 + i * spacing))
 
-    def time_to(self, n_bits: float) -> float:
-        """Seconds from now until the level reaches ``n_bits`` at the current rate (no takes).
+    def time_to(self, n_bits: float, *, outlook: RateOutlook | None = None) -> float:
+        """Seconds from now until the level reaches ``n_bits`` (no takes).
 
-        ``math.inf`` when the rate is 0 (and, in block mode, the blocks in post-processing do
-        not suffice) and the level is short. The capacity is ignored.
+        At the current rate, or, given an ``outlook``, at the rate it forecasts (a supply
+        schedule: key a satellite link will make in its next pass). ``math.inf`` when the
+        rate is and stays 0 (and, in block mode, the blocks in post-processing do not
+        suffice) and the level is short. The capacity is ignored.
         """
         self._settle()
         short = n_bits - self._level0
         if short <= 0:
             return 0.0
+        now = self.env.now
         blk = self._blocks
         if blk is None:
+            if outlook is not None:
+                return max(0.0, outlook.time_to_collect(now, short) - now)
             return math.inf if self._rate == 0 else short / self._rate
         if blk.net <= 0:
             return math.inf
         m = max(1, math.ceil(short / blk.net - _EPS))
-        return max(0.0, blk.landing(m, self.env.now, self._rate) - self.env.now)
+        if outlook is None:
+            return max(0.0, blk.landing(m, now, self._rate) - now)
+        flying = sum(n for _, _, n in blk.flight)
+        if m <= flying:
+            return max(0.0, blk.landing(m, now, 0.0) - now)
+        done = outlook.time_to_blocks(now, m - flying, blk.bits, blk.progress)
+        return max(0.0, done + blk.latency - now)
 
     # -- resource interface -----------------------------------------------------------
     def _check_amount(self, n_bits: float) -> float:
@@ -375,13 +414,33 @@ class FluidKeyPool:
             self._settle()
             self._serve()
 
-    def fail_waiters(self, exc: Exception) -> None:
-        """Fail every waiting request with ``exc`` (for pools that will never fill)."""
+    def fail_waiters(self, exc: Exception, *, keep_bits: float = 0.0) -> int:
+        """Fail waiting requests with ``exc`` (for pools that will never fill); returns how
+        many failed.
+
+        Parameters
+        ----------
+        keep_bits : float
+            Key the pool will still hold (its level and the blocks in post-processing of a
+            link that makes no more key): the waiters it serves, in order, are kept; the first
+            one beyond it and every later one fail (default 0: all fail).
+        """
+        kept: deque[KeyRequest] = deque()
+        total = 0.0
+        while self._waiters and total + self._waiters[0].n_bits <= keep_bits * (1 + _EPS):
+            req = self._waiters.popleft()
+            total += req.n_bits
+            kept.append(req)
+        failed = len(self._waiters)
         while self._waiters:
             req = self._waiters.popleft()
             self.pending_bits -= req.n_bits
             req.fail(exc)
-        self._gen += 1
+        self._waiters = kept
+        if not kept:
+            self.pending_bits = 0.0
+        self._schedule()
+        return failed
 
     def set_rate(self, rate_bps: float) -> None:
         """Change the key rate from now on; the head waiter's wake-up is re-scheduled.

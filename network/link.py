@@ -18,6 +18,7 @@ import simpy
 from network.cipher import Encryption
 from network.errors import KeyNeverSuffices, NodeNotFound, NoPath
 from network.keypool import FluidKeyPool, PoolObserver
+from network.schedule import Schedule, ScheduledRate
 from network.topology import LinkSpec
 from qkd.errors import ParameterError
 from qkd.params import Fibre, QKDSystem, get_preset
@@ -99,6 +100,9 @@ class Link:
     schedule_factor : float
         The supply schedule's factor now (1 without a schedule; see
         :mod:`network.schedule`).
+    schedule : Schedule or None
+        The supply schedule being applied to the link (set by
+        :func:`~network.schedule.apply_schedule`): forecasts of the key to come read it.
     transfers : dict
         The transfers registered on the link, told about its faults.
     cipher_state, session, bits
@@ -149,6 +153,7 @@ class Link:
         self.tampered = False
         self.nodes_down: set[str] = set()
         self.schedule_factor = 1.0
+        self.schedule: Schedule | None = None
         # insertion-ordered (a dict as an ordered set): interrupts go out in registration
         # order, not in an order that depends on object addresses
         self.transfers: dict[Watcher, None] = {}
@@ -186,11 +191,54 @@ class Link:
             and self.nominal_rate_bps > 0
         )
 
+    def key_to_come(self) -> float:
+        """At most how much key the link will still make from now (bits; inf: no bound).
+
+        0 without a nominal rate; with a supply schedule whose default factor is 0, the
+        nominal rate times what is left of the schedule (faults only lower it).
+        """
+        if self.nominal_rate_bps <= 0:
+            return 0.0
+        if self.schedule is None:
+            return math.inf
+        left = self.schedule.remaining(self.env.now)
+        return math.inf if left == math.inf else self.nominal_rate_bps * left
+
+    def shortage(self, bits: float) -> KeyNeverSuffices | None:
+        """The error to fail a new request of ``bits`` with if the link can never serve it
+        (no nominal rate, or a schedule that makes too little key from now on, and too little
+        key in and on its way to the pool); None if it may."""
+        if bits <= 0:
+            return None
+        future = self.key_to_come()
+        if future == math.inf:
+            return None
+        pool = self.pool
+        have = pool.level + pool.unlanded_bits - pool.pending_bits
+        if have + future >= bits * (1 - 1e-9):
+            return None
+        if self.nominal_rate_bps <= 0 or self.schedule is None:
+            return KeyNeverSuffices([self.name], needed_bits=bits, available_bits=have)
+        return KeyNeverSuffices(
+            [self.name],
+            needed_bits=bits,
+            available_bits=have + future,
+            ended_at=self.schedule.last_key_s(),
+        )
+
     def never_suffices(self, bits: float) -> bool:
-        """True if the link has no nominal rate and can never hold ``bits`` for a new request."""
-        if self.nominal_rate_bps > 0 or bits <= 0:
-            return False
-        return self.pool.level - self.pool.pending_bits < bits * (1 - 1e-9)
+        """True if the link can never hold ``bits`` for a new request: no nominal rate (or a
+        supply schedule that makes too little key from now on) and too little key in the
+        pool (see :meth:`shortage`)."""
+        return self.shortage(bits) is not None
+
+    def rate_outlook(self) -> ScheduledRate | None:
+        """The key rate to come, for forecasts: the supply schedule times the nominal rate
+        under the current faults; None without a schedule (the current rate stays)."""
+        if self.schedule is None:
+            return None
+        base = self.nominal_rate_bps * self.attack_factor if self.usable else 0.0
+        return ScheduledRate(base, self.schedule)
 
     def update_rate(self) -> None:
         """Set the pool's rate from the fault state."""
@@ -214,6 +262,19 @@ class Link:
             raise ParameterError(f"link {self.name}: schedule factor", factor, ">= 0 and finite")
         self.schedule_factor = float(factor)
         self.update_rate()
+        if factor == 0 and self.pool.waiters and self.key_to_come() == 0:
+            self._fail_starved()
+
+    def _fail_starved(self) -> None:
+        """The link makes no more key: fail the waiters its pool will never serve (those that
+        the key in it and in post-processing serves are kept)."""
+        pool = self.pool
+        keep = pool.level + pool.unlanded_bits
+        ended = self.schedule.last_key_s() if self.schedule is not None else None
+        exc = KeyNeverSuffices(
+            [self.name], needed_bits=pool.pending_bits, available_bits=keep, ended_at=ended
+        )
+        pool.fail_waiters(exc, keep_bits=keep)
 
     def tx_time(self, n_bytes: int) -> float:
         """Seconds to serialise ``n_bytes`` onto the link."""
@@ -308,6 +369,8 @@ class Link:
                     [self.name], needed_bits=self.pool.pending_bits, available_bits=0.0
                 )
             )
+        elif self.pool.waiters and self.key_to_come() == 0:
+            self._fail_starved()
         return bits
 
 
@@ -333,14 +396,29 @@ def link_between(graph: nx.Graph, a: str, b: str) -> Link:
 def expected_wait_s(link: Link, bits: float) -> float:
     """Expected key wait for a new request of ``bits`` behind the current waiters.
 
-    Block mode: the landing time of the block that covers it, at the current rate (blocks in
+    At the current rate, or, on a link with a supply schedule, at the rate the schedule
+    gives from now on (a satellite link between passes: the key of its next pass, not
+    never). Block mode: the landing time of the block that covers it (blocks in
     post-processing count even while the rate is 0).
+
+    Examples
+    --------
+    >>> import simpy
+    >>> from network.schedule import apply_schedule
+    >>> env = simpy.Environment()
+    >>> link = Link(env, LinkSpec("S", "G", 0.0, skr_bps=100.0), 100.0)
+    >>> expected_wait_s(link, 1000.0)
+    10.0
+    >>> _ = apply_schedule(env, link, Schedule([(60.0, 300.0, 0.5, "pass 0")], default=0.0))
+    >>> link.pool.rate_bps, expected_wait_s(link, 1000.0)
+    (0.0, 80.0)
     """
     pool = link.pool
     short = bits + pool.pending_bits - pool.level
     if short <= 0:
         return 0.0
-    if pool.block_bits is not None:
-        return pool.time_to(bits + pool.pending_bits)
+    outlook = link.rate_outlook()
+    if pool.block_bits is not None or outlook is not None:
+        return pool.time_to(bits + pool.pending_bits, outlook=outlook)
     rate = pool.rate_bps
     return math.inf if rate <= 0 else short / rate

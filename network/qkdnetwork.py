@@ -4,6 +4,11 @@
 :class:`~network.topology.TopologySpec` on a SimPy environment, call :meth:`QKDNetwork.transfer`
 to start transfers (each a SimPy process whose value is its
 :class:`~network.records.TransferRecord`), inject faults, and read records and the summary.
+
+Links whose :class:`~network.topology.LinkSpec` carries a supply ``schedule`` follow it from
+the network's construction on (:func:`~network.schedule.apply_schedule`, one event per change
+of the factor); the windows that key waited for are recorded in
+:attr:`QKDNetwork.window_waits`.
 """
 
 from __future__ import annotations
@@ -34,9 +39,11 @@ from network.records import (
     PoolLog,
     Summary,
     TransferRecord,
+    WindowWait,
     summarize,
 )
 from network.routing import Router, check_path, get_router
+from network.schedule import ScheduleRun, apply_schedule
 from network.topology import LinkSpec, TopologySpec, build_graph
 from network.transfer import FaultPolicy, Transfer, TransferContext, fresh_key_bits
 from qkd.errors import ParameterError, UnknownNameError
@@ -127,6 +134,19 @@ class QKDNetwork:
     record_pool_levels : bool
         Log every pool change to :attr:`pool_log`.
 
+    Attributes
+    ----------
+    records : list of TransferRecord
+        The transfers that ended, in the order they ended.
+    fault_log : list of FaultRecord
+    pool_log : PoolLog
+    window_waits : list of WindowWait
+        Each time key requests on a scheduled link waited for a window of its supply
+        schedule (a satellite pass, the end of a maintenance window), in time order.
+    schedule_runs : dict of str to ScheduleRun
+        The supply schedule applied to each scheduled link, by link name (its ``events``
+        count the SimPy events it made).
+
     Raises
     ------
     ParameterError
@@ -142,6 +162,17 @@ class QKDNetwork:
     >>> rec = env.run(net.transfer("A", "B", 1000))
     >>> rec.status, round(rec.key_wait_s, 6), rec.key_bits
     ('delivered', 0.8, (('A-B', 8000.0),))
+
+    A link that makes key only during a pass from 100 s to 400 s (a supply schedule):
+
+    >>> from network.schedule import Schedule
+    >>> pass0 = Schedule([(100.0, 400.0, 1.0, "pass 0")], default=0.0)
+    >>> sat = TopologySpec(nodes=topo.nodes, links=(LinkSpec(
+    ...     "A", "B", 0.0, skr_bps=1e4, latency_s=0.0, schedule=pass0),))
+    >>> net = QKDNetwork(env := simpy.Environment(), sat, OneTimePad(auth_bits=0))
+    >>> rec = env.run(net.transfer("A", "B", 1000))
+    >>> round(rec.t_end, 6), [(w.link, w.label, w.waited_s) for w in net.window_waits]
+    (100.800008, [('A-B', 'pass 0', 100.0)])
 
     The constructor is kept as one function: links, pools, cipher sessions and key stores
     are built in one pass over the topology's links.
@@ -176,6 +207,8 @@ class QKDNetwork:
         )
         self.pool_log = PoolLog()
         self.fault_log: list[FaultRecord] = []
+        self.window_waits: list[WindowWait] = []
+        self.schedule_runs: dict[str, ScheduleRun] = {}
         self.records: list[TransferRecord] = []
         self._active: dict[int, Transfer] = {}
         self._next_id = 0
@@ -206,6 +239,10 @@ class QKDNetwork:
                     src = key_source(spec, ss)  # type: ignore[operator]
                 link.bits = BitStore(src, seed=ss.spawn(1)[0], name=spec.name)
             self.graph.edges[spec.a, spec.b]["link"] = link
+            if spec.schedule is not None:
+                self.schedule_runs[link.name] = apply_schedule(
+                    env, link, spec.schedule, observer=self.window_waits.append
+                )
         capacities = {lk.name: lk.pool.capacity for lk in self.links.values()}
         self.chunk_bytes = max_chunk_bytes(self.cipher, capacities)
         self._context = TransferContext(

@@ -1,4 +1,5 @@
-"""Typed records of a run: transfers, key-pool changes, faults; rows for CSV; summary figures.
+"""Typed records of a run: transfers, key-pool changes, faults, waits on supply windows; rows
+for CSV; summary figures.
 
 Every record converts to a flat ``dict`` of numbers and strings with :func:`to_rows`, ready
 for :func:`write_csv` or a DataFrame.
@@ -23,6 +24,7 @@ __all__ = [
     "PoolRecord",
     "Summary",
     "TransferRecord",
+    "WindowWait",
     "summarize",
     "to_rows",
     "write_csv",
@@ -176,6 +178,74 @@ class FaultRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class WindowWait:
+    """Key requests waited on a link until a supply window raised its rate factor.
+
+    Recorded by :func:`network.schedule.apply_schedule` at an edge of a link's supply
+    schedule where the factor rises while requests wait, if the link made no key before it
+    (``factor_before == 0``) or the edge ends a differently labelled stretch (a maintenance
+    window at half rate); the steps inside one labelled window (the rising steps of a pass
+    profile, all labelled ``"pass k"``) record nothing.
+
+    ``time`` is when the factor rose (the window opened), ``waiting_since`` when the oldest
+    waiting request was made (or the previous edge, if later), ``waited_s`` the difference;
+    ``window`` is the index of the window that opened (None: the stretch outside every
+    window), ``label`` its label and ``previous_label`` that of the stretch that ended,
+    ``factor_before`` / ``factor_after`` the factors around the edge, ``waiters`` and
+    ``pending_bits`` what was waiting. Times are simulated seconds, bits are key bits.
+    """
+
+    time: float
+    link: str
+    window: int | None
+    label: str
+    previous_label: str
+    factor_before: float
+    factor_after: float
+    waiting_since: float
+    waiters: int
+    pending_bits: float
+
+    @property
+    def waited_s(self) -> float:
+        """Seconds the oldest request had waited at the edge, within the last stretch."""
+        return self.time - self.waiting_since
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        """The keys of :meth:`as_row`, in order (a CSV header even when there are no rows)."""
+        return [
+            "time",
+            "link",
+            "window",
+            "label",
+            "previous_label",
+            "factor_before",
+            "factor_after",
+            "waiting_since",
+            "waited_s",
+            "waiters",
+            "pending_bits",
+        ]
+
+    def as_row(self) -> dict[str, Any]:
+        """A flat row; ``window`` is -1 for the stretch outside every window."""
+        return {
+            "time": self.time,
+            "link": self.link,
+            "window": -1 if self.window is None else self.window,
+            "label": self.label,
+            "previous_label": self.previous_label,
+            "factor_before": self.factor_before,
+            "factor_after": self.factor_after,
+            "waiting_since": self.waiting_since,
+            "waited_s": self.waited_s,
+            "waiters": self.waiters,
+            "pending_bits": self.pending_bits,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class LinkSummary:
     """Key accounting of one link: ``initial + generated == consumed + wasted + wiped + level +
     auth`` (``auth_bits``: key consumed by QKD authentication of block post-processing)."""
@@ -261,13 +331,22 @@ def to_rows(records: Iterable[Any]) -> list[dict[str, Any]]:
     return [r.as_row() for r in records]
 
 
-def write_csv(path: str | PathLike[str], records: Iterable[Any]) -> int:
-    """Write records as CSV with a header; returns the number of rows."""
+def write_csv(
+    path: str | PathLike[str], records: Iterable[Any], columns: Sequence[str] | None = None
+) -> int:
+    """Write records as CSV with a header; returns the number of rows.
+
+    Parameters
+    ----------
+    columns : sequence of str, optional
+        The header (default: the first row's keys); given, an empty file still gets it, e.g.
+        ``write_csv("window_waits.csv", net.window_waits, WindowWait.columns())``.
+    """
     rows = to_rows(records)
     with open(path, "w", newline="") as fh:
-        if not rows:
+        if not rows and columns is None:
             return 0
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=list(columns if columns is not None else rows[0]))
         w.writeheader()
         w.writerows(rows)
     return len(rows)

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import simpy
 
 from network.keypool import FluidKeyPool
+from network.records import WindowWait
 from qkd.errors import ParameterError
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "Schedule",
     "ScheduleRun",
     "ScheduleTarget",
+    "ScheduledRate",
     "Window",
     "WindowWait",
     "apply_schedule",
@@ -288,6 +290,42 @@ class Schedule:
             return max(t0, last) + left / self.default
         return math.inf
 
+    def mean_factor(self, t0: float, t1: float) -> float:
+        """The mean factor over ``[t0, t1]`` (``t1 > t0``): a scheduled link's mean key rate
+        over a run is its nominal rate times this (for planning without simulating).
+
+        Examples
+        --------
+        >>> Schedule([(0.0, 25.0, 0.0, "maintenance")]).mean_factor(0.0, 100.0)
+        0.75
+        """
+        if not t1 > t0:
+            raise ParameterError(f"{self.where}: mean_factor t1", t1, f"> t0 ({t0})")
+        return self.integral(t0, t1) / (t1 - t0)
+
+    def remaining(self, t0: float) -> float:
+        """``integral(t0, inf)``: what is left of the schedule from ``t0`` (inf when the
+        default factor is positive; 0 when no window with a positive factor is left and the
+        default is 0: the link makes no more key).
+
+        Examples
+        --------
+        >>> s = Schedule([(10.0, 20.0, 1.0, "pass 0")], default=0.0)
+        >>> s.remaining(0.0), s.remaining(15.0), s.remaining(20.0)
+        (10.0, 5.0, 0.0)
+        """
+        if self.default > 0:
+            return math.inf
+        last = self.windows[-1].end_s if self.windows else t0
+        return self.integral(t0, last)
+
+    def last_key_s(self) -> float:
+        """When the factor drops to 0 for good (the end of the last window with a positive
+        factor; 0 if there is none); inf when the default is positive."""
+        if self.default > 0:
+            return math.inf
+        return max((w.end_s for w in self.windows if w.factor > 0), default=0.0)
+
     def edges(self, after: float = -math.inf) -> list[tuple[float, float, int | None]]:
         """The times ``> after`` where the factor changes: ``(time, new factor, window index
         or None)``. Coincident edges are merged, and no edge is given where the factor stays
@@ -309,6 +347,67 @@ class Schedule:
                 elif out and out[-1][0] == t:
                     out[-1] = (t, f, idx)
         return [e for e in out if e[0] > after]
+
+
+@dataclass(frozen=True)
+class ScheduledRate:
+    """A key rate ``base_rate_bps * schedule.factor_at(t)``: the forecast that routing and
+    :meth:`~network.keypool.FluidKeyPool.time_to` use for a scheduled link (a
+    :class:`~network.keypool.RateOutlook`).
+
+    Examples
+    --------
+    A satellite link making 100 bit/s during passes from 50 s to 80 s and from 200 s: 1,000
+    bits take until 10 s into the first pass; in blocks of 2,000 bits, the first block is
+    collected at 70 s and the second, whose first 1,000 bits are lost when the first pass
+    ends, 20 s into the second pass.
+
+    >>> rate = ScheduledRate(100.0, Schedule([(50.0, 80.0, 1.0), (200.0, 300.0, 1.0)], 0.0))
+    >>> rate.time_to_collect(0.0, 1000.0)
+    60.0
+    >>> rate.time_to_blocks(0.0, 1, 2000.0, 0.0), rate.time_to_blocks(0.0, 2, 2000.0, 0.0)
+    (70.0, 220.0)
+    """
+
+    base_rate_bps: float
+    schedule: Schedule
+
+    def time_to_collect(self, t0: float, bits: float) -> float:
+        """The earliest ``t >= t0`` by which ``bits`` are collected (inf: never)."""
+        if bits <= 0:
+            return t0
+        if self.base_rate_bps <= 0:
+            return math.inf
+        return self.schedule.time_to_integral(t0, bits / self.base_rate_bps)
+
+    def time_to_blocks(self, t0: float, blocks: int, block_bits: float, progress: float) -> float:
+        """When the ``blocks``-th block is collected from ``t0`` (``progress`` bits of the
+        first one collected already); a stretch at factor 0 discards the part-collected
+        block, as :class:`~network.keypool.FluidKeyPool` does. inf: never."""
+        if blocks <= 0:
+            return t0
+        base = self.base_rate_bps
+        if base <= 0:
+            return math.inf
+        s = self.schedule
+        m, p = blocks, progress
+        last = s.windows[-1].end_s if s.windows else t0
+        for a, b, f, _ in s.pieces(t0, max(t0, last)):
+            r = base * f
+            if r <= 0:
+                p = 0.0
+                continue
+            need = m * block_bits - p
+            if r * (b - a) >= need:
+                return a + need / r
+            total = p + r * (b - a)
+            k = math.floor(total / block_bits + 1e-9)
+            m -= k
+            p = max(0.0, total - k * block_bits)
+        r = base * s.default
+        if r <= 0:
+            return math.inf
+        return max(t0, last) + (m * block_bits - p) / r
 
 
 def _window(name: str, x: Any, index: int) -> Window:
@@ -336,60 +435,17 @@ def _window(name: str, x: Any, index: int) -> Window:
 # driving a pool
 
 
-@dataclass(frozen=True, slots=True)
-class WindowWait:
-    """Key requests waited on a link until a window raised its rate factor.
-
-    Recorded at an edge where the factor rises while requests wait, if the link made no key
-    before it (``factor_before == 0``) or the edge ends a differently labelled stretch (a
-    maintenance window at half rate); the steps inside one labelled window (the rising steps
-    of a pass profile, all labelled ``"pass k"``) record nothing.
-
-    ``time`` is when the factor rose (the window opened), ``waiting_since`` when the oldest
-    waiting request was made (or the previous edge, if later), ``waited_s`` the difference;
-    ``window`` is the index of the window that opened (None: the stretch outside every
-    window), ``label`` its label and ``previous_label`` that of the stretch that ended,
-    ``factor_before`` / ``factor_after`` the factors around the edge, ``waiters`` and
-    ``pending_bits`` what was waiting.
-    """
-
-    time: float
-    link: str
-    window: int | None
-    label: str
-    previous_label: str
-    factor_before: float
-    factor_after: float
-    waiting_since: float
-    waiters: int
-    pending_bits: float
-
-    @property
-    def waited_s(self) -> float:
-        """Seconds the oldest request had waited at the edge, within the last stretch."""
-        return self.time - self.waiting_since
-
-    def as_row(self) -> dict[str, Any]:
-        return {
-            "time": self.time,
-            "link": self.link,
-            "window": -1 if self.window is None else self.window,
-            "label": self.label,
-            "previous_label": self.previous_label,
-            "factor_before": self.factor_before,
-            "factor_after": self.factor_after,
-            "waiting_since": self.waiting_since,
-            "waited_s": self.waited_s,
-            "waiters": self.waiters,
-            "pending_bits": self.pending_bits,
-        }
-
-
 WindowObserver = Callable[[WindowWait], None]
 
 
 class ScheduleTarget(Protocol):
-    """What a schedule drives: a :class:`~network.link.Link` or a :class:`ScaledPool`."""
+    """What a schedule drives: a :class:`~network.link.Link` or a :class:`ScaledPool`.
+
+    ``schedule`` is set to the schedule being applied (None once stopped): forecasts of the
+    key to come (key-aware routing) read it.
+    """
+
+    schedule: Schedule | None
 
     @property
     def name(self) -> str: ...
@@ -424,6 +480,7 @@ class ScaledPool:
         self.name = pool.name
         self.base_rate_bps = pool.rate_bps if base_rate_bps is None else float(base_rate_bps)
         self.schedule_factor = 1.0
+        self.schedule: Schedule | None = None
 
     def set_schedule_factor(self, factor: float) -> None:
         """Set the pool's rate to ``base_rate_bps * factor``."""
@@ -462,6 +519,7 @@ class ScheduleRun:
         self._factor = schedule.factor_at(now)
         self._index = schedule.index_at(now)
         self._since = now
+        target.schedule = schedule
         target.set_schedule_factor(self._factor)
         self._arm()
 
@@ -471,8 +529,10 @@ class ScheduleRun:
         return self._factor
 
     def stop(self) -> None:
-        """Apply no further edges (the factor in force stays)."""
+        """Apply no further edges (the factor in force stays, and forecasts assume it)."""
         self.stopped = True
+        if self.target.schedule is self.schedule:
+            self.target.schedule = None
 
     def _arm(self) -> None:
         if self._next >= len(self._edges):

@@ -24,6 +24,7 @@ from typing import Any, Literal, get_args
 import networkx as nx
 
 from network.errors import DuplicateLink, NodeNotFound
+from network.schedule import Schedule
 from qkd.errors import ParameterError, UnknownNameError
 from qkd.params import QKDSystem
 
@@ -153,6 +154,15 @@ class LinkSpec:
         (``0 <= block_auth_bits < block_bits``; block mode only). The pool's net rate is
         ``rate * (1 - block_auth_bits / block_bits)``; a link whose blocks cannot pay for
         their authentication makes no key: give it ``skr_bps=0``.
+    schedule : Schedule, optional
+        Key supply that changes over time (:mod:`network.schedule`): the link's key rate is
+        its nominal rate (``skr_bps`` or the model's) times the schedule's factor, windows
+        in simulated seconds from the network's start. A maintenance window or day/night
+        cycle on a fibre (default factor 1), a satellite downlink that makes key only during
+        its passes (default factor 0, one window per pass step:
+        :func:`network.satellite.satellite_schedule`). None: the nominal rate at all times.
+        The classical channel is not scheduled: it carries traffic at any time (a satellite
+        relay's key is announced over ground networks).
 
     A drop of the key rate to 0 (cut, end node down, eavesdropper above the abort threshold)
     discards the block being collected; blocks in post-processing still land (see
@@ -173,6 +183,7 @@ class LinkSpec:
     block_bits: float | None = None
     block_latency_s: float = 0.0
     block_auth_bits: float = 0.0
+    schedule: Schedule | None = None
 
     def __post_init__(self) -> None:
         for end in ("a", "b"):
@@ -204,6 +215,8 @@ class LinkSpec:
         g = self.group_index
         _finite(f"{n}: group_index", g, lambda v: v >= 1, ">= 1")
         self._check_blocks(n)
+        if self.schedule is not None and not isinstance(self.schedule, Schedule):
+            raise ParameterError(f"{n}: schedule", self.schedule, "a Schedule or None")
 
     def _check_blocks(self, n: str) -> None:
         lat, auth, B = self.block_latency_s, self.block_auth_bits, self.block_bits

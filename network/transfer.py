@@ -32,7 +32,7 @@ import networkx as nx
 import simpy
 
 from network.cipher import CipherPolicy, Hop, IntegrityError, KeyPlan
-from network.errors import KeyNeverSuffices, NetworkError
+from network.errors import NetworkError
 from network.link import Link
 from network.records import TransferRecord
 from network.routing import Router
@@ -323,14 +323,9 @@ class Transfer:
             missing = plan.bits - held.get(link, 0.0)
             if missing <= 0:
                 continue
-            if link.never_suffices(missing):
-                self._fatal = str(
-                    KeyNeverSuffices(
-                        [link.name],
-                        needed_bits=missing,
-                        available_bits=link.pool.level - link.pool.pending_bits,
-                    )
-                )
+            shortage = link.shortage(missing)
+            if shortage is not None:
+                self._fatal = str(shortage)
                 break
             if link.pool.try_take(missing):
                 held[link] = held.get(link, 0.0) + missing

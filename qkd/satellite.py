@@ -360,7 +360,8 @@ def air_mass(elevation_deg: ArrayLike) -> FloatArray:
         am = _KY_ZENITH / (
             np.sin(np.radians(el)) + 0.50572 * np.power(np.maximum(el, 0.0) + 6.07995, -1.6364)
         )
-    return np.asarray(np.where(el < 0, np.inf, am), dtype=float)
+    # the fit's minimum lies a hair below zenith (1 - 2e-9): no path is shorter than zenith's
+    return np.asarray(np.where(el < 0, np.inf, np.maximum(am, 1.0)), dtype=float)
 
 
 _KY_ZENITH = 1.0 + 0.50572 * 96.07995**-1.6364  # normalises the air mass to 1 at zenith

@@ -125,6 +125,7 @@ __all__ = [
     "asymptotic_limit",
     "finite_key",
     "finite_max_distance",
+    "signal_qber",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -146,8 +147,11 @@ class FiniteKey:
 
     Array fields have the shape of ``numpy.asarray(length_km)``; ``intensities`` and
     ``probabilities`` have one more axis, the intensities strongest first (3 for
-    ``"decoy-2"``, 2 for ``"decoy-1"``). Where no key is possible the parameters are those
-    that maximise the (negative) unclipped key length and mean nothing operationally.
+    ``"decoy-2"``, 2 for ``"decoy-1"``). Where no key is possible (``key_per_block == 0``)
+    no parameters are optimal: ``intensities``, ``probabilities``, ``key_basis_prob`` and
+    ``phase_error`` are NaN, ``detections`` is 0, and ``qber`` is the error rate of pulses
+    of the system's signal intensity ``source.mu`` (what the link would measure; the
+    optimiser's degenerate point, which sends almost nothing, would give about 1/2).
 
     Attributes
     ----------
@@ -164,8 +168,9 @@ class FiniteKey:
     key_basis_prob : ndarray
         Optimal probability ``q_x`` of the key basis (each party).
     detections, qber, phase_error : ndarray
-        Key-basis detections per block ``n_X``, their error rate, and the phase-error
-        bound ``phi_X``.
+        Key-basis detections per block ``n_X``, their error rate (all intensities together,
+        the one error correction sees), and the phase-error bound ``phi_X``; see above
+        where there is no key.
     protocol : str
     eps_sec, eps_cor : float
     """
@@ -546,22 +551,44 @@ def finite_key(
     key = np.floor(np.maximum(res["key"], 0.0)).reshape(d.shape)
     block_time = float(block_size) / system.source.clock_hz
     n_mu = res["mus"].shape[-1]
+    none = key == 0  # no optimum: report what the link would measure, not the degenerate point
+    blank = none[..., None]
     return FiniteKey(
         key_per_block=key,
         block_size=float(block_size),
         block_time_s=block_time,
         rate_bps=key / block_time,
         rate_per_pulse=key / float(block_size),
-        intensities=res["mus"].reshape(*d.shape, n_mu).copy(),
-        probabilities=res["probs"].reshape(*d.shape, n_mu).copy(),
-        key_basis_prob=res["qx"].reshape(d.shape).copy(),
-        detections=res["nX"].reshape(d.shape).copy(),
-        qber=res["qber"].reshape(d.shape).copy(),
-        phase_error=res["phi"].reshape(d.shape).copy(),
+        intensities=np.where(blank, np.nan, res["mus"].reshape(*d.shape, n_mu)),
+        probabilities=np.where(blank, np.nan, res["probs"].reshape(*d.shape, n_mu)),
+        key_basis_prob=np.where(none, np.nan, res["qx"].reshape(d.shape)),
+        detections=np.where(none, 0.0, res["nX"].reshape(d.shape)),
+        qber=np.where(none, signal_qber(system, d), res["qber"].reshape(d.shape)),
+        phase_error=np.where(none, np.nan, res["phi"].reshape(d.shape)),
         protocol=protocol,
         eps_sec=float(eps_sec),
         eps_cor=float(eps_cor),
     )
+
+
+def signal_qber(system: QKDSystem, length_km: ArrayLike) -> FloatArray:
+    """Error rate of the clicks of pulses of the system's signal intensity ``source.mu``.
+
+    ``E_mu`` of the channel model of :mod:`qkd.rates` with after-pulses: the QBER such a
+    link measures, reported by :func:`finite_key` where no key is possible.
+
+    Examples
+    --------
+    >>> from qkd.params import get_preset
+    >>> [f"{e:.4f}" for e in signal_qber(get_preset("gys-2004"), [0.0, 150.0])]
+    ['0.0330', '0.0797']
+    """
+    d = _distances(length_km)
+    det = system.detector
+    gain_qber = _gain_qber_eta(
+        system.transmittance(d), system.source.mu, det.dark_count_prob, system.misalignment
+    )
+    return np.asarray(_afterpulsed(*gain_qber, det.afterpulse_prob)[1], dtype=float)
 
 
 def asymptotic_key(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,19 @@ def parse(d: dict[str, Any]) -> Scenario:
     return parse_scenario(yaml.safe_dump(d, sort_keys=False))
 
 
-@pytest.mark.parametrize("module", [qfl.scenario, qfl.cosim.sweep, qfl.cosim.replay])
+SCENARIO_MODULES_WITH_EXAMPLES = ["base", "overrides", "yamlfile"]
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        qfl.scenario,
+        *(importlib.import_module(f"qfl.scenario.{m}") for m in SCENARIO_MODULES_WITH_EXAMPLES),
+        qfl.cosim.sweep,
+        qfl.cosim.replay,
+    ],
+    ids=lambda m: m.__name__,
+)
 def test_doctests(module: Any) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

@@ -39,6 +39,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperCommand
 
+from qfl.scenario.qkd import read_systems
 from qkd.errors import ParameterError, UnknownNameError
 from qkd.finite import (
     FINITE_PROTOCOLS,
@@ -47,7 +48,14 @@ from qkd.finite import (
     finite_key,
     finite_max_distance,
 )
-from qkd.params import PRESETS, QKDSystem, get_preset, with_overrides
+from qkd.params import (
+    PRESETS,
+    SYSTEM_FIELDS,
+    QKDSystem,
+    SystemRegistry,
+    define_system,
+    with_overrides,
+)
 from qkd.rates import (
     PROTOCOLS,
     gain_and_qber,
@@ -67,6 +75,7 @@ __all__ = [
     "finite_rows",
     "keyrate",
     "keyrate_rows",
+    "parse_params",
     "plot_rates",
     "rate_curves",
 ]
@@ -154,9 +163,43 @@ def _with_option(option: str, build: Callable[[], _T]) -> _T:
         raise _renamed(exc, {exc.name: option}) from None
 
 
+def parse_params(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``--param KEY=VALUE`` options as system parameters (:data:`qkd.params.SYSTEM_FIELDS`).
+
+    Values are numbers, except ``source.decoys`` (comma-separated numbers) and ``reference``.
+
+    Examples
+    --------
+    >>> parse_params(["detector.dark_count_prob=8e-8", "source.decoys=0.1,0"])
+    {'detector.dark_count_prob': 8e-08, 'source.decoys': (0.1, 0.0)}
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ParameterError("--param", item, "KEY=VALUE (detector.dark_count_prob=8e-8)")
+        if key not in SYSTEM_FIELDS:
+            raise UnknownNameError(f"--param {key}", item, list(SYSTEM_FIELDS))
+        if key == "reference":
+            out[key] = text
+            continue
+        try:
+            numbers = tuple(float(x) for x in text.split(","))
+        except ValueError:
+            raise ParameterError(f"--param {key}", text, "a number") from None
+        if key != "source.decoys" and len(numbers) != 1:
+            raise ParameterError(f"--param {key}", text, "one number")
+        out[key] = numbers if key == "source.decoys" else numbers[0]
+    return out
+
+
 def build_system(
     preset: str,
     *,
+    registry: Mapping[str, QKDSystem] | None = None,
+    params: Mapping[str, Any] | None = None,
+    option: str = "--preset",
     clock_hz: float | None = None,
     efficiency: float | None = None,
     dark_count: float | None = None,
@@ -168,14 +211,24 @@ def build_system(
     dead_time: float | None = None,
     afterpulse: float | None = None,
 ) -> QKDSystem:
-    """A preset with some parameters overridden; errors name the command-line option.
+    """A named system (a preset, or one of ``registry``, the presets extended by the user's
+    definitions) with ``params`` (parameter path -> value) and then the single-parameter
+    options applied; errors name the command-line option (``option`` for the name).
 
     Examples
     --------
     >>> build_system("gys-2004", efficiency=0.1).detector.efficiency
     0.1
+    >>> build_system("gys-2004", params={"clock_hz": 1e9}).source.clock_hz
+    1000000000.0
     """
-    system = _with_option("--preset", lambda: get_preset(preset))
+    reg = SystemRegistry(registry) if registry is not None else SystemRegistry()
+    system = _with_option(option, lambda: reg.get_system(preset, field_name=option.lstrip("-")))
+    if params:
+        try:
+            system = define_system(system.name, params, base=system)
+        except ParameterError as exc:
+            raise ParameterError(f"--param {exc.name}", exc.value, exc.allowed) from None
     options = {
         "fibre.attenuation_db_per_km": "--attenuation",
         "detector.efficiency": "--efficiency",
@@ -540,9 +593,35 @@ def keyrate(
             show_default=False,
         ),
     ] = None,
+    system_name: Annotated[
+        str | None,
+        typer.Option(
+            "--system",
+            help="QKD system: a preset (" + ", ".join(sorted(PRESETS)) + ") or a name "
+            "defined in --systems (default gys-2004).",
+            show_default=False,
+        ),
+    ] = None,
     preset: Annotated[
-        str, typer.Option(help="QKD system preset: " + ", ".join(sorted(PRESETS)) + ".")
-    ] = "gys-2004",
+        str | None, typer.Option(help="The older name of --system.", show_default=False)
+    ] = None,
+    systems_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--systems",
+            help="YAML file defining systems: a scenario (its qkd.systems) or a file with just "
+            "`systems:`, as in 'Your own QKD system' of the README.",
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Set one system parameter, repeatable: KEY=VALUE with KEY one of "
+            + ", ".join(SYSTEM_FIELDS)
+            + " (detector.dark_count_prob=8e-8).",
+            show_default=False,
+        ),
+    ] = None,
     protocol: Annotated[
         str | None,
         typer.Option(
@@ -609,8 +688,15 @@ def keyrate(
 ) -> None:
     """Secret key rates of a QKD system over distances: asymptotic (Ma, Qi, Zhao & Lo 2005)
     or, with --finite-key, for blocks of a given size."""
+    if system_name is not None and preset is not None:
+        raise ParameterError("--preset", preset, "left out when --system is given (same option)")
+    option = "--preset" if preset is not None else "--system"
+    registry = read_systems(systems_file) if systems_file is not None else None
     system = build_system(
-        preset,
+        system_name or preset or "gys-2004",
+        registry=registry,
+        params=parse_params(param or []),
+        option=option,
         clock_hz=clock_hz,
         efficiency=efficiency,
         dark_count=dark_count,

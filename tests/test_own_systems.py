@@ -311,3 +311,19 @@ def test_invalid_values_are_named_never_accepted(eff: float, y0: float, clock: f
         with pytest.raises(ParameterError) as info:
             define_system("x", values)
         assert info.value.name in values
+
+
+def test_topology_json_reports_each_links_system_and_rate(
+    tiny: Any, fmnist: Path, tmp_path: Path
+) -> None:
+    from qfl.cosim.outputs import write_network_outputs
+    from qfl.cosim.run import simulate_network
+
+    sc = parse_scenario(yaml.safe_dump(scenario(tiny, "finite-blocks")))
+    nrun = simulate_network(sc)
+    write_network_outputs(nrun, tmp_path)
+    links = json.loads((tmp_path / "topology.json").read_text())["links"]
+    built = {f"{lk.a}-{lk.b}": lk for lk in build_topology(sc).links}
+    assert [lk["system"] for lk in links] == ["vendor-x", "slow-gys", "vendor-x", "gys-2004"]
+    for lk in links:
+        assert lk["skr_bps"] == built[f"{lk['a']}-{lk['b']}"].skr_bps

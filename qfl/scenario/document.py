@@ -137,9 +137,9 @@ def _check_references(sc: Scenario) -> None:
 
 
 def _check_presets(sc: Scenario) -> None:
-    from qfl.scenario.qkd import check_systems
+    from qfl.scenario.qkd import _check_systems
 
-    check_systems(sc.qkd, sc.topology.links)
+    _check_systems(sc.qkd, sc.topology.links)
 
 
 def check_fault_links(sc: Scenario, links: set[frozenset[str]]) -> None:

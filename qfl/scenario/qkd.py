@@ -22,18 +22,7 @@ from qfl.scenario.base import NonNegative, Positive, ScenarioError, _Frozen
 from qkd.errors import ParameterError
 from qkd.params import SystemRegistry
 
-__all__ = [
-    "DetectorDef",
-    "FibreDef",
-    "Protocol",
-    "QKDSpec",
-    "SourceDef",
-    "SystemDef",
-    "check_systems",
-    "read_systems",
-    "system_definitions",
-    "system_registry",
-]
+__all__ = ["Protocol", "QKDSpec", "SystemDef", "read_systems", "system_registry"]
 
 Protocol = Literal["decoy-bb84", "decoy-vacuum-weak", "decoy-1", "bb84-no-decoy", "single-photon"]
 
@@ -197,7 +186,7 @@ class QKDSpec(_Frozen):
         return "qkd.system" if self.system else "qkd.preset"
 
 
-def system_definitions(
+def _system_definitions(
     systems: dict[str, SystemDef],
 ) -> dict[str, tuple[str | None, dict[str, Any]]]:
     """``qkd.systems`` as :meth:`qkd.params.SystemRegistry.extended` takes them."""
@@ -214,14 +203,14 @@ def system_registry(q: QKDSpec, *, prefix: str = "qkd.systems") -> SystemRegistr
         missing required parameter or a name that a preset has.
     """
     try:
-        return SystemRegistry().extended(system_definitions(q.systems))
+        return SystemRegistry().extended(_system_definitions(q.systems))
     except ParameterError as exc:
         name, _, field = exc.name.partition(".")
         path = f"{prefix}.{name}" + (f".{field}" if field else "")
         raise ScenarioError(path, str(exc).partition(": ")[2]) from None
 
 
-def check_systems(q: QKDSpec, links: Any = ()) -> SystemRegistry:
+def _check_systems(q: QKDSpec, links: Any = ()) -> SystemRegistry:
     """Check ``qkd.systems``, the network's system and every link's; return the registry.
 
     ``links`` are the inline ``topology.links`` (each with ``system`` and ``preset``).

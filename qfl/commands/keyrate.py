@@ -5,6 +5,7 @@ Example::
     qfl keyrate --preset gys-2004 --protocol decoy-bb84 --distance 0 25 50 100 --json
     qfl keyrate --preset toshiba-2018 --finite-key --block-size 1e10 --protocol decoy-1
     qfl keyrate --finite-key --block-size 1e10 1e12 --distance 0 50 100 --plot rates.png
+    qfl keyrate --systems scenario.yaml --system vendor-x --param clock_hz=2e9 --finite-key
 
 ``--finite-key`` gives optimised finite-key rates (:func:`qkd.finite.finite_key`; protocols
 ``decoy-2``, the default, and ``decoy-1``) for blocks of ``--block-size`` pulses (default:
@@ -17,6 +18,12 @@ system's block) and their ``N -> infinity`` limits. Those limits use the finite-
 convention: the key-basis probability is optimised and tends to 1. They are upper bounds of
 the finite-key curves. ``--distance`` sets the x-axis range (0 to the longest distance) and
 its values are marked on the curves.
+
+``--system NAME`` picks a preset or a system defined in ``--systems FILE.yaml`` (a scenario's
+``qkd.systems`` or a file with just ``systems:``, read by :func:`qfl.scenario.read_systems`,
+the same definitions a scenario's links use); ``--param KEY=VALUE`` (repeatable) sets one
+parameter of it (keys: :data:`qkd.params.SYSTEM_FIELDS`, e.g. ``clock_hz=2e9``,
+``detector.dark_count_prob=8e-8``), and the single options (``--efficiency``...) apply last.
 
 ``--distance`` and ``--block-size`` take one or more numbers after a single flag (they may
 also be repeated). Bad values raise :class:`~qkd.errors.ParameterError` naming the option,
@@ -664,8 +671,9 @@ def keyrate(
     block_size: Annotated[
         list[float] | None,
         typer.Option(
-            help="Pulses per block, one or more after one flag (default: the preset's block, "
-            "else 1e10; with --plot, also 1e8, 1e10, 1e12 and 1e14).",
+            help="Pulses per block, one or more after one flag; the table and the plot show "
+            "each (default: the system's block, else 1e10; the plot then also draws 1e8, 1e10, "
+            "1e12 and 1e14).",
             show_default=False,
         ),
     ] = None,

@@ -106,16 +106,6 @@ class QKDSpec(_Frozen):
         description="The links' QKD system: a preset (qkd.params.PRESETS) or a name from "
         "qkd.systems (the older name of `system`).",
     )
-    system: str | None = Field(
-        None,
-        description="The links' QKD system: a preset or a name from qkd.systems; wins over "
-        "qkd.preset (default). A link's own `system` wins over both.",
-    )
-    systems: dict[str, SystemDef] = Field(
-        default_factory=dict,
-        description="Your own QKD systems by name (a vendor's datasheet): each extends a "
-        "preset or is given in full; links pick one with `system`.",
-    )
     protocol: Protocol = Field(
         "decoy-bb84",
         description="Key-rate model of the links' systems. With key_model finite-blocks: "
@@ -173,6 +163,17 @@ class QKDSpec(_Frozen):
     attenuation_db_per_km: NonNegative | None = Field(
         None,
         description="Overrides every link's fibre loss, dB/km.",
+    )
+
+    system: str | None = Field(
+        None,
+        description="The links' QKD system: a preset or a name from qkd.systems; wins over "
+        "qkd.preset (default). A link's own `system` wins over both.",
+    )
+    systems: dict[str, SystemDef] = Field(
+        default_factory=dict,
+        description="Your own QKD systems by name (a vendor's datasheet): each extends a "
+        "preset or is given in full; links pick one with `system`.",
     )
 
     @property

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from qfl.cli import main
-from qfl.commands.keyrate import expand_multi_value
-from qkd.finite import finite_key
+from qfl.commands.keyrate import expand_multi_value, rate_curves
+from qkd.finite import finite_key, signal_qber
 from qkd.params import Detector, Fibre, get_preset
-from qkd.rates import key_rate_per_pulse, optimal_mu, plob_bound
+from qkd.rates import gain_and_qber, key_rate_per_pulse, optimal_mu, plob_bound
 
 REQUIRED = {"distance_km", "mu", "rate_per_pulse", "rate_bps", "plob_per_use"}
 EXAMPLE = ["keyrate", "--preset", "gys-2004", "--protocol", "decoy-bb84"]
@@ -192,7 +192,9 @@ FINITE_FIELDS = {
     "intensities",
     "probabilities",
     "key_basis_prob",
-    "asymptotic_rate_bps",
+    "limit_rate_bps",
+    "no_key",
+    "qber_mu",
 }
 
 
@@ -209,7 +211,8 @@ def test_finite_key_json(capsys: pytest.CaptureFixture[str], protocol: str) -> N
         assert r["key_per_block"] == expected.key_per_block[i]
         assert r["rate_bps"] == pytest.approx(expected.rate_bps[i])
         assert len(r["intensities"]) == len(r["probabilities"]) == n_mu  # type: ignore[arg-type]
-        assert 0 < r["rate_bps"] < r["asymptotic_rate_bps"]  # type: ignore[operator]
+        assert 0 < r["rate_bps"] < r["limit_rate_bps"]  # type: ignore[operator]
+        assert r["no_key"] is None and r["qber_mu"] is None
 
 
 def test_finite_key_defaults_to_the_presets_block_and_the_table(
@@ -227,6 +230,89 @@ def test_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "rates.png"
     assert main(["keyrate", "--preset", "toshiba-2018", "--plot", str(target)]) == 0
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert f"wrote {target}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "toshiba-2018: decoy-bb84" in out and "PLOB/use" in out  # the table too
+    assert f"wrote {target}" in out
     assert main(["keyrate", "--plot", str(tmp_path / "missing" / "x.png"), "--json"]) == 2
     assert "--plot: must be a writable PNG path" in capsys.readouterr().err
+
+
+def test_plot_honours_the_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 20 A: each of --distance, --finite-key, --block-size and --protocol changes
+    the picture, and the table or JSON is printed as without --plot."""
+    base = ["keyrate", "--preset", "gys-2004", "-d", "0", "50", "100"]
+    variants = {
+        "asym": [],
+        "finite": ["--finite-key"],
+        "block": ["--finite-key", "--block-size", "1e12"],
+        "blocks": ["--finite-key", "--block-size", "1e10", "1e12"],
+        "far": ["--finite-key", "--block-size", "1e12", "-d", "140"],
+        "decoy1": ["--finite-key", "--block-size", "1e12", "--protocol", "decoy-1"],
+        "vacuum": ["--protocol", "decoy-vacuum-weak"],
+    }
+    digests = {}
+    for name, extra in variants.items():
+        png = tmp_path / f"{name}.png"
+        assert main([*base, *extra, "--plot", str(png)]) == 0
+        out = capsys.readouterr().out
+        assert ("finite key" in out) == ("--finite-key" in extra)
+        assert f"wrote {png}" in out
+        digests[name] = png.read_bytes()
+    assert len(set(digests.values())) == len(variants)
+    assert main([*base, "--finite-key", "--block-size", "1e10", "1e12", "--json", "--plot",
+                 str(tmp_path / "j.png")]) == 0  # fmt: skip
+    out = capsys.readouterr()
+    records = json.loads(out.out)
+    assert [(r["block_size"], r["distance_km"]) for r in records] == [
+        (n, d) for n in (1e10, 1e12) for d in (0.0, 50.0, 100.0)
+    ]
+    assert "wrote" in out.err and (tmp_path / "j.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("preset", "protocol"),
+    [("gys-2004", "decoy-2"), ("gys-2004", "decoy-1"), ("toshiba-2018", "decoy-2")],
+)
+def test_finite_curves_lie_below_their_asymptotic_limit(preset: str, protocol: str) -> None:
+    """Issue 20 A: on the plotted grid, every finite-key curve <= the N -> infinity limit of
+    the same bound <= the infinite-decoy limit <= PLOB, at every distance."""
+    system = get_preset(preset)
+    d = np.linspace(0.0, 160.0, 81)
+    curves = rate_curves(system, d, finite=True, protocol=protocol,
+                         block_sizes=(1e8, 1e10, 1e12, 1e14))  # fmt: skip
+    *finite, same, ideal, plob = curves
+    assert [c.bound for c in curves] == [False] * 4 + [True] * 3
+    assert "q_x → 1" in same.label and "q_x → 1" in ideal.label
+    for c in finite:
+        assert np.all(c.rate_bps <= same.rate_bps * (1 + 1e-6) + 1e-12), c.label
+    assert np.all(same.rate_bps <= ideal.rate_bps * (1 + 1e-6) + 1e-12)
+    assert np.all(ideal.rate_bps <= plob.rate_bps)
+    assert np.all(finite[-1].rate_bps[:40] > 0)  # the comparison is not vacuous
+    if preset == "gys-2004" and protocol == "decoy-2":
+        # the old picture: the Ma et al. curve with sifting 1/2 lies below N = 1e12, 1e14
+        ma = key_rate_per_pulse(system, d) * system.source.clock_hz
+        assert np.any(finite[-1].rate_bps > ma) and np.any(finite[-2].rate_bps > ma)
+
+
+def test_no_key_rows_report_the_real_qber(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 20 B: where there is no key, the QBER is the one of the system's signal
+    intensity (a few %), not the 1/2 of a degenerate optimum, and the reason is given."""
+    gys = get_preset("gys-2004")
+    args = ["keyrate", "--finite-key", "--block-size", "1e8", "-d", "0", "50", "150"]
+    records = run_json(capsys, *args)
+    assert records[0]["no_key"] is None and records[0]["key_per_block"] > 0  # type: ignore[operator]
+    expected = signal_qber(gys, [50.0, 150.0])
+    for r, e in zip(records[1:], expected, strict=True):
+        assert r["key_per_block"] == 0 and r["intensities"] == [None] * 3
+        assert r["qber"] == pytest.approx(float(e)) and 0.03 < r["qber"] < 0.1  # type: ignore[operator]
+        assert r["qber_mu"] == gys.source.mu
+    assert str(records[1]["no_key"]).startswith("block too small")
+    assert str(records[2]["no_key"]).startswith("beyond the protocol's reach")
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert "N too small" in table and "beyond reach" in table and "0.0797*" in table
+    assert "0.49" not in table and "0.50" not in table
+    asym = run_json(capsys, "keyrate", "-d", "100", "200")
+    assert asym[0]["mu"] is not None and asym[1]["mu"] is None
+    _, qber = gain_and_qber(gys, 200.0, gys.source.mu)
+    assert asym[1]["qber"] == pytest.approx(float(qber)) and asym[1]["qber"] < 0.4  # type: ignore[operator]

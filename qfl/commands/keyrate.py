@@ -4,16 +4,30 @@ Example::
 
     qfl keyrate --preset gys-2004 --protocol decoy-bb84 --distance 0 25 50 100 --json
     qfl keyrate --preset toshiba-2018 --finite-key --block-size 1e10 --protocol decoy-1
-    qfl keyrate --preset toshiba-2018 --plot rates.png
+    qfl keyrate --finite-key --block-size 1e10 1e12 --distance 0 50 100 --plot rates.png
+    qfl keyrate --systems scenario.yaml --system vendor-x --param clock_hz=2e9 --finite-key
 
 ``--finite-key`` gives optimised finite-key rates (:func:`qkd.finite.finite_key`; protocols
 ``decoy-2``, the default, and ``decoy-1``) for blocks of ``--block-size`` pulses (default:
-the preset's published block, else 1e10). ``--plot`` draws rate against distance for
-several block sizes with the asymptotic rate and the PLOB bound.
+the preset's published block, else 1e10; several values give one table per block).
 
-``--distance`` takes one or more numbers after a single flag (it may also be repeated).
-Bad values raise :class:`~qkd.errors.ParameterError` naming the option, which
-:func:`qfl.cli.main` prints as one line on stderr with exit status 2.
+``--plot FILE.png`` draws what the table holds, and the table (or ``--json``) is still
+printed. Without ``--finite-key`` it draws the asymptotic rate of ``--protocol``; with it,
+the finite-key rates of each ``--block-size`` (default: 1e8, 1e10, 1e12, 1e14 and the
+system's block) and their ``N -> infinity`` limits. Those limits use the finite-key
+convention: the key-basis probability is optimised and tends to 1. They are upper bounds of
+the finite-key curves. ``--distance`` sets the x-axis range (0 to the longest distance) and
+its values are marked on the curves.
+
+``--system NAME`` picks a preset or a system defined in ``--systems FILE.yaml`` (a scenario's
+``qkd.systems`` or a file with just ``systems:``, read by :func:`qfl.scenario.read_systems`,
+the same definitions a scenario's links use); ``--param KEY=VALUE`` (repeatable) sets one
+parameter of it (keys: :data:`qkd.params.SYSTEM_FIELDS`, e.g. ``clock_hz=2e9``,
+``detector.dark_count_prob=8e-8``), and the single options (``--efficiency``...) apply last.
+
+``--distance`` and ``--block-size`` take one or more numbers after a single flag (they may
+also be repeated). Bad values raise :class:`~qkd.errors.ParameterError` naming the option,
+which :func:`qfl.cli.main` prints as one line on stderr with exit status 2.
 """
 
 from __future__ import annotations
@@ -21,19 +35,35 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import numpy as np
 import typer
+from numpy.typing import NDArray
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperCommand
 
 from qfl.commands.tables import print_table
+from qfl.scenario.qkd import read_systems
 from qkd.errors import ParameterError, UnknownNameError
-from qkd.finite import FINITE_PROTOCOLS, finite_key, finite_max_distance
-from qkd.params import PRESETS, QKDSystem, get_preset, with_overrides
+from qkd.finite import (
+    FINITE_PROTOCOLS,
+    asymptotic_key,
+    asymptotic_limit,
+    finite_key,
+    finite_max_distance,
+)
+from qkd.params import (
+    PRESETS,
+    SYSTEM_FIELDS,
+    QKDSystem,
+    SystemRegistry,
+    define_system,
+    with_overrides,
+)
 from qkd.rates import (
     PROTOCOLS,
     gain_and_qber,
@@ -46,12 +76,16 @@ from qkd.rates import (
 
 __all__ = [
     "DEFAULT_DISTANCES_KM",
+    "DEFAULT_PLOT_BLOCKS",
+    "Curve",
     "KeyrateCommand",
     "build_system",
     "finite_rows",
     "keyrate",
     "keyrate_rows",
+    "parse_params",
     "plot_rates",
+    "rate_curves",
 ]
 
 DEFAULT_DISTANCES_KM: tuple[float, ...] = (0.0, 25.0, 50.0, 75.0, 100.0, 125.0, 150.0)
@@ -61,7 +95,7 @@ _T = TypeVar("_T")
 
 
 class KeyrateCommand(TyperCommand):
-    """A command whose ``--distance`` option takes several values after one flag.
+    """A command whose ``--distance`` and ``--block-size`` take several values after one flag.
 
     Click options take one value per flag; before parsing, ``--distance 0 25 50`` is
     rewritten to ``--distance 0 --distance 25 --distance 50``. Every token after the flag
@@ -69,7 +103,7 @@ class KeyrateCommand(TyperCommand):
     the first token after the flag is always taken, so that a bad value is reported.
     """
 
-    multi_value_options: tuple[str, ...] = ("--distance", "-d")
+    multi_value_options: tuple[str, ...] = ("--distance", "-d", "--block-size")
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return super().parse_args(ctx, expand_multi_value(args, self.multi_value_options))
@@ -137,9 +171,43 @@ def _with_option(option: str, build: Callable[[], _T]) -> _T:
         raise _renamed(exc, {exc.name: option}) from None
 
 
+def parse_params(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``--param KEY=VALUE`` options as system parameters (:data:`qkd.params.SYSTEM_FIELDS`).
+
+    Values are numbers, except ``source.decoys`` (comma-separated numbers) and ``reference``.
+
+    Examples
+    --------
+    >>> parse_params(["detector.dark_count_prob=8e-8", "source.decoys=0.1,0"])
+    {'detector.dark_count_prob': 8e-08, 'source.decoys': (0.1, 0.0)}
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ParameterError("--param", item, "KEY=VALUE (detector.dark_count_prob=8e-8)")
+        if key not in SYSTEM_FIELDS:
+            raise UnknownNameError(f"--param {key}", item, list(SYSTEM_FIELDS))
+        if key == "reference":
+            out[key] = text
+            continue
+        try:
+            numbers = tuple(float(x) for x in text.split(","))
+        except ValueError:
+            raise ParameterError(f"--param {key}", text, "a number") from None
+        if key != "source.decoys" and len(numbers) != 1:
+            raise ParameterError(f"--param {key}", text, "one number")
+        out[key] = numbers if key == "source.decoys" else numbers[0]
+    return out
+
+
 def build_system(
     preset: str,
     *,
+    registry: Mapping[str, QKDSystem] | None = None,
+    params: Mapping[str, Any] | None = None,
+    option: str = "--preset",
     clock_hz: float | None = None,
     efficiency: float | None = None,
     dark_count: float | None = None,
@@ -151,14 +219,24 @@ def build_system(
     dead_time: float | None = None,
     afterpulse: float | None = None,
 ) -> QKDSystem:
-    """A preset with some parameters overridden; errors name the command-line option.
+    """A named system (a preset, or one of ``registry``, the presets extended by the user's
+    definitions) with ``params`` (parameter path -> value) and then the single-parameter
+    options applied; errors name the command-line option (``option`` for the name).
 
     Examples
     --------
     >>> build_system("gys-2004", efficiency=0.1).detector.efficiency
     0.1
+    >>> build_system("gys-2004", params={"clock_hz": 1e9}).source.clock_hz
+    1000000000.0
     """
-    system = _with_option("--preset", lambda: get_preset(preset))
+    reg = SystemRegistry(registry) if registry is not None else SystemRegistry()
+    system = _with_option(option, lambda: reg.get_system(preset, field_name=option.lstrip("-")))
+    if params:
+        try:
+            system = define_system(system.name, params, base=system)
+        except ParameterError as exc:
+            raise ParameterError(f"--param {exc.name}", exc.value, exc.allowed) from None
     options = {
         "fibre.attenuation_db_per_km": "--attenuation",
         "detector.efficiency": "--efficiency",
@@ -187,8 +265,10 @@ def keyrate_rows(
 ) -> list[dict[str, Any]]:
     """One record per distance: rates, the intensity used, gain, QBER and the bounds.
 
-    With ``mu=None`` the intensity is optimised per distance; where no key is possible the
-    reported ``mu`` maximises the (negative) unclipped rate and means nothing.
+    With ``mu=None`` the intensity is optimised per distance. Where that leaves no key there
+    is no optimal intensity: ``mu`` is ``None`` and ``gain`` and ``qber`` are those of pulses
+    of the system's signal intensity ``source.mu`` (``qber_mu`` says which intensity the
+    QBER is of; ``no_key`` why there is none).
     """
     _check_distances(distances_km)
     if protocol not in PROTOCOLS:
@@ -202,17 +282,21 @@ def keyrate_rows(
         gain, qber = single_photon_gain_and_qber(system, d)
     else:
         gain, qber = gain_and_qber(system, d, mu_used)
+    nominal_gain, nominal_qber = gain_and_qber(system, d, system.source.mu)
     eta = system.transmittance(d)
     plob, tgw = plob_bound(eta), tgw_bound(eta)
     rows = []
     for i in range(d.size):
+        blank = rate[i] == 0 and mu is None and protocol != "single-photon"
         rows.append(
             {
                 "distance_km": float(d[i]),
                 "protocol": protocol,
-                "mu": float(mu_used[i]),
-                "gain": float(gain[i]),
-                "qber": float(qber[i]),
+                "mu": None if blank else float(mu_used[i]),
+                "gain": float(nominal_gain[i] if blank else gain[i]),
+                "qber": float(nominal_qber[i] if blank else qber[i]),
+                "qber_mu": system.source.mu if blank else float(mu_used[i]),
+                "no_key": "QBER and loss too high for this protocol" if rate[i] == 0 else None,
                 "transmittance": float(eta[i]),
                 "rate_per_pulse": float(rate[i]),
                 "rate_bps": float(rate[i] * system.source.clock_hz),
@@ -250,8 +334,13 @@ def finite_rows(
 ) -> list[dict[str, Any]]:
     """One record per distance: the optimised finite key, its parameters and the bounds.
 
-    ``mu`` is the strongest intensity; ``asymptotic_rate_bps`` the infinite-decoy rate of
-    :func:`qkd.rates.key_rate_bps` for comparison.
+    ``mu`` is the strongest intensity. ``limit_rate_bps`` is the ``N -> infinity`` limit of
+    the same bound (:func:`qkd.finite.asymptotic_key`: the same intensities, the key-basis
+    probability optimised, no statistical terms), an upper bound of ``rate_bps``. Where
+    there is no key the intensities, probabilities, ``q_x`` and phase error are ``None``,
+    ``qber`` is that of pulses of the system's signal intensity ``source.mu``
+    (:func:`qkd.finite.signal_qber`, ``qber_mu``), and ``no_key`` says why: the block is too
+    small (the limit is positive) or the link is beyond the protocol's reach.
     """
     _check_distances(distances_km)
     d = np.asarray(distances_km, dtype=float)
@@ -262,28 +351,37 @@ def finite_rows(
         )  # fmt: skip
     except ParameterError as exc:
         raise _renamed(exc, _FINITE_OPTIONS) from None
-    asym, _ = key_rate_and_mu(system, d, "decoy-bb84", None)
+    limit = asymptotic_key(system, d, protocol=protocol, weakest=weakest)
     eta = system.transmittance(d)
     plob = plob_bound(eta)
     rows = []
     for i in range(d.size):
+        has_key = fk.key_per_block[i] > 0
+        if has_key:
+            why = None
+        elif limit[i] > 0:
+            why = "block too small (the same bound gives a key as N -> infinity)"
+        else:
+            why = "beyond the protocol's reach even for N -> infinity"
         rows.append(
             {
                 "distance_km": float(d[i]),
                 "protocol": protocol,
-                "mu": float(fk.intensities[i, 0]),
-                "intensities": [float(x) for x in fk.intensities[i]],
-                "probabilities": [float(x) for x in fk.probabilities[i]],
-                "key_basis_prob": float(fk.key_basis_prob[i]),
+                "mu": _num(fk.intensities[i, 0]),
+                "intensities": [_num(x) for x in fk.intensities[i]],
+                "probabilities": [_num(x) for x in fk.probabilities[i]],
+                "key_basis_prob": _num(fk.key_basis_prob[i]),
                 "qber": float(fk.qber[i]),
-                "phase_error": float(fk.phase_error[i]),
+                "qber_mu": None if has_key else system.source.mu,
+                "phase_error": _num(fk.phase_error[i]),
+                "no_key": why,
                 "transmittance": float(eta[i]),
                 "block_size": fk.block_size,
                 "block_time_s": fk.block_time_s,
                 "key_per_block": float(fk.key_per_block[i]),
                 "rate_per_pulse": float(fk.rate_per_pulse[i]),
                 "rate_bps": float(fk.rate_bps[i]),
-                "asymptotic_rate_bps": float(asym[i] * system.source.clock_hz),
+                "limit_rate_bps": float(limit[i] * system.source.clock_hz),
                 "plob_per_use": float(plob[i]),
                 "eps_sec": eps_sec,
                 "eps_cor": eps_cor,
@@ -292,69 +390,168 @@ def finite_rows(
     return rows
 
 
+def _num(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
 def _finite_table(system: QKDSystem, rows: list[dict[str, Any]], l_max: float) -> Table:
     first = rows[0]
-    table = Table(
-        title=f"{system.name}: finite key, {first['protocol']}",
-        caption=f"blocks of {first['block_size']:.3g} pulses ({first['block_time_s']:.3g} s); "
-        f"maximum distance {l_max:.1f} km; intensities, their probabilities and q_x optimised",
-    )
-    headers = ("L (km)", "intensities", "q_x", "QBER", "key/block", "bit/s", "asympt. bit/s")
+    notes = [
+        f"blocks of {first['block_size']:.3g} pulses ({first['block_time_s']:.3g} s)",
+        f"maximum distance {l_max:.1f} km",
+        "intensities, their probabilities and q_x optimised",
+        "N->inf: the same bound without statistical terms (q_x -> 1), an upper bound",
+    ]
+    if any(r["no_key"] for r in rows):
+        notes.append(
+            f"* no key: QBER of pulses at the system's signal intensity mu = {system.source.mu:g}"
+        )
+    table = Table(title=f"{system.name}: finite key, {first['protocol']}", caption="; ".join(notes))
+    headers = ("L (km)", "intensities", "q_x", "QBER", "key/block", "bit/s", "N->inf bit/s")
     for header in headers:
-        table.add_column(header, justify="right")
+        table.add_column(header, justify="right", min_width=16 if header == "intensities" else None)
     for r in rows:
-        no_key = r["key_per_block"] == 0
+        no_key = r["no_key"] is not None
+        reason = "N too small" if no_key and r["limit_rate_bps"] > 0 else "beyond reach"
         table.add_row(
             f"{r['distance_km']:g}",
-            "-" if no_key else "/".join(f"{m:.3g}" for m in r["intensities"]),
+            reason if no_key else "/".join(f"{m:.2g}" for m in r["intensities"]),
             "-" if no_key else f"{r['key_basis_prob']:.3f}",
-            f"{r['qber']:.4f}",
+            f"{r['qber']:.4f}" + ("*" if no_key else ""),
             f"{r['key_per_block']:.4g}",
             f"{r['rate_bps']:.4g}",
-            f"{r['asymptotic_rate_bps']:.4g}",
+            f"{r['limit_rate_bps']:.4g}",
         )
     return table
+
+
+DEFAULT_PLOT_BLOCKS: tuple[float, ...] = (1e8, 1e10, 1e12, 1e14)
+"""Block sizes drawn by ``--plot --finite-key`` when no ``--block-size`` is given (with the
+system's own block)."""
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One curve of a key-rate plot: its label, line style and rates in bit/s."""
+
+    label: str
+    style: str
+    rate_bps: NDArray[np.float64]
+    bound: bool = False
+
+
+def rate_curves(
+    system: QKDSystem,
+    distances_km: NDArray[np.float64],
+    *,
+    finite: bool,
+    protocol: str,
+    block_sizes: tuple[float, ...] = DEFAULT_PLOT_BLOCKS,
+    mu: float | None = None,
+    eps_sec: float = 1e-10,
+    eps_cor: float = 1e-15,
+    weakest: float = 2e-4,
+) -> list[Curve]:
+    """The curves of ``qfl keyrate --plot``, in bit/s at ``distances_km``.
+
+    With ``finite``: one finite-key curve per block size (:func:`qkd.finite.finite_key`),
+    the ``N -> infinity`` limit of the same bound (:func:`qkd.finite.asymptotic_key`), the
+    limit with infinitely many decoys (:func:`qkd.finite.asymptotic_limit`) and PLOB, each an
+    upper bound of the ones before. Every curve shares the finite-key convention: the
+    key-basis probability is optimised, so as ``N`` grows it tends to 1 and no pulse is lost
+    to sifting. Without ``finite``: the asymptotic rate of ``protocol`` with the system's
+    sifting factor (:func:`qkd.rates.key_rate_and_mu`) and PLOB.
+    """
+    clock = system.source.clock_hz
+    eta = system.transmittance(distances_km)
+    plob = Curve("PLOB bound (repeaterless capacity)", "k--", plob_bound(eta) * clock, True)
+    if not finite:
+        rate = key_rate_and_mu(system, distances_km, protocol, mu)[0] * clock
+        how = "mu optimised" if mu is None else f"mu = {mu:g}"
+        label = f"{protocol}, asymptotic ({how}; sifting q = {system.sifting:g})"
+        return [Curve(label, "C0-", rate), plob]
+    curves = []
+    for n in sorted(block_sizes):
+        fk = finite_key(system, distances_km, n, protocol=protocol, eps_sec=eps_sec,
+                        eps_cor=eps_cor, weakest=weakest)  # fmt: skip
+        label = f"finite key, N = {_power(n)} pulses ({_duration(fk.block_time_s)} per block)"
+        curves.append(Curve(label, "-", fk.rate_bps))
+    same = asymptotic_key(system, distances_km, protocol=protocol, weakest=weakest) * clock
+    curves.append(Curve(f"N → ∞, the same {protocol} bound (q_x → 1)", "k-", same, True))
+    ideal = asymptotic_limit(system, distances_km) * clock
+    curves.append(Curve("N → ∞, infinitely many decoys (q_x → 1)", "k:", ideal, True))
+    curves.append(plob)
+    return curves
+
+
+def _power(n: float) -> str:
+    """``1e+10`` as ``1e10`` (and ``2e9`` as ``2e9``)."""
+    mantissa, _, exponent = f"{n:.1e}".partition("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0), ("s", 1.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
 
 
 def plot_rates(
     system: QKDSystem,
     path: Path,
     *,
+    finite: bool = True,
     protocol: str = "decoy-2",
-    block_sizes: tuple[float, ...] = (1e8, 1e10, 1e12, 1e14),
+    block_sizes: tuple[float, ...] = DEFAULT_PLOT_BLOCKS,
+    marked_km: tuple[float, ...] = (),
+    max_km: float | None = None,
+    mu: float | None = None,
     eps_sec: float = 1e-10,
     eps_cor: float = 1e-15,
+    weakest: float = 2e-4,
 ) -> None:
-    """Save a PNG of key rate (bit/s) against distance for several block sizes, with the
-    asymptotic infinite-decoy rate and the PLOB bound, on a log scale."""
+    """Save a PNG of key rate (bit/s) against distance, log scale: the curves of
+    :func:`rate_curves` from 0 to ``max_km`` (default: 10% beyond the reach), with the
+    distances ``marked_km`` marked on each key-rate curve."""
     from matplotlib.figure import Figure
 
-    top = max_distance(system, "decoy-bb84")
-    top = 300.0 if not math.isfinite(top) else 1.1 * top
-    d = np.linspace(0.0, top, 160)
-    clock = system.source.clock_hz
-    fig = Figure(figsize=(8.5, 4.8), layout="constrained")
+    if max_km is None or max_km <= 0:
+        top = max_distance(system, "decoy-bb84")
+        max_km = 300.0 if not math.isfinite(top) else 1.1 * top
+    d = np.union1d(np.linspace(0.0, max_km, 161), [m for m in marked_km if m <= max_km])
+    curves = rate_curves(system, d, finite=finite, protocol=protocol, block_sizes=block_sizes,
+                         mu=mu, eps_sec=eps_sec, eps_cor=eps_cor, weakest=weakest)  # fmt: skip
+    marks = np.isin(d, marked_km)
+    fig = Figure(figsize=(9.5, 5.0), layout="constrained")
     ax = fig.add_subplot()
-    ax.semilogy(d, plob_bound(system.transmittance(d)) * clock, "k--", label="PLOB bound")
-    asym = key_rate_and_mu(system, d, "decoy-bb84", None)[0] * clock
-    ax.semilogy(d, np.where(asym > 0, asym, np.nan), "k-", label="asymptotic, infinite decoys")
-    for n in block_sizes:
-        fk = finite_key(system, d, n, protocol=protocol, eps_sec=eps_sec, eps_cor=eps_cor)
-        rate = np.where(fk.rate_bps > 0, fk.rate_bps, np.nan)
-        ax.semilogy(d, rate, label=f"finite key, N = {n:.0e} pulses ({fk.block_time_s:.3g} s)")
+    positive = []
+    for c in curves:
+        rate = np.where(c.rate_bps > 0, c.rate_bps, np.nan)
+        (line,) = ax.semilogy(d, rate, c.style, label=c.label, lw=1.0 if c.bound else 1.6)
+        if not c.bound and marks.any():
+            ax.semilogy(d[marks], rate[marks], "o", color=line.get_color(), ms=4, clip_on=False)
+        positive.append(rate[np.isfinite(rate)])
+    values = np.concatenate(positive)
+    top_rate = float(values.max()) if values.size else 1.0
+    low = float(values.min()) if values.size else 1e-3
+    ax.set_ylim(bottom=max(low, top_rate * 1e-9, 1e-6), top=2.0 * top_rate)
+    ax.set_xlim(0.0, max_km)
     ax.set_xlabel("link length (km)")
     ax.set_ylabel("secret key rate (bit/s)")
-    low = np.nanmin(np.where(asym > 0, asym, np.nan))
-    ax.set_ylim(
-        bottom=max(low, 1e-3), top=2.0 * float(plob_bound(system.transmittance(0.0))) * clock
-    )
-    ax.set_xlim(0.0, top)
     ax.grid(True, which="major", alpha=0.3)
+    kind = f"{protocol} finite-key rates" if finite else f"{protocol} asymptotic rate"
     ax.set_title(
-        f"{system.name}: {protocol} finite-key rates "
-        f"({system.fibre.attenuation_db_per_km:g} dB/km, {clock:.3g} Hz)"
+        f"{system.name}: {kind} ({system.fibre.attenuation_db_per_km:g} dB/km, "
+        f"{system.source.clock_hz:.3g} pulses/s)",
+        fontsize="medium",
     )
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    notes = ["dots: the table's distances"] if marks.any() else []
+    if finite:
+        notes += ["intensities, their probabilities and the", "key-basis probability q_x optimised",
+                  f"per length; eps_sec = {eps_sec:g}, eps_cor = {eps_cor:g}"]  # fmt: skip
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
+              title="\n".join(notes) or None, title_fontsize="small", alignment="left")  # fmt: skip
     fig.savefig(path, dpi=150)
 
 
@@ -372,19 +569,21 @@ def _finite_or_none(value: Any) -> Any:
 def _table(
     system: QKDSystem, protocol: str, rows: list[dict[str, Any]], l_max: float, mu_fixed: bool
 ) -> Table:
-    table = Table(
-        title=f"{system.name}: {protocol}",
-        caption=f"maximum distance {l_max:.1f} km; PLOB = -log2(1 - eta) per channel use"
-        + ("" if mu_fixed else "; mu optimised (- where no key)"),
-    )
+    notes = [f"maximum distance {l_max:.1f} km", "PLOB = -log2(1 - eta) per channel use"]
+    if not mu_fixed:
+        notes.append("mu optimised")
+    if any(r["mu"] is None for r in rows):
+        notes.append(f"* no key: gain and QBER of pulses at the system's mu = {system.source.mu:g}")
+    table = Table(title=f"{system.name}: {protocol}", caption="; ".join(notes))
     for header in ("L (km)", "mu", "gain", "QBER", "bits/pulse", "bit/s", "PLOB/use"):
         table.add_column(header, justify="right")
     for r in rows:
+        star = "*" if r["mu"] is None else ""
         table.add_row(
             f"{r['distance_km']:g}",
-            "-" if r["rate_per_pulse"] == 0 and not mu_fixed else f"{r['mu']:.3f}",
-            f"{r['gain']:.3e}",
-            f"{r['qber']:.4f}",
+            "- no key" if r["mu"] is None else f"{r['mu']:.3f}",
+            f"{r['gain']:.3e}{star}",
+            f"{r['qber']:.4f}{star}",
             f"{r['rate_per_pulse']:.3e}",
             f"{r['rate_bps']:.4g}",
             f"{r['plob_per_use']:.3e}",
@@ -402,9 +601,35 @@ def keyrate(
             show_default=False,
         ),
     ] = None,
+    system_name: Annotated[
+        str | None,
+        typer.Option(
+            "--system",
+            help="QKD system: a preset (" + ", ".join(sorted(PRESETS)) + ") or a name "
+            "defined in --systems (default gys-2004).",
+            show_default=False,
+        ),
+    ] = None,
     preset: Annotated[
-        str, typer.Option(help="QKD system preset: " + ", ".join(sorted(PRESETS)) + ".")
-    ] = "gys-2004",
+        str | None, typer.Option(help="The older name of --system.", show_default=False)
+    ] = None,
+    systems_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--systems",
+            help="YAML file defining systems: a scenario (its qkd.systems) or a file with just "
+            "`systems:`, as in 'Your own QKD system' of the README.",
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Set one system parameter, repeatable: KEY=VALUE with KEY one of "
+            + ", ".join(SYSTEM_FIELDS)
+            + " (detector.dark_count_prob=8e-8).",
+            show_default=False,
+        ),
+    ] = None,
     protocol: Annotated[
         str | None,
         typer.Option(
@@ -445,8 +670,13 @@ def keyrate(
         typer.Option("--finite-key", help="Finite-key rates (Lim et al. 2014; Rusca et al. 2018)."),
     ] = False,
     block_size: Annotated[
-        float | None,
-        typer.Option(help="Pulses per block (default: the preset's block, else 1e10)."),
+        list[float] | None,
+        typer.Option(
+            help="Pulses per block, one or more after one flag; the table and the plot show "
+            "each (default: the system's block, else 1e10; the plot then also draws 1e8, 1e10, "
+            "1e12 and 1e14).",
+            show_default=False,
+        ),
     ] = None,
     eps_sec: Annotated[float, typer.Option(help="Secrecy parameter per block, in (0, 1).")] = 1e-10,
     eps_cor: Annotated[float, typer.Option(help="Correctness parameter, in (0, 1).")] = 1e-15,
@@ -455,7 +685,11 @@ def keyrate(
     ] = 2e-4,
     plot: Annotated[
         Path | None,
-        typer.Option(help="Save a PNG of rate vs distance for several block sizes here."),
+        typer.Option(
+            help="Also save a PNG of rate vs distance here: the asymptotic rate, or with "
+            "--finite-key each block size and their N -> infinity limits; the --distance "
+            "values set the x range and are marked."
+        ),
     ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print a JSON list of records instead of a table.")
@@ -463,8 +697,15 @@ def keyrate(
 ) -> None:
     """Secret key rates of a QKD system over distances: asymptotic (Ma, Qi, Zhao & Lo 2005)
     or, with --finite-key, for blocks of a given size."""
+    if system_name is not None and preset is not None:
+        raise ParameterError("--preset", preset, "left out when --system is given (same option)")
+    option = "--preset" if preset is not None else "--system"
+    registry = read_systems(systems_file) if systems_file is not None else None
     system = build_system(
-        preset,
+        system_name or preset or "gys-2004",
+        registry=registry,
+        params=parse_params(param or []),
+        option=option,
         clock_hz=clock_hz,
         efficiency=efficiency,
         dark_count=dark_count,
@@ -477,45 +718,55 @@ def keyrate(
         afterpulse=afterpulse,
     )
     distances = list(distance) if distance else list(DEFAULT_DISTANCES_KM)
+    _check_distances(distances)
     console = Console(highlight=False, soft_wrap=True, emoji=False)
-    if finite or plot is not None:
-        _check_finite_protocol(protocol)
-    if plot is not None:
-        _check_distances(distances)
-        try:
-            plot_rates(
-                system, plot, protocol=protocol or "decoy-2", eps_sec=eps_sec, eps_cor=eps_cor
-            )
-        except ParameterError as exc:
-            raise _renamed(exc, _FINITE_OPTIONS) from None
-        except OSError as exc:
-            raise ParameterError(
-                "--plot", str(plot), f"a writable PNG path ({exc.strerror})"
-            ) from None
-        if not finite:
-            console.print(f"wrote {plot}")
-            return
     if finite:
-        block = block_size if block_size is not None else (system.block_size or 1e10)
-        rows = finite_rows(
-            system, distances, protocol or "decoy-2", block, eps_sec=eps_sec, eps_cor=eps_cor,
-            weakest=weakest,
-        )  # fmt: skip
-        if json_output:
-            records = [{k: _finite_or_none(v) for k, v in r.items()} for r in rows]
-            console.out(json.dumps(records, indent=2, allow_nan=False), highlight=False)
-            return
-        l_max = finite_max_distance(
-            system, block, protocol=protocol or "decoy-2", eps_sec=eps_sec, eps_cor=eps_cor,
-            weakest=weakest,
-        )  # fmt: skip
-        print_table(console, _finite_table(system, rows, l_max))
-        return
-    protocol = protocol or "decoy-bb84"
-    rows = keyrate_rows(system, distances, protocol, mu)
+        _check_finite_protocol(protocol)
+        protocol = protocol or "decoy-2"
+        blocks = list(block_size) if block_size else [system.block_size or 1e10]
+        kw = {"eps_sec": eps_sec, "eps_cor": eps_cor, "weakest": weakest}
+        rows = [finite_rows(system, distances, protocol, block, **kw) for block in blocks]
+        plot_blocks = tuple(blocks) if block_size else (*DEFAULT_PLOT_BLOCKS, blocks[0])
+    else:
+        protocol = protocol or "decoy-bb84"
+        rows = [keyrate_rows(system, distances, protocol, mu)]
+        plot_blocks = ()
+    if plot is not None:
+        _save_plot(system, plot, finite, protocol, tuple(sorted(set(plot_blocks))), distance,
+                   mu=mu, eps_sec=eps_sec, eps_cor=eps_cor, weakest=weakest)  # fmt: skip
     if json_output:
-        records = [{k: _finite_or_none(v) for k, v in r.items()} for r in rows]
+        records = [{k: _finite_or_none(v) for k, v in r.items()} for group in rows for r in group]
         console.out(json.dumps(records, indent=2, allow_nan=False), highlight=False)
-        return
-    l_max = max_distance(system, protocol, mu)
-    print_table(console, _table(system, protocol, rows, l_max, mu is not None))
+    elif finite:
+        for group in rows:
+            l_max = finite_max_distance(
+                system, group[0]["block_size"], protocol=protocol, eps_sec=eps_sec,
+                eps_cor=eps_cor, weakest=weakest,
+            )  # fmt: skip
+            print_table(console, _finite_table(system, group, l_max))
+    else:
+        l_max = max_distance(system, protocol, mu)
+        print_table(console, _table(system, protocol, rows[0], l_max, mu is not None))
+    if plot is not None:
+        Console(stderr=json_output, highlight=False, soft_wrap=True).print(f"wrote {plot}")
+
+
+def _save_plot(
+    system: QKDSystem,
+    path: Path,
+    finite: bool,
+    protocol: str,
+    blocks: tuple[float, ...],
+    distance: list[float] | None,
+    **kwargs: Any,
+) -> None:
+    """:func:`plot_rates` with the command's options; errors name the option."""
+    marked = tuple(distance) if distance else DEFAULT_DISTANCES_KM
+    max_km = max(distance) if distance else None
+    try:
+        plot_rates(system, path, finite=finite, protocol=protocol, block_sizes=blocks,
+                   marked_km=marked, max_km=max_km, **kwargs)  # fmt: skip
+    except ParameterError as exc:
+        raise _renamed(exc, _FINITE_OPTIONS) from None
+    except OSError as exc:
+        raise ParameterError("--plot", str(path), f"a writable PNG path ({exc.strerror})") from None

@@ -29,8 +29,9 @@ from network import (
 )
 from network.faults import Fault
 from qfl.scenario import Scenario, ScenarioError, check_fault_links, check_node_refs
+from qfl.scenario.qkd import system_registry
 from qkd.errors import QflError, UnknownNameError
-from qkd.params import QKDSystem, get_preset, with_overrides
+from qkd.params import QKDSystem, with_overrides
 
 __all__ = [
     "build_cipher",
@@ -44,19 +45,21 @@ __all__ = [
 ]
 
 
-def qkd_system(sc: Scenario, preset: str | None = None, *, where: str = "") -> QKDSystem:
-    """The QKD system of a link: the preset with the scenario's ``qkd`` overrides.
+def qkd_system(sc: Scenario, name: str | None = None, *, where: str = "") -> QKDSystem:
+    """The QKD system of a link: the named system (a preset or one of ``qkd.systems``;
+    default the network's ``qkd.system`` / ``qkd.preset``) with the scenario's network-wide
+    ``qkd`` overrides.
 
-    ``where`` is the YAML path of the link's ``preset`` (for the error message).
+    ``where`` is the YAML path of the link's ``system`` (for the error message).
     """
     q = sc.qkd
-    name = preset or q.preset
+    registry = system_registry(q)
     try:
-        system = get_preset(name)
+        system = registry.get_system(name or q.network_system)
     except UnknownNameError as exc:
-        path = "qkd.preset" if preset is None else (where or "topology.links[].preset")
+        path = q.network_system_path if name is None else (where or "topology.links[].system")
         allowed = ", ".join(repr(c) for c in exc.choices)
-        raise ScenarioError(path, f"must be one of {allowed}, got {name!r}") from None
+        raise ScenarioError(path, f"must be one of {allowed}, got {exc.value!r}") from None
     return with_overrides(
         system,
         misalignment=q.misalignment,
@@ -69,14 +72,15 @@ def qkd_system(sc: Scenario, preset: str | None = None, *, where: str = "") -> Q
 def _link_spec(sc: Scenario, i: int, a: str, b: str, length_km: float) -> LinkSpec:
     q = sc.qkd
     lk = sc.topology.links[i] if i >= 0 else None
-    preset = lk.preset if lk is not None else None
+    name = (lk.system or lk.preset) if lk is not None else None
+    field = "system" if lk is not None and lk.system else "preset"
     try:
         return LinkSpec(
             a=a,
             b=b,
             length_km=float(length_km),
             attenuation_db_per_km=lk.attenuation_db_per_km if lk is not None else None,
-            system=qkd_system(sc, preset, where=f"topology.links[{i}].preset"),
+            system=qkd_system(sc, name, where=f"topology.links[{i}].{field}"),
             skr_bps=lk.skr_bps if lk is not None else None,
             capacity_bits=float(
                 lk.pool_capacity_bits if lk and lk.pool_capacity_bits else q.pool_capacity_bits

@@ -207,7 +207,13 @@ def write_network_outputs(nrun: NetworkRun, folder: Path) -> None:
             for n in topo.nodes
         ],
         "links": [
-            {"a": lk.a, "b": lk.b, "length_km": lk.length_km, "skr_bps": lk.skr_bps}
+            {
+                "a": lk.a,
+                "b": lk.b,
+                "length_km": lk.length_km,
+                "skr_bps": lk.skr_bps,
+                "system": getattr(lk.system, "name", lk.system),
+            }
             for lk in topo.links
         ],
     }

@@ -56,7 +56,7 @@ from qfl.scenario.faults import FaultSpec
 from qfl.scenario.learning import ComputeSpec, Dataset, LearningSpec, Method
 from qfl.scenario.outputs import OutputSpec
 from qfl.scenario.overrides import DEFAULT_QUICK, _parse_scalar, apply_overrides, apply_quick
-from qfl.scenario.qkd import Protocol, QKDSpec
+from qfl.scenario.qkd import Protocol, QKDSpec, SystemDef, read_systems, system_registry
 from qfl.scenario.reference import scenario_json_schema, scenario_reference
 from qfl.scenario.topology import LinkSpec, NodeSpec, TopologySpec
 from qfl.scenario.yamlfile import MAX_FILE_BYTES, MAX_YAML_VALUES, load_yaml, read_text
@@ -80,6 +80,7 @@ __all__ = [
     "QKDSpec",
     "Scenario",
     "ScenarioError",
+    "SystemDef",
     "TopologySpec",
     "apply_overrides",
     "apply_quick",
@@ -89,9 +90,11 @@ __all__ = [
     "load_scenario",
     "load_yaml",
     "parse_scenario",
+    "read_systems",
     "read_text",
     "scenario_json_schema",
     "scenario_reference",
+    "system_registry",
 ]
 
 # Private helpers other modules use (qfl.cosim.sweep, a test, a benchmark).

@@ -137,16 +137,9 @@ def _check_references(sc: Scenario) -> None:
 
 
 def _check_presets(sc: Scenario) -> None:
-    from qkd.params import PRESETS
+    from qfl.scenario.qkd import _check_systems
 
-    known = ", ".join(repr(k) for k in sorted(PRESETS))
-    if sc.qkd.preset not in PRESETS:
-        raise ScenarioError("qkd.preset", f"must be one of {known}, got {sc.qkd.preset!r}")
-    for i, link in enumerate(sc.topology.links):
-        if link.preset is not None and link.preset not in PRESETS:
-            raise ScenarioError(
-                f"topology.links[{i}].preset", f"must be one of {known}, got {link.preset!r}"
-            )
+    _check_systems(sc.qkd, sc.topology.links)
 
 
 def check_fault_links(sc: Scenario, links: set[frozenset[str]]) -> None:

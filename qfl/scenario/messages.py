@@ -16,12 +16,20 @@ _UNION_TAGS = {"float", "int", "str", "bool", "none", "list", "tuple", "dict"}
 
 
 def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    """``loc`` without pydantic's union-member and validator tags (``constrained-float``)."""
-    return tuple(
-        p
-        for p in loc
-        if isinstance(p, int) or (str(p).isidentifier() and str(p) not in _UNION_TAGS)
-    )
+    """``loc`` without pydantic's union-member and validator tags (``constrained-float``).
+
+    A key of a mapping field (``qkd.systems.my-system``) is kept whatever its spelling.
+    """
+    out: list[int | str] = []
+    keyed = False
+    for p in loc:
+        if keyed or isinstance(p, int) or (str(p).isidentifier() and str(p) not in _UNION_TAGS):
+            out.append(p)
+        keyed = not keyed and str(p) in _MAPPING_FIELDS
+    return tuple(out)
+
+
+_MAPPING_FIELDS = {"systems"}  # fields of type dict[str, Model]: the next part is a key
 
 
 def _loc_to_path(loc: tuple[int | str, ...]) -> str:
@@ -38,6 +46,8 @@ def _allowed_keys(root: type[BaseModel], loc: tuple[int | str, ...]) -> list[str
         if isinstance(part, int) or model is None:
             continue
         info = model.model_fields.get(str(part))
+        if info is None:
+            continue  # a key of a mapping field (qkd.systems.<name>)
         model = None if info is None else _model_in(info.annotation)
     return list(model.model_fields) if model is not None else []
 
@@ -49,6 +59,8 @@ def _description(root: type[BaseModel], loc: tuple[int | str, ...]) -> str:
         if isinstance(part, int) or model is None:
             continue
         info = model.model_fields.get(str(part))
+        if info is None:
+            continue  # a key of a mapping field (qkd.systems.<name>)
         model = None if info is None else _model_in(info.annotation)
     info = model.model_fields.get(str(loc[-1])) if model is not None and loc else None
     return " ".join((info.description or "").split()) if info is not None else ""

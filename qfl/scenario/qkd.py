@@ -1,23 +1,111 @@
-"""The ``qkd`` section: the QKD system and key-store defaults of every link."""
+"""The ``qkd`` section: the QKD system and key-store defaults of every link, and the
+user's own systems (``qkd.systems``), which extend the presets of :mod:`qkd.params`.
+
+Examples
+--------
+>>> q = QKDSpec.model_validate({"system": "mine", "systems": {"mine": {
+...     "base": "gys-2004", "clock_hz": 1e8, "detector": {"dark_count_prob": 8e-8}}}})
+>>> s = system_registry(q)["mine"]
+>>> s.source.clock_hz, s.detector.dark_count_prob, s.detector.efficiency
+(100000000.0, 8e-08, 0.045)
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from network.topology import DEFAULT_BANDWIDTH_BPS, DEFAULT_POOL_BITS, DEFAULT_SYSTEM
-from qfl.scenario.base import NonNegative, Positive, _Frozen
+from qfl.scenario.base import NonNegative, Positive, ScenarioError, _Frozen
+from qkd.errors import ParameterError
+from qkd.params import SystemRegistry
 
-__all__ = ["Protocol", "QKDSpec"]
+__all__ = ["Protocol", "QKDSpec", "SystemDef", "read_systems", "system_registry"]
 
 Protocol = Literal["decoy-bb84", "decoy-vacuum-weak", "decoy-1", "bb84-no-decoy", "single-photon"]
+
+
+class DetectorDef(_Frozen):
+    """Bob's detection system (``qkd.params.Detector``); unset values come from the base."""
+
+    efficiency: float | None = Field(
+        None, description="eta_Bob in (0, 1]: detector efficiency x Bob's optics transmittance."
+    )
+    dark_count_prob: float | None = Field(
+        None, description="Background yield Y0 per gate (all detectors), in [0, 1)."
+    )
+    dead_time_s: float | None = Field(None, description="Dead time per click, s, in [0, 1).")
+    afterpulse_prob: float | None = Field(
+        None, description="After-pulse probability per click, in [0, 1)."
+    )
+
+
+class SourceDef(_Frozen):
+    """Alice's weak-coherent source (``qkd.params.Source``; the clock is ``clock_hz``)."""
+
+    mu: float | None = Field(
+        None,
+        description="Signal mean photon number (> 0): the asymptotic models' intensity unless "
+        "optimised; the finite-key models optimise their own.",
+    )
+    decoys: tuple[float, ...] | None = Field(
+        None, description="Decoy intensities, weakest last, each >= 0 and < mu."
+    )
+
+
+class FibreDef(_Frozen):
+    """The fibre (``qkd.params.Fibre``)."""
+
+    attenuation_db_per_km: float | None = Field(None, description="Loss, dB/km, >= 0.")
+
+
+class SystemDef(_Frozen):
+    """A named QKD system: every parameter of ``qkd.params.QKDSystem``, with a clock rate.
+    Unset values come from ``base``; without a base, clock_hz, detector.efficiency and
+    detector.dark_count_prob are required and the rest take the library defaults."""
+
+    base: str | None = Field(
+        None, description="A preset or another system of qkd.systems to start from."
+    )
+    clock_hz: float | None = Field(
+        None,
+        description="Pulses per second (> 0): turns rates per pulse into bit/s and blocks of "
+        "pulses into seconds.",
+    )
+    detector: DetectorDef = Field(DetectorDef(), description="Bob's detection system.")
+    source: SourceDef = Field(SourceDef(), description="Alice's source.")
+    fibre: FibreDef = Field(FibreDef(), description="The fibre.")
+    misalignment: float | None = Field(None, description="Optical error e_d, in [0, 0.5].")
+    f_ec: float | None = Field(None, description="Error-correction inefficiency f, >= 1.")
+    sifting: float | None = Field(
+        None, description="Fraction of detections kept by sifting (asymptotic models), (0, 1]."
+    )
+    block_size: float | None = Field(
+        None, description="Post-processing block, pulses (>= 1): the default of qkd.block_size."
+    )
+    reference: str | None = Field(None, description="Where the numbers come from (datasheet).")
+
+    def values(self) -> dict[str, Any]:
+        """The parameters given, by the paths of ``qkd.params.SYSTEM_FIELDS``."""
+        out: dict[str, Any] = {}
+        for key, value in self.model_dump(exclude={"base"}).items():
+            if isinstance(value, dict):
+                out.update({f"{key}.{k}": v for k, v in value.items() if v is not None})
+            elif value is not None:
+                out[key] = value
+        return out
 
 
 class QKDSpec(_Frozen):
     """QKD defaults for every link; links may override them."""
 
-    preset: str = Field(DEFAULT_SYSTEM, description="QKD system preset (qkd.params.PRESETS).")
+    preset: str = Field(
+        DEFAULT_SYSTEM,
+        description="The links' QKD system: a preset (qkd.params.PRESETS) or a name from "
+        "qkd.systems (the older name of `system`).",
+    )
     protocol: Protocol = Field(
         "decoy-bb84",
         description="Key-rate model of the links' systems. With key_model finite-blocks: "
@@ -62,17 +150,132 @@ class QKDSpec(_Frozen):
     bandwidth_bps: Positive = Field(DEFAULT_BANDWIDTH_BPS, description="Classical bandwidth.")
     misalignment: Annotated[float, Field(ge=0, le=0.5)] | None = Field(
         None,
-        description="Overrides the preset's optical misalignment error e_d, in [0, 0.5].",
+        description="Overrides every link system's optical misalignment error e_d, in [0, 0.5].",
     )
     detector_efficiency: Annotated[float, Field(gt=0, le=1)] | None = Field(
         None,
-        description="Overrides the preset's Bob efficiency eta_Bob, in (0, 1].",
+        description="Overrides every link system's Bob efficiency eta_Bob, in (0, 1].",
     )
     dark_count_prob: Annotated[float, Field(ge=0, lt=1)] | None = Field(
         None,
-        description="Overrides the preset's dark-count probability per gate Y0, in [0, 1).",
+        description="Overrides every link system's dark-count probability per gate Y0, in [0, 1).",
     )
     attenuation_db_per_km: NonNegative | None = Field(
         None,
         description="Overrides every link's fibre loss, dB/km.",
     )
+
+    system: str | None = Field(
+        None,
+        description="The links' QKD system: a preset or a name from qkd.systems; wins over "
+        "qkd.preset (default). A link's own `system` wins over both.",
+    )
+    systems: dict[str, SystemDef] = Field(
+        default_factory=dict,
+        description="Your own QKD systems by name (a vendor's datasheet): each extends a "
+        "preset or is given in full; links pick one with `system`.",
+    )
+
+    @property
+    def network_system(self) -> str:
+        """The name of the links' default system (``system``, else ``preset``)."""
+        return self.system or self.preset
+
+    @property
+    def network_system_path(self) -> str:
+        """The YAML path that named :attr:`network_system`."""
+        return "qkd.system" if self.system else "qkd.preset"
+
+
+def _system_definitions(
+    systems: dict[str, SystemDef],
+) -> dict[str, tuple[str | None, dict[str, Any]]]:
+    """``qkd.systems`` as :meth:`qkd.params.SystemRegistry.extended` takes them."""
+    return {name: (d.base, d.values()) for name, d in systems.items()}
+
+
+def system_registry(q: QKDSpec, *, prefix: str = "qkd.systems") -> SystemRegistry:
+    """The presets extended by ``qkd.systems``.
+
+    Raises
+    ------
+    ScenarioError
+        On ``qkd.systems.<name>.<field>`` for a bad value, an unknown or cyclic base, a
+        missing required parameter or a name that a preset has.
+    """
+    try:
+        return SystemRegistry().extended(_system_definitions(q.systems))
+    except ParameterError as exc:
+        name, _, field = exc.name.partition(".")
+        path = f"{prefix}.{name}" + (f".{field}" if field else "")
+        raise ScenarioError(path, str(exc).partition(": ")[2]) from None
+
+
+def _check_systems(q: QKDSpec, links: Any = ()) -> SystemRegistry:
+    """Check ``qkd.systems``, the network's system and every link's; return the registry.
+
+    ``links`` are the inline ``topology.links`` (each with ``system`` and ``preset``).
+
+    Raises
+    ------
+    ScenarioError
+        Naming the YAML path; an unknown system name lists the allowed ones.
+    """
+    reg = system_registry(q)
+    known = ", ".join(repr(k) for k in sorted(reg))
+    if q.network_system not in reg:
+        raise ScenarioError(
+            q.network_system_path, f"must be one of {known}, got {q.network_system!r}"
+        )
+    for i, link in enumerate(links):
+        if getattr(link, "system", None) and getattr(link, "preset", None):
+            raise ScenarioError(
+                f"topology.links[{i}].preset", "give system or preset (its older name), not both"
+            )
+        for field in ("system", "preset"):
+            name = getattr(link, field, None)
+            if name is not None and name not in reg:
+                raise ScenarioError(
+                    f"topology.links[{i}].{field}", f"must be one of {known}, got {name!r}"
+                )
+    return reg
+
+
+def read_systems(path: str | Path) -> SystemRegistry:
+    """The systems defined in a YAML file: a scenario (its ``qkd.systems``) or a file with
+    just ``systems:``, added to the presets (what ``qfl keyrate --systems`` reads).
+
+    Raises
+    ------
+    ScenarioError
+        Naming the file and the YAML path of the bad field (``FILE: systems.mine.clock_hz:
+        must be > 0, got -1.0``).
+    """
+    from pydantic import ValidationError
+
+    from qfl.scenario.messages import _from_validation_error
+    from qfl.scenario.yamlfile import load_yaml, read_text
+
+    p = Path(path)
+    if not p.is_file():
+        raise ScenarioError(str(p), "no such file (a scenario or a YAML file with `systems:`)")
+    data = load_yaml(read_text(p), str(p))
+    if isinstance(data, dict) and isinstance(data.get("qkd"), dict):
+        section, prefix = data["qkd"].get("systems", {}), "qkd.systems"
+    elif isinstance(data, dict) and set(data) == {"systems"}:
+        section, prefix = data["systems"], "systems"
+    else:
+        raise ScenarioError(
+            str(p), "must be a scenario (with qkd.systems) or a mapping with just `systems:`"
+        )
+    try:
+        q = QKDSpec.model_validate({"systems": section})
+    except ValidationError as exc:
+        err = _from_validation_error(exc, QKDSpec)
+        raise ScenarioError(
+            f"{p}: {prefix}{err.path.removeprefix('systems')}", err.message
+        ) from None
+    try:
+        return system_registry(q, prefix=prefix)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{p}: {exc.path}", exc.message) from None

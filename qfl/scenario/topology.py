@@ -50,7 +50,14 @@ class LinkSpec(_Frozen):
         description="Fibre loss, dB/km; default: the system's (0.2 dB/km for standard fibre "
         "presets).",
     )
-    preset: str | None = Field(None, description="QKD system preset; default qkd.preset.")
+    preset: str | None = Field(
+        None, description="The older name of `system` (a preset or a name from qkd.systems)."
+    )
+    system: str | None = Field(
+        None,
+        description="This link's QKD system: a preset or a name from qkd.systems; default "
+        "qkd.system / qkd.preset.",
+    )
     protocol: Protocol | None = Field(
         None, description="Key-rate model of this link's system; default qkd.protocol."
     )

@@ -546,10 +546,19 @@ class SSLJob(Job):
         return rows
 
 
+def _flower_job(
+    sc: Scenario, clients: Sequence[str], flops: Sequence[float], server: str
+) -> Job:
+    from qfl.flower.job import FlowerJob  # Flower is imported only inside this job
+
+    return FlowerJob(sc, clients, flops, server)
+
+
 JOBS: dict[str, Callable[..., Job]] = {
     "decentralized": lambda sc, clients, flops, server: DecentralizedJob(sc, clients, flops),
     "fedavg": FedAvgJob,
     "ssl": SSLJob,
+    "flower": _flower_job,
 }
 """Learning jobs by the key a method's registry entry names (:mod:`qfl.cosim.methods`)."""
 

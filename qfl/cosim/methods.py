@@ -16,9 +16,9 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from qkd.errors import UnknownNameError
 
@@ -46,6 +46,10 @@ class MethodSpec:
     partitions : tuple of str
         The ``learning.partition`` values it implements (empty: the clients' data are given,
         e.g. one dataset per client); the scenario may name it, or leave it out.
+    check : callable, optional
+        ``check(scenario)`` validates the learning section of a method that brings its own
+        data and models (instead of ``dataset`` / ``model`` against ``models``), raising a
+        :class:`~qfl.scenario.ScenarioError` on the bad field.
     """
 
     name: str
@@ -55,6 +59,7 @@ class MethodSpec:
     min_clients: int = 1
     max_clients: int | None = None
     partitions: tuple[str, ...] = ()
+    check: Callable[[Any], None] | None = None
 
     @property
     def datasets(self) -> tuple[str, ...]:
@@ -69,6 +74,12 @@ class MethodSpec:
     def models_for(self, dataset: str) -> tuple[str, ...]:
         """The models it takes on ``dataset`` (empty if it does not take the dataset)."""
         return self.models.get(dataset, ())
+
+
+def _check_flower(sc: Any) -> None:
+    from qfl.flower.validate import check_scenario
+
+    check_scenario(sc)
 
 
 _FMNIST_CNN = {"fashion-mnist": ("cnn",)}
@@ -99,6 +110,8 @@ METHODS: dict[str, MethodSpec] = {
             min_clients=2,
             max_clients=2,
         ),
+        # A user's Flower Strategy and clients (qfl[flower]); qfl.flower.
+        MethodSpec("flower", "server", {}, "flower", check=_check_flower),
     )
 }
 """Every method, by name."""

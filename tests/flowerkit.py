@@ -15,11 +15,11 @@ import torch
 
 pytest.importorskip("flwr")  # the module is collected (doctests) where Flower is missing too
 
-from flwr.client import NumPyClient  # noqa: E402
-from flwr.common import Context  # noqa: E402
-from flwr.server.strategy import FedAvg  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+from flwr.client import NumPyClient
+from flwr.common import Context
+from flwr.server.strategy import FedAvg
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 N_FEATURES, N_CLASSES = 8, 3
 
@@ -52,7 +52,8 @@ def get_weights(net: nn.Module) -> list[np.ndarray]:
 
 def set_weights(net: nn.Module, weights: list[np.ndarray]) -> None:
     keys = net.state_dict().keys()
-    net.load_state_dict(OrderedDict((k, torch.tensor(w)) for k, w in zip(keys, weights)))
+    pairs = zip(keys, weights, strict=True)
+    net.load_state_dict(OrderedDict((k, torch.tensor(w)) for k, w in pairs))
 
 
 class FlowerClient(NumPyClient):
@@ -77,12 +78,12 @@ class FlowerClient(NumPyClient):
             opt.zero_grad()
             loss = nn.functional.cross_entropy(self.net(x), y)
             if mu:
-                loss = loss + mu / 2 * sum(((p - g) ** 2).sum()
-                                           for p, g in zip(self.net.parameters(), glob))  # fmt: skip
+                pairs = zip(self.net.parameters(), glob, strict=True)
+                loss = loss + mu / 2 * sum(((p - g) ** 2).sum() for p, g in pairs)
             loss.backward()
             opt.step()
         n = len(self.trainloader.dataset)
-        return get_weights(self.net), n, ({"loss": float(loss)} if self.metrics else {})
+        return get_weights(self.net), n, ({"loss": float(loss.detach())} if self.metrics else {})
 
     def evaluate(self, parameters, config):
         set_weights(self.net, parameters)

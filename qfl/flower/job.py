@@ -96,15 +96,14 @@ class FlowerJob(Job):
         bf = sc.compute.backward_factor
         for i, (c, f) in enumerate(zip(session.clients, flops, strict=True)):
             try:
-                self.work.append(
-                    client_work(
-                        c, flops_per_s=f, backward_factor=bf, seconds_per_sample=lr.seconds_per_sample
-                    )
+                work = client_work(
+                    c, flops_per_s=f, backward_factor=bf, seconds_per_sample=lr.seconds_per_sample
                 )
             except ValueError as exc:
                 raise ScenarioError(
                     "learning.seconds_per_sample", f"client {i} ({self.names[i]!r}): {exc}"
                 ) from None
+            self.work.append(work)
         self._phases: dict[tuple[int, str], PhasePlan] = {}
         down = message_bytes(self._fit_ins())
         up = [message_bytes(self._fit_res(w.train_samples)) for w in self.work]
@@ -300,7 +299,7 @@ class FlowerJob(Job):
         for rr, src, dst, tag in tl.dropped:
             if rr != r:
                 continue
-            phase, _, what = tag.partition("-")
+            phase = tag.partition("-")[0]
             who = dst if src == self.server else src
             failed.setdefault((phase, who), f"its {tag} did not reach {dst!r} in time")
         names = self.names

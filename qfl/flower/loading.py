@@ -225,19 +225,17 @@ def build_clients(path: str, names: Sequence[str], seed: int) -> list[Any]:
             "node-name": name,
             "seed": seed,
         }
-        arg: Any = (
-            Context(run_id=0, node_id=i, node_config=node_config, state=RecordDict(),
-                    run_config={})  # fmt: skip
-            if context
-            else str(i)
-        )
+        arg: Any = str(i)
+        if context:
+            arg = Context(
+                run_id=0, node_id=i, node_config=node_config, state=RecordDict(), run_config={}
+            )
         try:
             client = fn(arg)
         except Exception as exc:
             raise ScenarioError(
                 "learning.client_fn",
-                f"{path} raised {type(exc).__name__} building client {i} ({name!r}): "
-                f"{_short(exc)}",
+                f"{path} raised {type(exc).__name__} building client {i} ({name!r}): {_short(exc)}",
             ) from None
         if isinstance(client, NumPyClient):
             client = client.to_client()

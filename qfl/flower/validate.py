@@ -55,8 +55,7 @@ def check_scenario(sc: Any) -> None:
     elif isinstance(strategy, type) and not issubclass(strategy, Strategy):
         raise ScenarioError(
             "learning.strategy",
-            f"{lr.strategy} must be a flwr.server.strategy.Strategy, got class "
-            f"{strategy.__name__}",
+            f"{lr.strategy} must be a flwr.server.strategy.Strategy, got class {strategy.__name__}",
         )
     elif not callable(strategy):
         raise ScenarioError(
@@ -92,5 +91,6 @@ def _check_arguments(factory: Any, path: str, args: dict[str, Any]) -> None:
             if q.kind in (q.KEYWORD_ONLY, q.POSITIONAL_OR_KEYWORD)
         ]
         raise ScenarioError(
-            "learning.flower", f"{path} rejects these arguments ({exc}); it takes {', '.join(names)}"
+            "learning.flower",
+            f"{path} rejects these arguments ({exc}); it takes {', '.join(names)}",
         ) from None

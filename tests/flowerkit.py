@@ -94,7 +94,7 @@ class FlowerClient(NumPyClient):
                 loss += float(nn.functional.cross_entropy(out, y, reduction="sum"))
                 correct += int((out.argmax(1) == y).sum())
         n = len(self.valloader.dataset)
-        return loss / n, n, {"accuracy": correct / n}
+        return loss / n, n, ({"accuracy": correct / n} if self.metrics else {})
 
 
 def client_fn(context: Context):
@@ -103,7 +103,8 @@ def client_fn(context: Context):
 
 
 def client_fn_plain(context: Context):
-    """No metrics in FitRes (so its serialized size is known before the client runs)."""
+    """No metrics in FitRes / EvaluateRes (so their serialized sizes are known before the
+    client runs)."""
     cfg = context.node_config
     return FlowerClient(int(cfg["partition-id"]), int(cfg.get("seed", 0)), metrics=False)
 

@@ -135,7 +135,7 @@ class FlowerJob(Job):
     def _evaluate_res(self, n: int) -> Any:
         from flwr.common import Code, EvaluateRes, Status
 
-        return EvaluateRes(Status(Code.OK, "Success"), 0.0, n, {})
+        return EvaluateRes(Status(Code.OK, "Success"), 1.0, n, {})  # a loss (0 is not sent)
 
     def phase(self, r: int, name: str) -> PhasePlan:
         """Round ``r``'s (0-based) ``fit`` or ``evaluate`` phase, as the strategy configures

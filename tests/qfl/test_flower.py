@@ -11,19 +11,18 @@ import yaml
 
 pytest.importorskip("flwr")
 
-from clihelp import run_bad  # noqa: E402
-from network.cipher import POLY1305_KEY_BITS  # noqa: E402
-from flwr.common import parameters_to_ndarrays  # noqa: E402
-from flwr.server import Server  # noqa: E402
-from flwr.server.client_manager import SimpleClientManager  # noqa: E402
-from flwr.server.strategy import FedAvg  # noqa: E402
+from clihelp import run_bad
+from flwr.common import parameters_to_ndarrays
+from flwr.server import Server
+from flwr.server.client_manager import SimpleClientManager
+from flwr.server.strategy import FedAvg
 
-from qfl.cosim import run_scenario  # noqa: E402
-from qfl.cosim.run import build_job, simulate_network  # noqa: E402
-from qfl.flower.adapter import FlowerDriver  # noqa: E402
-from qfl.flower.loading import build_clients  # noqa: E402
-from qfl.flower.messages import client_manager, proxy_class  # noqa: E402
-from qfl.scenario import ScenarioError, parse_scenario  # noqa: E402
+from network.cipher import POLY1305_KEY_BITS
+from qfl.cosim import run_scenario
+from qfl.cosim.run import simulate_network
+from qfl.flower.loading import build_clients
+from qfl.flower.messages import proxy_class
+from qfl.scenario import ScenarioError, parse_scenario
 
 BASE = {
     "name": "fl-tiny",

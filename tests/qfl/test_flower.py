@@ -318,3 +318,35 @@ def test_cli_simulate_and_validate(tmp_path, capsys):
     assert summary["status"] == "complete" and summary["method"] == "flower"
     assert not math.isnan(summary["final_local_acc"])
     assert summary["round_breakdown"][0]["duration_s"] > 0
+
+
+def key_bound(**learning):
+    """Every link makes 20 kbit/s of key (fluid), starting empty: OTP binds each round."""
+    topo = yaml.safe_load(yaml.safe_dump(BASE["topology"]))
+    for lk in topo["links"]:
+        lk.update(skr_bps=20000.0, initial_fill_bits=0.0)
+    return scenario(topology=topo, qkd={"key_model": "asymptotic-fluid"}, **learning)
+
+
+@pytest.mark.slow  # about a minute: the study, then a grid of full runs
+def test_plan_threshold_on_a_flower_scenario_agrees_with_a_fine_grid(tmp_path):
+    from qfl.cosim.studies import threshold
+    from qfl.scenario import apply_overrides
+
+    sc = key_bound(rounds=6)
+    target, within = 0.73, 20.0
+    res = threshold(sc, tmp_path / "t", vary="qkd.rate_scale", target=target, within_s=within)
+    br = res.meta["bracket"]
+    assert br["fails_at"] < br["holds_at"] <= 1.0
+    assert res.meta["learning_executions"] == 1  # the points' rounds are prefixes of one run
+
+    def holds(scale):
+        point = apply_overrides(sc, {"qkd.rate_scale": scale, "horizon_s": within,
+                                     "learning.target_accuracy": target})  # fmt: skip
+        t = run_scenario(point, None).summary["time_to_target_s"]
+        return t is not None and t <= within
+
+    grid = [round(0.4 + 0.02 * k, 2) for k in range(31)]  # 0.40 .. 1.00
+    first = next(v for v in grid if holds(v))
+    assert br["fails_at"] < first <= br["holds_at"] * 1.02 + 1e-9
+    assert not holds(br["fails_at"]) and holds(br["holds_at"])

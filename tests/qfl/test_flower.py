@@ -350,3 +350,28 @@ def test_plan_threshold_on_a_flower_scenario_agrees_with_a_fine_grid(tmp_path):
     first = next(v for v in grid if holds(v))
     assert br["fails_at"] < first <= br["holds_at"] * 1.02 + 1e-9
     assert not holds(br["fails_at"]) and holds(br["holds_at"])
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flower_fedprox"
+
+
+def test_the_fedprox_example_validates(monkeypatch, capsys):
+    from qfl.cli import main
+
+    monkeypatch.chdir(EXAMPLE)
+    assert main(["validate", "metro.yaml"]) == 0
+    assert "flower on flower_fedprox.server_app:strategy" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # trains a CNN on six Fashion-MNIST shards
+def test_the_fedprox_example_runs_on_the_metro_network(monkeypatch, fmnist):
+    from qfl.scenario import apply_overrides, load_scenario
+
+    monkeypatch.chdir(EXAMPLE)
+    monkeypatch.setenv("FMNIST_DIR", str(fmnist / "fashion-mnist"))
+    sc = apply_overrides(load_scenario("metro.yaml"), {"learning.rounds": 2})
+    res = run_scenario(sc, None)
+    s = res.summary
+    assert s["status"] == "complete" and s["rounds_done"] == 2 and s["cipher"] == "otp"
+    assert s["transfers_delivered"] == 2 * 6 * 4
+    assert s["final_local_acc"] > 0.5

@@ -16,13 +16,14 @@ Examples
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from qkd.errors import UnknownNameError
 
-__all__ = ["METHODS", "MethodSpec", "get_method"]
+__all__ = ["METHODS", "MethodSpec", "get_method", "load_hook"]
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,12 @@ class MethodSpec:
     partitions : tuple of str
         The ``learning.partition`` values it implements (empty: the clients' data are given,
         e.g. one dataset per client); the scenario may name it, or leave it out.
-    check : callable, optional
-        ``check(scenario)`` validates the learning section of a method that brings its own
-        data and models (instead of ``dataset`` / ``model`` against ``models``), raising a
-        :class:`~qfl.scenario.ScenarioError` on the bad field.
+    check : str, optional
+        ``"package.module:attr"`` of ``check(scenario)``, which validates the learning
+        section of a method that brings its own data and models (instead of ``dataset`` /
+        ``model`` against ``models``), raising a :class:`~qfl.scenario.ScenarioError` on the
+        bad field. Named by a string, as a plugin is: the method's package is imported only
+        when a scenario names the method (:meth:`validate`).
     """
 
     name: str
@@ -59,7 +62,12 @@ class MethodSpec:
     min_clients: int = 1
     max_clients: int | None = None
     partitions: tuple[str, ...] = ()
-    check: Callable[[Any], None] | None = None
+    check: str | None = None
+
+    def validate(self, scenario: Any) -> None:
+        """Run :attr:`check` on ``scenario`` (nothing when there is none)."""
+        if self.check is not None:
+            load_hook(self.check)(scenario)
 
     @property
     def datasets(self) -> tuple[str, ...]:
@@ -74,12 +82,6 @@ class MethodSpec:
     def models_for(self, dataset: str) -> tuple[str, ...]:
         """The models it takes on ``dataset`` (empty if it does not take the dataset)."""
         return self.models.get(dataset, ())
-
-
-def _check_flower(sc: Any) -> None:
-    from qfl.flower.validate import check_scenario
-
-    check_scenario(sc)
 
 
 _FMNIST_CNN = {"fashion-mnist": ("cnn",)}
@@ -111,10 +113,25 @@ METHODS: dict[str, MethodSpec] = {
             max_clients=2,
         ),
         # A user's Flower Strategy and clients (qfl[flower]); qfl.flower.
-        MethodSpec("flower", "server", {}, "flower", check=_check_flower),
+        MethodSpec("flower", "server", {}, "flower", check="qfl.flower.validate:check_scenario"),
     )
 }
 """Every method, by name."""
+
+
+def load_hook(path: str) -> Callable[..., Any]:
+    """The object a registry's ``"package.module:attr"`` string names (imported now).
+
+    Examples
+    --------
+    >>> load_hook("math:sqrt")(4.0)
+    2.0
+    """
+    module, _, attr = path.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return cast(Callable[..., Any], obj)
 
 
 def get_method(name: str) -> MethodSpec:

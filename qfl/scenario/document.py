@@ -81,7 +81,7 @@ def _check_method(sc: Scenario) -> None:
     lr = sc.learning
     spec = get_method(lr.method)
     if spec.check is not None:  # a method that brings its own data and models
-        spec.check(sc)
+        spec.validate(sc)
         return
     if lr.dataset not in spec.datasets:
         raise ScenarioError(

@@ -83,6 +83,9 @@ def _check_method(sc: Scenario) -> None:
     if spec.check is not None:  # a method that brings its own data and models
         spec.validate(sc)
         return
+    if lr.dataset is None:
+        about = LearningSpec.model_fields["dataset"].description
+        raise ScenarioError("learning.dataset", f"missing; this field is required ({about})")
     if lr.dataset not in spec.datasets:
         raise ScenarioError(
             "learning.dataset",

@@ -135,7 +135,6 @@ class LearningSpec(_Frozen):
         "(faster there, see benchmarks/README.md).",
     )
 
-
     strategy: str | None = Field(
         None,
         description="flower: the Flower Strategy, as 'package.module:attr' (a Strategy "

@@ -122,7 +122,7 @@ def _usage_error() -> type[Exception]:
     return click.ClickException
 
 
-_USAGE_ERROR = _usage_error()
+_USAGE_ERROR: Any = _usage_error()
 
 
 def _run(args: list[str], *, debug: bool = False) -> int:

@@ -311,7 +311,7 @@ class FedAvgJob(Job):
                 engine=lr.engine,
             )
             self.exp = MultiExitExperiment(
-                dataset=lr.dataset,
+                dataset=str(lr.dataset),  # checked: a FedAvg method names one
                 n_clients=n,
                 alpha=lr.alpha,
                 holdout_fraction=lr.holdout_fraction,

@@ -199,7 +199,7 @@ class FlowerJob(Job):
             arrived: tuple[int, ...] = ()
             for name in PHASES:
                 plan = self.phase(r, name)
-                ok, chain = yield from self._phase(env, net, tl, r, name, plan, server)
+                ok, chain = yield from self._run_phase(env, net, tl, r, name, plan, server)
                 critical.extend(chain)
                 if name == "fit":
                     arrived = ok
@@ -209,7 +209,7 @@ class FlowerJob(Job):
             tl.round_end_s.append(env.now)
             tl.rounds_done = r + 1
 
-    def _phase(
+    def _run_phase(
         self,
         env: simpy.Environment,
         net: QKDNetwork,

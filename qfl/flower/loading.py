@@ -219,7 +219,7 @@ def build_clients(path: str, names: Sequence[str], seed: int) -> list[Any]:
     context = _takes_context(fn)
     clients = []
     for i, name in enumerate(names):
-        node_config = {
+        node_config: dict[str, Any] = {
             "partition-id": i,
             "num-partitions": len(names),
             "node-name": name,

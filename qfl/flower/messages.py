@@ -74,7 +74,7 @@ def proxy_class() -> type:
     )
     from flwr.server.client_proxy import ClientProxy
 
-    class InProcessClientProxy(ClientProxy):  # type: ignore[misc]
+    class InProcessClientProxy(ClientProxy):
         """A Flower client called in process, its messages serialized on the way."""
 
         def __init__(self, cid: str, client: Any, index: int) -> None:
@@ -117,7 +117,7 @@ def proxy_class() -> type:
 def _manager_class() -> type:
     from flwr.server.client_manager import SimpleClientManager
 
-    class SeededClientManager(SimpleClientManager):  # type: ignore[misc]
+    class SeededClientManager(SimpleClientManager):
         """Every client is registered up front; ``sample`` draws from a seeded stream
         keyed by ``(seed, key)``, where the driver sets ``key`` (round, phase) before each
         ``configure_fit`` / ``configure_evaluate``."""

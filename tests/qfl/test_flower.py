@@ -375,3 +375,29 @@ def test_the_fedprox_example_runs_on_the_metro_network(monkeypatch, fmnist):
     assert s["status"] == "complete" and s["rounds_done"] == 2 and s["cipher"] == "otp"
     assert s["transfers_delivered"] == 2 * 6 * 4
     assert s["final_local_acc"] > 0.5
+
+
+def test_a_sweep_of_a_flower_scenario_shares_one_learning_execution(tmp_path, monkeypatch):
+    """Key rate varies; the learning inputs do not: the points' rounds are prefixes of one
+    learning execution, run in a worker process that imports the user's modules itself."""
+    import json
+
+    from qfl.cli import main
+
+    topo = yaml.safe_load(yaml.safe_dump(BASE["topology"]))
+    for lk in topo["links"]:
+        lk.update(skr_bps=20000.0, initial_fill_bits=0.0)
+    data = yaml.safe_load(yaml.safe_dump(BASE))
+    data.update(topology=topo, qkd={"key_model": "asymptotic-fluid"}, horizon_s=10.0)
+    data["learning"]["rounds"] = 6
+    data["outputs"]["dir"] = str(tmp_path / "runs")
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(data))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # flowerkit
+    out = tmp_path / "sweep"
+    args = ["sweep", str(f), "--set", "qkd.rate_scale=0.5,1,2", "--out", str(out), "--no-plots"]
+    assert main([*args, "--executor", "local", "--jobs", "1"]) == 0
+    points = [json.loads(p.read_text()) for p in sorted(out.glob("points/*/summary.json"))]
+    assert sorted(p["rounds_done"] for p in points) == [1, 3, 6]
+    assert all(p["status"] == "complete" and p["method"] == "flower" for p in points)
+    assert json.loads((out / "sweep.json").read_text())["learning_jobs"] == 1

@@ -53,6 +53,9 @@ class MethodSpec:
         ``model`` against ``models``), raising a :class:`~qfl.scenario.ScenarioError` on the
         bad field. Named by a string, as a plugin is: the method's package is imported only
         when a scenario names the method (:meth:`validate`).
+    own_fields : tuple of str
+        ``learning`` fields only this method reads; a scenario of another method that sets
+        one is refused (a field is never parsed and then ignored).
     """
 
     name: str
@@ -63,6 +66,7 @@ class MethodSpec:
     max_clients: int | None = None
     partitions: tuple[str, ...] = ()
     check: str | None = None
+    own_fields: tuple[str, ...] = ()
 
     def validate(self, scenario: Any) -> None:
         """Run :attr:`check` on ``scenario`` (nothing when there is none)."""
@@ -113,7 +117,14 @@ METHODS: dict[str, MethodSpec] = {
             max_clients=2,
         ),
         # A user's Flower Strategy and clients (qfl[flower]); qfl.flower.
-        MethodSpec("flower", "server", {}, "flower", check="qfl.flower.validate:check_scenario"),
+        MethodSpec(
+            "flower",
+            "server",
+            {},
+            "flower",
+            check="qfl.flower.validate:check_scenario",
+            own_fields=("strategy", "client_fn", "flower", "round_timeout_s", "seconds_per_sample"),
+        ),
     )
 }
 """Every method, by name."""

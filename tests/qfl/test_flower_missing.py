@@ -28,3 +28,13 @@ def test_a_flower_scenario_needs_a_strategy_and_a_client_fn() -> None:
     with pytest.raises(ScenarioError, match="required by method 'flower'") as info:
         parse_scenario(TEXT.replace(', client_fn: "x:y"', ""))
     assert info.value.path == "learning.client_fn"
+
+
+def test_other_methods_refuse_the_flower_fields() -> None:
+    text = TEXT.replace(
+        'learning: {method: flower, strategy: "flwr.server.strategy:FedAvg", client_fn: "x:y"}',
+        "learning: {method: fedavg, dataset: synthetic-har, round_timeout_s: 5}",
+    )
+    with pytest.raises(ScenarioError, match="only method 'flower' uses it") as info:
+        parse_scenario(text)
+    assert info.value.path == "learning.round_timeout_s"

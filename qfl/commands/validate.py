@@ -65,7 +65,7 @@ def _check_file(f: Path) -> str:
             raise ScenarioError(f"quick: {exc.path}", exc.message) from None
     return (
         f"{sc.name}: {len(topo.nodes)} nodes, {len(topo.links)} links, "
-        f"{sc.learning.method} on {sc.learning.dataset}"
+        f"{sc.learning.method} on {sc.learning.dataset or sc.learning.strategy}"
     )
 
 

@@ -163,6 +163,9 @@ def summary_table(sc: Scenario, s: dict[str, Any]) -> Table:
     )
     if s.get("transfers_dropped"):
         table.add_row("models never received (faults, no key)", str(s["transfers_dropped"]))
+    engine = s.get("engine")
+    if engine:  # a model of the user's own: which engine trained it, and why
+        table.add_row("training engine", f"{engine['engine']} ({engine['reason']})")
     threads = f" on {s['threads']} threads" if s.get("threads") else ""
     table.add_row("wall time", _fmt_time(s["wall_s"]["total_s"]) + threads)
     return table

@@ -87,6 +87,9 @@ class Job:
     SERVER_LABEL: ClassVar[str] = "server"
     #: ``progress(round, text)``: told what a round is doing (a progress display).
     progress: Callable[[int, str], None] | None = None
+    #: ``{"engine": ..., "reason": ...}`` where the job chose the training engine itself (a
+    #: user's model, :mod:`qfl.cosim.own`); the run summary states it.
+    engine_note: dict[str, str] | None = None
 
     def _phase(self, r: int) -> Callable[[str], None] | None:
         report = self.progress
@@ -166,9 +169,8 @@ class DecentralizedJob(Job):
     def __init__(self, sc: Scenario, clients: Sequence[str], flops: Sequence[float]) -> None:
         import torch
 
-        from qfl.data import load_fashion_mnist
-        from qfl.experiments.deffd import DefFDSetup, make_clients
-        from qfl.models import FeatureCNN, count_flops
+        from qfl.experiments.deffd import DefFDSetup
+        from qfl.models import count_flops
 
         lr = sc.learning
         self.sc = sc
@@ -187,12 +189,11 @@ class DecentralizedJob(Job):
         self.config = self._config()
         try:
             self.n_senders = self.config.n_senders(n)
-            train, test = load_fashion_mnist()
-            self.clients, self.test = make_clients(train, test, self.setup)
+            self.clients, self.test = self._split()
         except ParameterError as exc:
             raise _learning_error(exc) from None
-        self.model = FeatureCNN(in_channels=1, num_classes=10, image_size=28)
-        fwd = float(count_flops(self.model, (1, 28, 28)))
+        self.model, shape = self._make_model()
+        fwd = float(count_flops(self.model, shape))
         bf = sc.compute.backward_factor
         n_params = sum(p.numel() for p in self.model.parameters())
         model_bytes = int(n_params * torch.finfo(torch.float32).bits // 8)
@@ -212,6 +213,20 @@ class DecentralizedJob(Job):
             local_epochs=lr.local_epochs,
             fusion_epochs=lr.fusion_epochs,
         )
+
+    def _split(self) -> tuple[list[Any], Any]:
+        """The clients' data (:class:`~qfl.algorithms.deffd.ClientData`) and the test set."""
+        from qfl.data import load_fashion_mnist
+        from qfl.experiments.deffd import make_clients
+
+        train, test = load_fashion_mnist()
+        return make_clients(train, test, self.setup)
+
+    def _make_model(self) -> tuple[Any, tuple[int, ...]]:
+        """The clients' architecture and the shape of one input sample."""
+        from qfl.models import FeatureCNN
+
+        return FeatureCNN(in_channels=1, num_classes=10, image_size=28), (1, 28, 28)
 
     def _config(self) -> Any:
         """The scenario's hyperparameters as a :class:`~qfl.algorithms.deffd.DefFDConfig`."""
@@ -293,8 +308,6 @@ class FedAvgJob(Job):
         self, sc: Scenario, clients: Sequence[str], flops: Sequence[float], server: str
     ) -> None:
         from qfl.algorithms.fedavg import FedAvgConfig
-        from qfl.experiments.multiexit import MultiExitExperiment, make_loss, make_model
-        from qfl.models.multiexit import exit_flops
 
         lr = sc.learning
         self.sc, self.names, self.server = sc, tuple(clients), server
@@ -310,25 +323,11 @@ class FedAvgJob(Job):
                 weight_decay=lr.weight_decay,
                 engine=lr.engine,
             )
-            self.exp = MultiExitExperiment(
-                dataset=str(lr.dataset),  # checked: a FedAvg method names one
-                n_clients=n,
-                alpha=lr.alpha,
-                holdout_fraction=lr.holdout_fraction,
-                pool_size=None if lr.samples_per_client is None else lr.samples_per_client * n,
-                width=lr.width,
-                C=lr.distill_c,
-                temperature=lr.temperature,
-                target_accuracy=lr.target_accuracy,
-                fedavg=self.config,
-                seed=sc.seed,
-            )
+            self.exp = self._experiment(n)
         except ParameterError as exc:
             raise _learning_error(exc) from None
         self._load_data()
-        self.model = make_model(self.exp, multi_exit=multi)
-        self.loss_fn = make_loss(self.exp, multi_exit=multi)
-        costs = exit_flops(self.model, tuple(self.trains[0].x.shape[1:]))
+        self.model, self.loss_fn, costs = self._make_model(multi)
         bf = sc.compute.backward_factor
         self.exits = (
             self._exits(costs, flops) if lr.round_budget_s is not None else [len(costs)] * n
@@ -344,6 +343,34 @@ class FedAvgJob(Job):
             download_bytes=sizes,
             local_epochs=lr.local_epochs,
         )
+
+    def _experiment(self, n: int) -> Any:
+        """The data split, model and FedAvg settings (what :meth:`learning_inputs` names)."""
+        from qfl.experiments.multiexit import MultiExitExperiment
+
+        lr = self.sc.learning
+        return MultiExitExperiment(
+            dataset=str(lr.dataset),  # checked: a FedAvg method names one
+            n_clients=n,
+            alpha=lr.alpha,
+            holdout_fraction=lr.holdout_fraction,
+            pool_size=None if lr.samples_per_client is None else lr.samples_per_client * n,
+            width=lr.width,
+            C=lr.distill_c,
+            temperature=lr.temperature,
+            target_accuracy=lr.target_accuracy,
+            fedavg=self.config,
+            seed=self.sc.seed,
+        )
+
+    def _make_model(self, multi: bool) -> tuple[Any, Any, tuple[float, ...]]:
+        """The model, its loss and the forward FLOPs per sample up to each exit."""
+        from qfl.experiments.multiexit import make_loss, make_model
+        from qfl.models.multiexit import exit_flops
+
+        model = make_model(self.exp, multi_exit=multi)
+        costs = exit_flops(model, tuple(self.trains[0].x.shape[1:]))
+        return model, make_loss(self.exp, multi_exit=multi), tuple(float(c) for c in costs)
 
     def _load_data(self) -> None:
         import torch
@@ -546,9 +573,31 @@ class SSLJob(Job):
         return rows
 
 
+def _decentralized(sc: Scenario, clients: Sequence[str], flops: Sequence[float], _s: Any) -> Job:
+    """Def-FD and its baselines; on a model or dataset of the user's own (qfl.cosim.own)."""
+    from qfl.cosim.own import uses_own
+
+    if uses_own(sc):
+        from qfl.cosim.ownjobs import OwnDecentralizedJob
+
+        return OwnDecentralizedJob(sc, clients, flops)
+    return DecentralizedJob(sc, clients, flops)
+
+
+def _fedavg(sc: Scenario, clients: Sequence[str], flops: Sequence[float], server: str) -> Job:
+    """FedAvg (multi-exit or not); on a model or dataset of the user's own (qfl.cosim.own)."""
+    from qfl.cosim.own import uses_own
+
+    if uses_own(sc):
+        from qfl.cosim.ownjobs import OwnFedAvgJob
+
+        return OwnFedAvgJob(sc, clients, flops, server)
+    return FedAvgJob(sc, clients, flops, server)
+
+
 JOBS: dict[str, Callable[..., Job] | str] = {
-    "decentralized": lambda sc, clients, flops, server: DecentralizedJob(sc, clients, flops),
-    "fedavg": FedAvgJob,
+    "decentralized": _decentralized,
+    "fedavg": _fedavg,
     "ssl": SSLJob,
     # A plugin's job, named by "package.module:attr": imported only when a scenario uses it
     # (Flower is imported only inside that job).

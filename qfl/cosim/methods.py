@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from qkd.errors import UnknownNameError
+from qkd.errors import ParameterError, UnknownNameError
 
-__all__ = ["METHODS", "MethodSpec", "get_method", "load_hook"]
+__all__ = ["METHODS", "MethodSpec", "get_method", "load_hook", "register_method"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,9 @@ class MethodSpec:
     own_fields : tuple of str
         ``learning`` fields only this method reads; a scenario of another method that sets
         one is refused (a field is never parsed and then ignored).
+    own_models : bool
+        Whether it also takes a model and a dataset of the user's own (:mod:`qfl.registry`),
+        besides those in ``models``.
     """
 
     name: str
@@ -67,6 +70,7 @@ class MethodSpec:
     partitions: tuple[str, ...] = ()
     check: str | None = None
     own_fields: tuple[str, ...] = ()
+    own_models: bool = False
 
     def validate(self, scenario: Any) -> None:
         """Run :attr:`check` on ``scenario`` (nothing when there is none)."""
@@ -103,10 +107,13 @@ METHODS: dict[str, MethodSpec] = {
                 "decentralized",
                 min_clients=2,
                 partitions=("classes",),
+                own_models=True,
             )
             for m in ("def-fd", "def-kt", "gossip-avg")
         ),
-        MethodSpec("fedavg", "server", _MULTIEXIT, "fedavg", partitions=("dirichlet",)),
+        MethodSpec(
+            "fedavg", "server", _MULTIEXIT, "fedavg", partitions=("dirichlet",), own_models=True
+        ),
         MethodSpec("fedavg-multiexit", "server", _MULTIEXIT, "fedavg", partitions=("dirichlet",)),
         MethodSpec(
             "ssl-backbone",
@@ -143,6 +150,43 @@ def load_hook(path: str) -> Callable[..., Any]:
     for part in attr.split("."):
         obj = getattr(obj, part)
     return cast(Callable[..., Any], obj)
+
+
+def register_method(
+    spec: MethodSpec, job: Callable[..., Any] | str | None = None, *, replace: bool = False
+) -> MethodSpec:
+    """Add a learning method: its registry entry and, if given, its learning job.
+
+    Parameters
+    ----------
+    spec : MethodSpec
+        The entry; ``spec.job`` names the job in :data:`qfl.cosim.jobs.JOBS`.
+    job : callable or str, optional
+        The job factory ``job(scenario, clients, flops, server) -> Job`` (a
+        :class:`qfl.cosim.jobs.Job`), or its ``"package.module:attr"``, registered as
+        ``spec.job`` (None: ``spec.job`` is a job already there, e.g. ``"fedavg"``).
+    replace : bool
+        Replace an entry of the same name (else that is an error).
+
+    Raises
+    ------
+    ParameterError
+        A name already taken, or a job key with no job.
+    """
+    from qfl.cosim.jobs import JOBS
+
+    if not isinstance(spec, MethodSpec):
+        raise ParameterError("spec", type(spec).__name__, "a MethodSpec")
+    if spec.name in METHODS and not replace:
+        raise ParameterError("spec.name", spec.name, "a name not registered yet (or replace=True)")
+    if job is not None:
+        if spec.job in JOBS and not replace and JOBS[spec.job] is not job:
+            raise ParameterError("spec.job", spec.job, "a job key not taken (or replace=True)")
+        JOBS[spec.job] = job
+    elif spec.job not in JOBS:
+        raise ParameterError("spec.job", spec.job, f"one of {', '.join(JOBS)} (or pass job=)")
+    METHODS[spec.name] = spec
+    return spec
 
 
 def get_method(name: str) -> MethodSpec:

@@ -231,7 +231,16 @@ def summarize_run(
         "round_breakdown": round_report(tl, names),
         "links": link_report(links.values(), net_sum.links, waits, net_sum.time),
         "wall_s": wall,
+        **_own_learning(nrun.job, sc),
     }
+
+
+def _own_learning(job: Job, sc: Scenario) -> dict[str, Any]:
+    """A user's model and dataset: which they are, and the engine that trained them."""
+    if job.engine_note is None:
+        return {}
+    lr = sc.learning
+    return {"model": lr.model, "dataset": lr.dataset, "engine": dict(job.engine_note)}
 
 
 def run_scenario(

@@ -176,10 +176,11 @@ def _pool(exp: MultiExitExperiment) -> TensorDataset:
 
 
 def client_data(
-    exp: MultiExitExperiment,
+    exp: MultiExitExperiment, pool: TensorDataset | None = None
 ) -> tuple[list[TensorDataset], list[TensorDataset]]:
-    """Each client's training set and held-out set (Dirichlet split, then stratified holdout)."""
-    pool = _pool(exp)
+    """Each client's training set and held-out set (Dirichlet split, then stratified holdout)
+    of ``pool`` (default: the experiment's dataset)."""
+    pool = _pool(exp) if pool is None else pool
     labels = pool.y.numpy()
     min_per_client = max(5, math.ceil(2 / exp.holdout_fraction))
     parts = partition.dirichlet(

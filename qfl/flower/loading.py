@@ -9,13 +9,11 @@ imported here, inside the functions (``qfl[flower]`` is an optional extra).
 from __future__ import annotations
 
 import copy
-import importlib
 import inspect
-import sys
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
+from qfl.registry import _short, import_object
 from qfl.scenario import ScenarioError
 
 __all__ = [
@@ -38,65 +36,6 @@ def import_flower(field: str = "learning.method") -> Any:
             field, f"'flower' needs Flower (flwr), which is not installed: {_INSTALL}"
         ) from None
     return flwr
-
-
-def import_object(path: Any, field: str) -> Any:
-    """The object a ``package.module:attr`` string names.
-
-    The module is imported as the environment finds it, else from the current directory.
-
-    Raises
-    ------
-    ScenarioError
-        On ``field``: not a ``module:attr`` string, a module that does not import (with the
-        import's own error), or no such attribute.
-
-    Examples
-    --------
-    >>> import_object("math:pi", "learning.strategy")
-    3.141592653589793
-    >>> import_object("math:tau2", "learning.strategy")
-    Traceback (most recent call last):
-    ...
-    qfl.scenario.ScenarioError: learning.strategy: module 'math' has no attribute 'tau2'
-    """
-    if not isinstance(path, str) or path.count(":") != 1 or not all(path.split(":")):
-        raise ScenarioError(field, f"must be 'package.module:attr', got {path!r}")
-    mod_name, attr = path.split(":")
-    try:
-        module = _import(mod_name)
-    except ScenarioError:
-        raise
-    except ModuleNotFoundError as exc:
-        raise ScenarioError(
-            field, f"cannot import {mod_name!r} ({exc}); is it on the path or installed?"
-        ) from None
-    except Exception as exc:
-        raise ScenarioError(
-            field, f"importing {mod_name!r} raised {type(exc).__name__}: {_short(exc)}"
-        ) from None
-    obj: Any = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ScenarioError(field, f"module {mod_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    return obj
-
-
-def _import(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        cwd = str(Path.cwd())
-        if exc.name is None or not name.startswith(exc.name) or cwd in sys.path:
-            raise
-        sys.path.insert(0, cwd)  # like `python -m`: the working directory's modules
-        return importlib.import_module(name)
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def strategy_arguments(args: Mapping[str, Any]) -> dict[str, Any]:

@@ -53,7 +53,7 @@ from qfl.scenario.document import (
     parse_scenario,
 )
 from qfl.scenario.faults import FaultSpec
-from qfl.scenario.learning import ComputeSpec, Dataset, LearningSpec, Method
+from qfl.scenario.learning import ComputeSpec, Dataset, LearningSpec, Method, Model
 from qfl.scenario.outputs import OutputSpec
 from qfl.scenario.overrides import DEFAULT_QUICK, _parse_scalar, apply_overrides, apply_quick
 from qfl.scenario.qkd import Protocol, QKDSpec, SystemDef, read_systems, system_registry
@@ -72,6 +72,7 @@ __all__ = [
     "LearningSpec",
     "LinkSpec",
     "Method",
+    "Model",
     "NodeSpec",
     "NonNegative",
     "OutputSpec",

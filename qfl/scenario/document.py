@@ -77,9 +77,13 @@ class Scenario(_Frozen):
 def _check_method(sc: Scenario) -> None:
     """The dataset and model against the method's registry entry (:mod:`qfl.cosim.methods`)."""
     from qfl.cosim.methods import METHODS, get_method
+    from qkd.errors import UnknownNameError
 
     lr = sc.learning
-    spec = get_method(lr.method)
+    try:
+        spec = get_method(lr.method)
+    except UnknownNameError as exc:
+        raise ScenarioError("learning.method", str(exc).partition(": ")[2]) from None
     for other in METHODS.values():
         for f in other.own_fields:
             v = getattr(lr, f)
@@ -95,6 +99,8 @@ def _check_method(sc: Scenario) -> None:
     if lr.dataset is None:
         about = LearningSpec.model_fields["dataset"].description
         raise ScenarioError("learning.dataset", f"missing; this field is required ({about})")
+    if _check_own(sc, spec):
+        return
     if lr.dataset not in spec.datasets:
         raise ScenarioError(
             "learning.dataset",
@@ -115,6 +121,48 @@ def _check_method(sc: Scenario) -> None:
             f"must be one of {', '.join(repr(m) for m in models)} for method {lr.method!r} "
             f"on {lr.dataset!r}, got {lr.model!r}",
         )
+
+
+def _check_own(sc: Scenario, spec: Any) -> bool:
+    """A model or dataset of the user's own (:mod:`qfl.registry`): the method takes them,
+    the names are known and the import paths import to callables. False when the scenario
+    names only built-ins."""
+    from qfl.registry import DATASETS, MODELS
+
+    lr = sc.learning
+    assert lr.dataset is not None  # checked by the caller
+    own_data, own_model = (
+        DATASETS.is_own(lr.dataset),
+        lr.model is not None and MODELS.is_own(lr.model),
+    )
+    if not (own_data or own_model):
+        return False
+    if not spec.own_models:
+        return False  # the built-in checks say what the method takes
+    if own_data:
+        DATASETS.lookup(lr.dataset)
+        if lr.model is None or not own_model:
+            got = "missing" if lr.model is None else f"got built-in {lr.model!r}"
+            raise ScenarioError(
+                "learning.model",
+                f"{got}; a dataset of your own needs a model of your own: give "
+                "'package.module:attr' of a model factory or a registered model name",
+            )
+    elif lr.dataset not in spec.datasets:
+        raise ScenarioError(
+            "learning.dataset",
+            f"must be one of {', '.join(repr(d) for d in spec.datasets)} or a dataset of "
+            f"your own for method {lr.method!r}, got {lr.dataset!r}",
+        )
+    MODELS.lookup(lr.model)  # type: ignore[arg-type]
+    if lr.partition is not None and lr.partition not in spec.partitions:
+        allowed = " or ".join(repr(x) for x in spec.partitions) or "null"
+        raise ScenarioError(
+            "learning.partition",
+            f"must be {allowed} for method {lr.method!r} (the partition it implements), "
+            f"got {lr.partition!r}",
+        )
+    return True
 
 
 def _check_references(sc: Scenario) -> None:

@@ -9,35 +9,46 @@ from pydantic import Field
 from network.topology import DEFAULT_FLOPS_PER_S
 from qfl.scenario.base import Positive, _Frozen
 
-__all__ = ["ComputeSpec", "Dataset", "LearningSpec", "Method"]
+__all__ = ["ComputeSpec", "Dataset", "LearningSpec", "Method", "Model"]
 
+#: The built-in methods (more can be registered: qfl.register_method).
 Method = Literal[
     "def-fd", "def-kt", "gossip-avg", "fedavg", "fedavg-multiexit", "ssl-backbone", "flower"
 ]
+#: The built-in datasets (more can be registered: qfl.register_dataset).
 Dataset = Literal["fashion-mnist", "unimib-shar", "synthetic-har", "flowers102+intel"]
+#: The built-in models (more can be registered: qfl.register_model).
+Model = Literal["cnn", "resnet-me", "lstm-me", "resnet18", "resnet50"]
 
 
 class LearningSpec(_Frozen):
     """The learning job: method, data, model and hyperparameters."""
 
-    method: Method = Field(
+    method: str = Field(
         description="def-fd, def-kt, gossip-avg (decentralized), fedavg, fedavg-multiexit, "
         "ssl-backbone "
         "(with a server), flower (a Flower strategy and clients: strategy, client_fn, "
-        "flower); see qfl.cosim.methods.",
+        "flower), or a method registered with qfl.register_method; see qfl.cosim.methods.",
     )
-    dataset: Dataset | None = Field(
+    dataset: str | None = Field(
         None,
         description="fashion-mnist (decentralized and FedAvg), synthetic-har or unimib-shar "
         "(FedAvg: the "
-        "LSTM), flowers102+intel (ssl-backbone); required by every method but flower (its "
-        "clients hold their own data).",
+        "LSTM), flowers102+intel (ssl-backbone); or a dataset of your own for fedavg, def-fd, "
+        "def-kt, gossip-avg: 'package.module:attr' of a factory returning a "
+        "qfl.data.TensorDataset, a (train, test) pair of them or (x, y) tensors, or a name "
+        "registered with qfl.register_dataset (see qfl.registry); required by every method "
+        "but flower (its clients hold their own data).",
     )
-    model: Literal["cnn", "resnet-me", "lstm-me", "resnet18", "resnet50"] | None = Field(
+    model: str | None = Field(
         None,
         description="Must match the method and dataset: cnn (Def-FD family), resnet-me / lstm-me "
         "(FedAvg "
-        "on images / HAR), resnet18 / resnet50 (SSL encoder); default: the method's.",
+        "on images / HAR), resnet18 / resnet50 (SSL encoder); or a model of your own for "
+        "fedavg, def-fd, def-kt, gossip-avg: 'package.module:attr' of a factory returning a "
+        "torch.nn.Module (called with input_shape, num_classes, seed if it takes them), or a "
+        "name registered with qfl.register_model; default: the method's (required with a "
+        "dataset of your own).",
     )
     clients: tuple[str, ...] = Field((), description="Client nodes; default: every client node.")
     server: str | None = Field(None, description="FedAvg / SSL aggregator node.")

@@ -237,12 +237,63 @@ DATASETS = Registry(
 def register_model(
     name: str, factory: Callable[..., Any] | str, *, replace: bool = False
 ) -> Callable[..., Any] | str:
-    """Make ``name`` a value of ``learning.model`` (see :data:`MODELS`)."""
+    """Make ``name`` a value of ``learning.model``.
+
+    Parameters
+    ----------
+    name : str
+        The name a scenario gives (not a built-in's, no ``:``).
+    factory : callable or str
+        Returns a ``torch.nn.Module`` mapping a batch ``[B, *input_shape]`` to logits
+        ``[B, num_classes]`` (Def-FD: ``(logits, feature_maps)``); called with those of
+        ``input_shape``, ``num_classes`` and ``seed`` it names. Or the
+        ``"package.module:attr"`` of one (then a sweep's worker processes find it too).
+    replace : bool
+        Replace a name registered before (else that is an error).
+
+    Returns
+    -------
+    callable or str
+        ``factory``.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> _ = register_model("linear", lambda input_shape, num_classes:
+    ...                    nn.Linear(input_shape[0], num_classes), replace=True)
+    >>> "linear" in MODELS.names()
+    True
+    """
     return MODELS.register(name, factory, replace=replace)
 
 
 def register_dataset(
     name: str, factory: Callable[..., Any] | str, *, replace: bool = False
 ) -> Callable[..., Any] | str:
-    """Make ``name`` a value of ``learning.dataset`` (see :data:`DATASETS`)."""
+    """Make ``name`` a value of ``learning.dataset``.
+
+    Parameters
+    ----------
+    name : str
+        The name a scenario gives (not a built-in's, no ``:``).
+    factory : callable or str
+        Returns a :class:`qfl.data.TensorDataset` (the pool the clients' data are split
+        from), a pair ``(train, test)`` of them, or a pair ``(x, y)`` of tensors; called
+        with ``seed`` if it names it. Or the ``"package.module:attr"`` of one.
+    replace : bool
+        Replace a name registered before (else that is an error).
+
+    Returns
+    -------
+    callable or str
+        ``factory``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> _ = register_dataset("four", lambda: (torch.randn(4, 2), torch.tensor([0, 1, 0, 1])),
+    ...                      replace=True)
+    >>> "four" in DATASETS.names()
+    True
+    """
     return DATASETS.register(name, factory, replace=replace)

@@ -573,31 +573,10 @@ class SSLJob(Job):
         return rows
 
 
-def _decentralized(sc: Scenario, clients: Sequence[str], flops: Sequence[float], _s: Any) -> Job:
-    """Def-FD and its baselines; on a model or dataset of the user's own (qfl.cosim.own)."""
-    from qfl.cosim.own import uses_own
-
-    if uses_own(sc):
-        from qfl.cosim.ownjobs import OwnDecentralizedJob
-
-        return OwnDecentralizedJob(sc, clients, flops)
-    return DecentralizedJob(sc, clients, flops)
-
-
-def _fedavg(sc: Scenario, clients: Sequence[str], flops: Sequence[float], server: str) -> Job:
-    """FedAvg (multi-exit or not); on a model or dataset of the user's own (qfl.cosim.own)."""
-    from qfl.cosim.own import uses_own
-
-    if uses_own(sc):
-        from qfl.cosim.ownjobs import OwnFedAvgJob
-
-        return OwnFedAvgJob(sc, clients, flops, server)
-    return FedAvgJob(sc, clients, flops, server)
-
-
 JOBS: dict[str, Callable[..., Job] | str] = {
-    "decentralized": _decentralized,
-    "fedavg": _fedavg,
+    # A model or dataset of the user's own picks its subclass (qfl.cosim.ownjobs).
+    "decentralized": "qfl.cosim.ownjobs:decentralized_job",
+    "fedavg": "qfl.cosim.ownjobs:fedavg_job",
     "ssl": SSLJob,
     # A plugin's job, named by "package.module:attr": imported only when a scenario uses it
     # (Flower is imported only inside that job).

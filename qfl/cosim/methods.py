@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from qkd.errors import ParameterError, UnknownNameError
+from qkd.errors import UnknownNameError
 
-__all__ = ["METHODS", "MethodSpec", "get_method", "load_hook", "register_method"]
+__all__ = ["METHODS", "MethodSpec", "get_method", "load_hook"]
 
 
 @dataclass(frozen=True)
@@ -150,43 +150,6 @@ def load_hook(path: str) -> Callable[..., Any]:
     for part in attr.split("."):
         obj = getattr(obj, part)
     return cast(Callable[..., Any], obj)
-
-
-def register_method(
-    spec: MethodSpec, job: Callable[..., Any] | str | None = None, *, replace: bool = False
-) -> MethodSpec:
-    """Add a learning method: its registry entry and, if given, its learning job.
-
-    Parameters
-    ----------
-    spec : MethodSpec
-        The entry; ``spec.job`` names the job in :data:`qfl.cosim.jobs.JOBS`.
-    job : callable or str, optional
-        The job factory ``job(scenario, clients, flops, server) -> Job`` (a
-        :class:`qfl.cosim.jobs.Job`), or its ``"package.module:attr"``, registered as
-        ``spec.job`` (None: ``spec.job`` is a job already there, e.g. ``"fedavg"``).
-    replace : bool
-        Replace an entry of the same name (else that is an error).
-
-    Raises
-    ------
-    ParameterError
-        A name already taken, or a job key with no job.
-    """
-    from qfl.cosim.jobs import JOBS
-
-    if not isinstance(spec, MethodSpec):
-        raise ParameterError("spec", type(spec).__name__, "a MethodSpec")
-    if spec.name in METHODS and not replace:
-        raise ParameterError("spec.name", spec.name, "a name not registered yet (or replace=True)")
-    if job is not None:
-        if spec.job in JOBS and not replace and JOBS[spec.job] is not job:
-            raise ParameterError("spec.job", spec.job, "a job key not taken (or replace=True)")
-        JOBS[spec.job] = job
-    elif spec.job not in JOBS:
-        raise ParameterError("spec.job", spec.job, f"one of {', '.join(JOBS)} (or pass job=)")
-    METHODS[spec.name] = spec
-    return spec
 
 
 def get_method(name: str) -> MethodSpec:

@@ -50,11 +50,12 @@ def _as_dataset(obj: Any, ref: str, what: str) -> TensorDataset:
             )
         y = y.long()
         n_classes = int(y.max()) + 1 if len(y) else 1
-        obj = (x.float(), y, tuple(str(c) for c in range(n_classes)), ref)
         try:
-            return TensorDataset(*obj)
+            return TensorDataset(x.float(), y, tuple(str(c) for c in range(n_classes)), "data")
         except ParameterError as exc:
-            raise ScenarioError("learning.dataset", f"{ref} returned {what}: {exc}") from None
+            raise ScenarioError(
+                "learning.dataset", f"{ref} returned (x, y) tensors that do not fit: {exc}"
+            ) from None
     raise ScenarioError(
         "learning.dataset",
         f"{ref} returned {type(obj).__name__}; must be a qfl.data.TensorDataset, a pair "
@@ -225,7 +226,8 @@ def _vmap_works(model: nn.Module, shape: tuple[int, ...], n_classes: int, loss: 
         data = [(torch.zeros((2, *shape)), y)] * 2
         trainer.train_epochs(params, trainer.init_state(params), data, 1, seed=[0, 1])
     except Exception as exc:
-        return f"{type(exc).__name__}: {_short(exc)}"
+        first = str(exc).strip().split("\n")[0].split(". ")[0]
+        return f"{type(exc).__name__}: {first[:150]}"
     return ""
 
 

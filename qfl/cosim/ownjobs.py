@@ -22,14 +22,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from qfl.cosim.jobs import DecentralizedJob, FedAvgJob
-from qfl.cosim.own import build_model, choose_engine, load_dataset
+from qfl.cosim.jobs import DecentralizedJob, FedAvgJob, Job
+from qfl.cosim.own import build_model, choose_engine, load_dataset, uses_own
 from qfl.data import TensorDataset, partition
 from qfl.engine.evaluate import default_logits
 from qfl.scenario import Scenario
 from qfl.seeding import derive_seed, int_seed
 
-__all__ = ["OwnDataSplit", "OwnDecentralizedJob", "OwnFedAvgJob"]
+__all__ = [
+    "OwnDataSplit",
+    "OwnDecentralizedJob",
+    "OwnFedAvgJob",
+    "decentralized_job",
+    "fedavg_job",
+]
 
 _INIT_KEY, _SUBSAMPLE_KEY = 7001, 7002  # streams of the scenario seed used here only
 
@@ -112,7 +118,6 @@ class OwnFedAvgJob(FedAvgJob):
         )
 
     def _load_data(self) -> None:
-        from qfl.cosim.own import uses_own
         from qfl.experiments.multiexit import client_data, concat_datasets
         from qfl.registry import DATASETS
 
@@ -222,3 +227,20 @@ class OwnDecentralizedJob(DecentralizedJob):
             "model": lr.model,
             "architecture": repr(self.model),
         }
+
+
+def decentralized_job(
+    sc: Scenario, clients: Sequence[str], flops: Sequence[float], server: Any = None
+) -> Job:
+    """The job of Def-FD, Def-KT or gossip averaging (on the user's model or dataset if the
+    scenario names one)."""
+    del server
+    cls = OwnDecentralizedJob if uses_own(sc) else DecentralizedJob
+    return cls(sc, clients, flops)
+
+
+def fedavg_job(sc: Scenario, clients: Sequence[str], flops: Sequence[float], server: str) -> Job:
+    """The job of FedAvg, multi-exit or not (on the user's model or dataset if the scenario
+    names one)."""
+    cls = OwnFedAvgJob if uses_own(sc) else FedAvgJob
+    return cls(sc, clients, flops, server)

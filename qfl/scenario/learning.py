@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field
 
@@ -29,6 +29,7 @@ class LearningSpec(_Frozen):
         "ssl-backbone "
         "(with a server), flower (a Flower strategy and clients: strategy, client_fn, "
         "flower), or a method registered with qfl.register_method; see qfl.cosim.methods.",
+        json_schema_extra={"examples": list(get_args(Method))},
     )
     dataset: str | None = Field(
         None,
@@ -39,6 +40,7 @@ class LearningSpec(_Frozen):
         "qfl.data.TensorDataset, a (train, test) pair of them or (x, y) tensors, or a name "
         "registered with qfl.register_dataset (see qfl.registry); required by every method "
         "but flower (its clients hold their own data).",
+        json_schema_extra={"examples": list(get_args(Dataset))},
     )
     model: str | None = Field(
         None,
@@ -49,6 +51,7 @@ class LearningSpec(_Frozen):
         "torch.nn.Module (called with input_shape, num_classes, seed if it takes them), or a "
         "name registered with qfl.register_model; default: the method's (required with a "
         "dataset of your own).",
+        json_schema_extra={"examples": list(get_args(Model))},
     )
     clients: tuple[str, ...] = Field((), description="Client nodes; default: every client node.")
     server: str | None = Field(None, description="FedAvg / SSL aggregator node.")

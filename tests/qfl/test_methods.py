@@ -11,7 +11,7 @@ from qfl.cosim.jobs import JOBS
 from qfl.cosim.methods import METHODS, get_method
 from qfl.cosim.netbuild import check_network
 from qfl.cosim.plan import SERVER, Aggregate, Fuse, Send, Train, decentralized_round, server_round
-from qfl.scenario import Dataset, LearningSpec, Method, ScenarioError, parse_scenario
+from qfl.scenario import Dataset, Method, Model, ScenarioError, parse_scenario
 from qkd.errors import UnknownNameError
 
 Tiny = Callable[..., dict[str, Any]]
@@ -19,7 +19,7 @@ Tiny = Callable[..., dict[str, Any]]
 
 def test_schema_and_registry_name_the_same_methods_datasets_and_models() -> None:
     assert set(get_args(Method)) == set(METHODS)
-    models = set(get_args(get_args(LearningSpec.model_fields["model"].annotation)[0]))
+    models = set(get_args(Model))
     for spec in METHODS.values():
         assert set(spec.datasets) <= set(get_args(Dataset)), spec.name
         for ds in spec.datasets:

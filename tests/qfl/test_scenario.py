@@ -231,7 +231,9 @@ def test_json_schema() -> None:
     assert link["additionalProperties"] is False
     assert "Measured secret key rate" in link["properties"]["skr_bps"]["description"]
     method = schema["$defs"]["LearningSpec"]["properties"]["method"]
-    assert set(method["enum"]) >= {"def-fd", "fedavg", "ssl-backbone"}
+    # a string (methods are open to registration), the built-in ones given as examples
+    assert method["type"] == "string"
+    assert set(method["examples"]) >= {"def-fd", "fedavg", "ssl-backbone"}
 
 
 def test_horizon_must_be_finite_and_positive(tiny: Tiny) -> None:

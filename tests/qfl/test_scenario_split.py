@@ -27,6 +27,7 @@ PUBLIC = [
     "LearningSpec",
     "LinkSpec",
     "Method",
+    "Model",
     "NodeSpec",
     "NonNegative",
     "OutputSpec",

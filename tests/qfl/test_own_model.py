@@ -224,3 +224,13 @@ def test_the_public_api_is_small_sorted_and_documented() -> None:
         if name != "__version__":
             doc = getattr(qfl, name).__doc__
             assert doc and "Examples" in doc and "Parameters" in doc, name
+
+
+def test_the_example_runs_in_reduced_form(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "own_mlp"
+    monkeypatch.chdir(example)
+    monkeypatch.syspath_prepend(str(example))
+    sc = qfl.load_scenario("metro.yaml", {"learning.rounds": 2})
+    s = qfl.run(sc, tmp_path / "run", threads=1).summary
+    assert s["status"] == "complete" and s["final_global_acc"] > 0.3  # 8 classes
+    assert (tmp_path / "run" / "summary.json").is_file()

@@ -386,6 +386,153 @@ def run_flower(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- qfl's Flower adapter
+
+
+_ADAPTER_JOB: dict[str, Any] = {}  # the job's arguments, set by run_adapter before the run
+
+
+def fit_config(server_round: int) -> dict[str, Any]:
+    """The strategy's ``on_fit_config_fn``: the round, for the clients' batch order."""
+    return {"server-round": server_round}
+
+
+def adapter_client_fn(cid: str) -> Any:
+    """The Flower 1.x client of the same job (``client_fn(cid)``): a ``NumPyClient`` whose
+    ``fit`` is :func:`_train_one_client`, starting from :func:`initial_state`."""
+    from flwr.client import NumPyClient
+
+    job = _ADAPTER_JOB
+    client = int(cid)
+    sets, _ = load_job(job["clients"], job["alpha"], job["pool"], job["seed"])
+    data = sets[client]
+    keys = list(initial_state(job["seed"]))
+
+    class BenchClient(NumPyClient):  # type: ignore[misc]
+        def get_parameters(self, config: Any) -> list[np.ndarray]:
+            return [v.numpy() for v in initial_state(job["seed"]).values()]
+
+        def fit(self, parameters: Any, config: Any) -> Any:
+            arrays = zip(keys, parameters, strict=True)
+            state = {k: torch.from_numpy(np.asarray(v)) for k, v in arrays}
+            round_ = int(config["server-round"]) - 1
+            new = _train_one_client(state, data, job, round_, client)
+            return [v.numpy() for v in new.values()], len(data) * job["epochs"], {}
+
+    return BenchClient().to_client()
+
+
+def adapter_scenario(args: argparse.Namespace) -> Any:
+    """The job as a qfl scenario: ``learning.method: flower`` with Flower's own FedAvg and
+    :func:`adapter_client_fn`, on a star of ``--clients`` nodes whose links never wait for
+    key (``cipher.policy: none``) and carry 10 Gbit/s."""
+    from qfl.scenario import _from_mapping
+
+    names = [f"c{i:02d}" for i in range(args.clients)]
+    return _from_mapping(
+        {
+            "name": "bench-adapter",
+            "seed": args.seed,
+            "topology": {
+                "nodes": [{"name": "server", "role": "server"}, *({"name": n} for n in names)],
+                "links": [
+                    {"a": "server", "b": n, "length_km": 10, "bandwidth_bps": 1e10} for n in names
+                ],
+            },
+            "cipher": {"policy": "none"},
+            "learning": {
+                "method": "flower",
+                "strategy": "flwr.server.strategy:FedAvg",
+                "client_fn": "bench_vs_flower:adapter_client_fn",
+                "flower": {
+                    "fraction_fit": 1.0,
+                    "fraction_evaluate": 0.0,
+                    "min_fit_clients": args.clients,
+                    "min_available_clients": args.clients,
+                    "on_fit_config_fn": "bench_vs_flower:fit_config",
+                    "evaluate_fn": "bench_vs_flower:adapter_evaluate",
+                },
+                "rounds": args.rounds,
+                "local_epochs": args.epochs,
+                "seconds_per_sample": 1e-4,
+                "eval_every": args.rounds,
+            },
+            "outputs": {"plots": False},
+        }
+    )
+
+
+def run_adapter(args: argparse.Namespace) -> dict[str, Any]:
+    """One run of the job through qfl's Flower adapter (``learning.method: flower``) in this
+    process: the network half, then the strategy and clients driven on its timeline. Timed
+    from the start of the run (job built: clients and strategy; network simulated) to the
+    end of the last round's aggregation; the data loaded and the model code warmed up
+    before, as on the other sides."""
+    from qfl.cosim.run import run_scenario
+
+    torch.set_num_threads(args.qfl_threads)
+    _ADAPTER_JOB.update(
+        {
+            k: getattr(args, k)
+            for k in (
+                "clients",
+                "alpha",
+                "pool",
+                "seed",
+                "lr",
+                "momentum",
+                "batch_size",
+                "epochs",
+                "rounds",
+            )
+        }
+    )
+    train_sets, test = load_job(args.clients, args.alpha, args.pool, args.seed)
+    first = train_sets[0].subset(range(min(args.batch_size, len(train_sets[0]))))
+    _train_one_client(initial_state(0), first, _ADAPTER_JOB, 0, 0)  # warm-up
+    sc = adapter_scenario(args)
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    res = run_scenario(sc, None, plots=False)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    if res.summary["rounds_done"] != args.rounds:
+        raise RuntimeError(f"the adapter ran {res.summary['rounds_done']} rounds")
+    samples = args.rounds * args.epochs * sum(len(d) for d in train_sets)
+    wall = res.summary["wall_s"]
+    return {
+        "side": "adapter",
+        "seconds": seconds,
+        "round_ends": [seconds],
+        "network_s": wall["network_s"],
+        "learning_s": wall["learning_s"],
+        "samples": samples,
+        "samples_per_s": samples / seconds,
+        "cpu_seconds": cpu,
+        "acc": _adapter_acc(res, test),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
+def _adapter_acc(res: Any, test: TensorDataset) -> float:
+    """The final global model's test accuracy (the model :func:`adapter_evaluate` kept)."""
+    del res
+    state = _LAST_STATE.get("state")
+    return test_accuracy(state, test) if state is not None else float("nan")
+
+
+def adapter_evaluate(server_round: int, parameters: Any, config: Any) -> None:
+    """The strategy's ``evaluate_fn``: keeps the global model of the last round (scored
+    after the timer, as on the other sides)."""
+    if server_round == _ADAPTER_JOB.get("rounds"):
+        keys = list(initial_state(0))
+        _LAST_STATE["state"] = {
+            k: torch.from_numpy(np.asarray(v)) for k, v in zip(keys, parameters, strict=True)
+        }
+
+
+_LAST_STATE: dict[str, Any] = {}
+
+
 # --------------------------------------------------------------------------- the driver
 
 
@@ -464,6 +611,29 @@ def _best(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(ok, key=lambda r: r["samples_per_s"]) if ok else None
 
 
+def _adapter_report(runs: list[dict[str, Any]], f: dict[str, Any] | None) -> dict[str, Any]:
+    """The adapter's best run against Flower's best: printed, and the JSON fields."""
+    a = _best(runs)
+    if a is None:
+        return {}
+    over = a["seconds"] / f["seconds"] if f else None
+    print(
+        f"qfl's Flower adapter (learning.method: flower, {a['threads']} thread(s), in one "
+        f"process): best {a['seconds']:.1f} s = network half {a['network_s']:.2f} s + "
+        f"learning {a['learning_s']:.1f} s, {a['samples_per_s']:.0f} samples/s, test "
+        f"accuracy {100 * a['acc']:.2f} %"
+        + (f"; {over:.2f}x Flower's simulation ({f['seconds']:.1f} s)" if f else "")
+    )
+    return {
+        "adapter_seconds": round(a["seconds"], 2),
+        "adapter_network_s": round(a["network_s"], 3),
+        "adapter_learning_s": round(a["learning_s"], 2),
+        "adapter_acc": round(a["acc"], 4),
+        "flower_seconds": round(f["seconds"], 2) if f else None,
+        "adapter_over_flower": round(over, 3) if over is not None else None,
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     cores = usable_cores()
@@ -495,9 +665,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--flower-actors", type=int, default=None, help="Ray actors (default: one per core)"
     )
     parser.add_argument("--flower-python", default=None)
-    parser.add_argument("--only", choices=("qfl", "flower"), default=None)
+    parser.add_argument("--only", choices=("qfl", "flower", "adapter"), default=None)
+    parser.add_argument(
+        "--adapter",
+        action="store_true",
+        help="also run the job through qfl's Flower adapter (learning.method: flower), in "
+        "the Flower interpreter, and report its time over Flower's own",
+    )
     parser.add_argument("--timeout", type=float, default=1800.0, help="per run, seconds")
-    parser.add_argument("--side", choices=("qfl", "flower"), default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--side", choices=("qfl", "flower", "adapter"), default=None, help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     counts = [min(default_threads(), args.cores)] if args.qfl_threads is None else []
     counts += [int(t) for t in str(args.qfl_threads or "").split(",") if t.strip()]
@@ -510,7 +688,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.side is not None:  # a child: one run of one side, on the first --cores CPUs
         if hasattr(os, "sched_setaffinity") and args.cores < usable_cores():
             os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
-        result = run_qfl(args) if args.side == "qfl" else run_flower(args)
+        sides = {"qfl": run_qfl, "flower": run_flower, "adapter": run_adapter}
+        result = sides[args.side](args)
         print(RESULT_TAG + json.dumps(result), flush=True)
         return result
 
@@ -538,10 +717,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ]
     if fl_python is not None:
         variants.append(("flower", "flower", []))
+        if args.adapter or args.only == "adapter":
+            variants.append(("adapter", "adapter", [f"--qfl-threads={counts[0]}"]))
     variants = [v for v in variants if args.only in (None, v[1])]
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in variants}
     runs.setdefault("qfl", [])
     runs.setdefault("flower", [])
+    runs.setdefault("adapter", [])
     child_argv = _job_argv(args)
     from bench_engine import matmul_gflops  # beside this script; the children do not need it
 
@@ -657,6 +839,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ceiling_ratio": round(ceiling, 3) if ceiling is not None else None,
         "qfl_fraction_of_matmul": round(ratio / ceiling, 3) if ratio and ceiling else None,
         "flower_client_train_share": round(_train_share(f, args), 3) if f else None,
+        **_adapter_report(runs["adapter"], f),
         "flower_unavailable": (
             None
             if f

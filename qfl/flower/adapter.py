@@ -12,6 +12,10 @@ with two differences that make it the learning half of a co-simulation:
 - results are gathered in the order of the strategy's instructions (Flower gathers them in
   completion order), and clients are sampled from a seeded stream, so a run is reproducible.
 
+The clients of a phase run ``parallel`` at a time on threads (as Flower's simulation runs
+them on several actors), the torch threads divided among them; each client's numbers are
+those of a run at that many threads per client, whatever runs beside it.
+
 A client returning parameters whose shapes differ from the initial parameters' is an
 error of the scenario (:class:`~qfl.scenario.ScenarioError` on ``learning.client_fn``): no
 strategy can aggregate it.
@@ -112,6 +116,9 @@ class FlowerDriver:
     initial : Parameters, optional
         The initial global parameters (default: the strategy's ``initialize_parameters``,
         else one sampled client's ``get_parameters``, as Flower does).
+    parallel : int
+        Clients of a phase that run at once (threads; 1: one after another). Their
+        ``fit`` / ``evaluate`` must not share mutable state (each client its own model).
     """
 
     def __init__(
@@ -121,7 +128,9 @@ class FlowerDriver:
         manager: Any,
         names: Sequence[str],
         initial: Any = None,
+        parallel: int = 1,
     ) -> None:
+        self.parallel = max(1, int(parallel))
         self.strategy = strategy
         self.proxies = list(proxies)
         self.manager = manager
@@ -146,6 +155,36 @@ class FlowerDriver:
                 f"{r}, expected {self.shapes} (the initial parameters' shapes)",
             )
 
+    def _calls(
+        self, instructions: Sequence[Any], phase: str, r: int, arrived: Arrived
+    ) -> dict[int, Any]:
+        """Each arrived client's ``fit`` / ``evaluate`` result (or the exception it raised),
+        by client index, ``parallel`` clients at a time."""
+        todo = [(p, ins) for p, ins in instructions if not arrived(self._index(p), phase)]
+
+        def call(item: tuple[Any, Any]) -> Any:
+            proxy, ins = item
+            try:
+                return getattr(proxy, phase)(ins, timeout=None, group_id=r)
+            except Exception as exc:
+                return exc
+
+        if self.parallel < 2 or len(todo) < 2:
+            return {self._index(p): call((p, ins)) for p, ins in todo}
+        import concurrent.futures as cf
+
+        import torch
+
+        from qfl.threads import using_threads
+
+        workers = min(self.parallel, len(todo))
+        with (
+            using_threads(max(1, torch.get_num_threads() // workers)),
+            cf.ThreadPoolExecutor(workers) as pool,
+        ):
+            out = list(pool.map(call, todo))
+        return {self._index(p): res for (p, _), res in zip(todo, out, strict=True)}
+
     def _wire(self, rec: RoundRecord) -> None:
         for p in self.proxies:
             rec.wire_bytes.extend((p.index, kind, n) for kind, n in p.wire)
@@ -169,7 +208,8 @@ class FlowerDriver:
         if instructions:
             results: list[Any] = []
             failures: list[Any] = []
-            for proxy, ins in instructions:
+            calls = self._calls(instructions, "fit", r, arrived)
+            for proxy, _ins in instructions:
                 i = self._index(proxy)
                 rec.fit_clients.append(i)
                 why = arrived(i, "fit")
@@ -177,11 +217,10 @@ class FlowerDriver:
                     rec.fit_failures[i] = why
                     failures.append(TimeoutError(f"client {self.names[i]!r}: {why}"))
                     continue
-                try:
-                    res = proxy.fit(ins, timeout=None, group_id=r)
-                except Exception as exc:  # a failing client is a failure, as in Flower
-                    rec.fit_failures[i] = f"raised {type(exc).__name__}: {exc}"
-                    failures.append(exc)
+                res = calls[i]
+                if isinstance(res, Exception):  # a failing client is a failure, as in Flower
+                    rec.fit_failures[i] = f"raised {type(res).__name__}: {res}"
+                    failures.append(res)
                     continue
                 if res.status.code != Code.OK:
                     rec.fit_failures[i] = f"status {res.status.code.name}: {res.status.message}"
@@ -213,7 +252,8 @@ class FlowerDriver:
             return
         results: list[Any] = []
         failures: list[Any] = []
-        for proxy, ins in instructions:
+        calls = self._calls(instructions, "evaluate", r, arrived)
+        for proxy, _ins in instructions:
             i = self._index(proxy)
             rec.evaluate_clients.append(i)
             why = arrived(i, "evaluate")
@@ -221,11 +261,10 @@ class FlowerDriver:
                 rec.evaluate_failures[i] = why
                 failures.append(TimeoutError(f"client {self.names[i]!r}: {why}"))
                 continue
-            try:
-                res = proxy.evaluate(ins, timeout=None, group_id=r)
-            except Exception as exc:
-                rec.evaluate_failures[i] = f"raised {type(exc).__name__}: {exc}"
-                failures.append(exc)
+            res = calls[i]
+            if isinstance(res, Exception):
+                rec.evaluate_failures[i] = f"raised {type(res).__name__}: {res}"
+                failures.append(res)
                 continue
             if res.status.code != Code.OK:
                 rec.evaluate_failures[i] = f"status {res.status.code.name}: {res.status.message}"

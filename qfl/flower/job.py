@@ -291,7 +291,12 @@ class FlowerJob(Job):
         session = _Session(self.sc, self.names)
         strategy = build_strategy(str(lr.strategy), lr.flower, initial=session.initial)
         return FlowerDriver(
-            strategy, session.proxies, session.manager, self.names, initial=session.initial()
+            strategy,
+            session.proxies,
+            session.manager,
+            self.names,
+            initial=session.initial(),
+            parallel=_parallel(session.clients),
         )
 
     def _arrivals(self, tl: Timeline, r: int) -> Any:
@@ -345,3 +350,19 @@ class FlowerJob(Job):
             rows.append(EvalRow(r, nm, glob, acc))
         rows.append(EvalRow(r, "mean", glob, total / weight if weight else math.nan))
         return rows
+
+
+def _parallel(clients: Sequence[Any]) -> int:
+    """Clients that may train at once: one per torch thread of this process (each then on
+    one thread, as Flower's simulation runs one client per single-threaded actor), unless
+    two clients hold the same torch model (they would overwrite each other's weights)."""
+    import torch
+
+    from qfl.flower.profile import _attrs, _find_model, user_object
+
+    n = int(torch.get_num_threads())
+    if n < 2 or len(clients) < 2:
+        return 1
+    models = [_find_model(_attrs(user_object(c))) for c in clients]
+    ids = [id(m) for m in models if m is not None]
+    return 1 if len(ids) != len(set(ids)) else n

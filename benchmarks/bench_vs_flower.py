@@ -390,6 +390,7 @@ def run_flower(args: argparse.Namespace) -> dict[str, Any]:
 
 
 _ADAPTER_JOB: dict[str, Any] = {}  # the job's arguments, set by run_adapter before the run
+_ADAPTER_ENV = "BENCH_ADAPTER_JOB"  # the same, for the adapter's client processes
 
 
 def fit_config(server_round: int) -> dict[str, Any]:
@@ -402,13 +403,15 @@ def adapter_client_fn(cid: str) -> Any:
     ``fit`` is :func:`_train_one_client`, starting from :func:`initial_state`."""
     from flwr.client import NumPyClient
 
-    job = _ADAPTER_JOB
+    job = _ADAPTER_JOB or json.loads(os.environ[_ADAPTER_ENV])  # a client process: the env
     client = int(cid)
     sets, _ = load_job(job["clients"], job["alpha"], job["pool"], job["seed"])
     data = sets[client]
     keys = list(initial_state(job["seed"]))
 
     class BenchClient(NumPyClient):  # type: ignore[misc]
+        trainloader = data  # what the adapter counts a client's samples from
+
         def get_parameters(self, config: Any) -> list[np.ndarray]:
             return [v.numpy() for v in initial_state(job["seed"]).values()]
 
@@ -487,6 +490,7 @@ def run_adapter(args: argparse.Namespace) -> dict[str, Any]:
             )
         }
     )
+    os.environ[_ADAPTER_ENV] = json.dumps(_ADAPTER_JOB)
     train_sets, test = load_job(args.clients, args.alpha, args.pool, args.seed)
     first = train_sets[0].subset(range(min(args.batch_size, len(train_sets[0]))))
     _train_one_client(initial_state(0), first, _ADAPTER_JOB, 0, 0)  # warm-up

@@ -131,6 +131,9 @@ class FlowerDriver:
         parallel: int = 1,
     ) -> None:
         self.parallel = max(1, int(parallel))
+        #: :class:`qfl.flower.workers.ClientWorkers` the proxies call (None: in process);
+        #: whoever sets it closes it.
+        self.workers: Any = None
         self.strategy = strategy
         self.proxies = list(proxies)
         self.manager = manager

@@ -42,6 +42,11 @@ from qfl.scenario import Scenario, ScenarioError
 __all__ = ["FlowerJob", "PhasePlan"]
 
 PHASES = ("fit", "evaluate")
+PROCESS_MIN_SAMPLES = 50_000
+"""Samples a run trains (over clients, epochs and rounds) from which the clients run in
+processes of their own (:mod:`qfl.flower.workers`) rather than on threads: enough work to
+pay for starting them (a few seconds), and no lock shared between the clients' Python
+code. Either way each client trains on one torch thread, so the numbers are the same."""
 
 
 @dataclass(frozen=True)
@@ -290,14 +295,23 @@ class FlowerJob(Job):
         lr = self.sc.learning
         session = _Session(self.sc, self.names)
         strategy = build_strategy(str(lr.strategy), lr.flower, initial=session.initial)
-        return FlowerDriver(
+        parallel = _parallel(session.clients)
+        driver = FlowerDriver(
             strategy,
             session.proxies,
             session.manager,
             self.names,
             initial=session.initial(),
-            parallel=_parallel(session.clients),
+            parallel=parallel,
         )
+        samples = sum(w.train_samples for w in self.work) * lr.local_epochs * lr.rounds
+        if parallel > 1 and samples >= PROCESS_MIN_SAMPLES:
+            from qfl.flower.workers import ClientWorkers
+
+            driver.workers = ClientWorkers(str(lr.client_fn), self.names, self.sc.seed, parallel)
+            for p in session.proxies:
+                p.workers = driver.workers
+        return driver
 
     def _arrivals(self, tl: Timeline, r: int) -> Any:
         failed: dict[tuple[str, str], str] = {}
@@ -318,12 +332,17 @@ class FlowerJob(Job):
         """Run the completed rounds of ``tl`` through the strategy, the clients dropped by
         the network being the rounds' failures."""
         driver = self.start()
-        for r in range(tl.rounds_done):
-            if self.progress is not None:
-                self.progress(r + 1, f"flower round, {len(self.phase(r, 'fit').clients)} clients")
-            driver.round(r + 1, self._arrivals(tl, r))
-            if (r + 1) in eval_rounds:
-                on_eval(r + 1, self.evaluate(driver, r + 1))
+        try:
+            for r in range(tl.rounds_done):
+                if self.progress is not None:
+                    n = len(self.phase(r, "fit").clients)
+                    self.progress(r + 1, f"flower round, {n} clients")
+                driver.round(r + 1, self._arrivals(tl, r))
+                if (r + 1) in eval_rounds:
+                    on_eval(r + 1, self.evaluate(driver, r + 1))
+        finally:
+            if driver.workers is not None:
+                driver.workers.close()
 
     def step(self, learner: Any, ops: RoundOps, transport: Any) -> None:
         """Not used: :meth:`execute` drives the strategy itself."""

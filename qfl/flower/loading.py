@@ -134,8 +134,11 @@ def _takes_context(fn: Any) -> bool:
     return not (first.name == "cid" or first.annotation in (str, "str"))
 
 
-def build_clients(path: str, names: Sequence[str], seed: int) -> list[Any]:
-    """The Flower clients (as ``flwr.client.Client``), client ``i`` for node ``names[i]``.
+def build_clients(
+    path: str, names: Sequence[str], seed: int, only: Sequence[int] | None = None
+) -> list[Any]:
+    """The Flower clients (as ``flwr.client.Client``), client ``i`` for node ``names[i]``
+    (with ``only``: just those indices, the others ``None``).
 
     ``client_fn`` gets a ``flwr.common.Context`` whose ``node_config`` holds
     ``partition-id`` (``i``), ``num-partitions``, ``node-name`` and ``seed``, as in Flower's
@@ -156,8 +159,11 @@ def build_clients(path: str, names: Sequence[str], seed: int) -> list[Any]:
             f"{path} must be a function building a client, got {type(fn).__name__}",
         )
     context = _takes_context(fn)
-    clients = []
+    clients: list[Any] = []
     for i, name in enumerate(names):
+        if only is not None and i not in only:
+            clients.append(None)
+            continue
         node_config: dict[str, Any] = {
             "partition-id": i,
             "num-partitions": len(names),

@@ -82,6 +82,16 @@ def proxy_class() -> type:
             self.client = client
             self.index = index
             self.wire: list[tuple[str, int]] = []
+            #: :class:`qfl.flower.workers.ClientWorkers` where the client's ``fit`` and
+            #: ``evaluate`` run (None: here, on ``client``).
+            self.workers: Any = None
+
+        def _remote(self, ins: Any, phase: str) -> Any:
+            data = _to_wire(ins)
+            self.wire.append((f"{phase}_ins", len(data)))
+            out = self.workers.call(self.index, phase, data)
+            self.wire.append((f"{phase}_res", len(out)))
+            return _from_wire(out, f"{phase}_res")
 
         def _carry(self, msg: Any, kind: str) -> Any:
             data = _to_wire(msg)
@@ -99,10 +109,14 @@ def proxy_class() -> type:
             return GetParametersRes(status=res.status, parameters=res.parameters)
 
         def fit(self, ins: Any, timeout: Any, group_id: Any) -> Any:
+            if self.workers is not None:
+                return self._remote(ins, "fit")
             res = self.client.fit(self._carry(ins, "fit_ins"))
             return self._carry(res, "fit_res")
 
         def evaluate(self, ins: Any, timeout: Any, group_id: Any) -> Any:
+            if self.workers is not None:
+                return self._remote(ins, "evaluate")
             res = self.client.evaluate(self._carry(ins, "evaluate_ins"))
             return self._carry(res, "evaluate_res")
 

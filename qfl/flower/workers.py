@@ -40,6 +40,10 @@ def _init(path: str, names: list[str], seed: int, sys_path: list[str], parent: i
     _STATE.update(path=path, names=names, seed=seed, clients={})
 
 
+def _ready() -> bool:
+    return True
+
+
 def _call(i: int, phase: str, data: bytes) -> bytes | str:
     """Worker: client ``i``'s ``fit`` / ``evaluate`` of the serialized instruction; the
     serialized result, or the text of the exception it raised."""
@@ -82,6 +86,10 @@ class ClientWorkers:
             cf.ProcessPoolExecutor(1, mp_context=ctx, initializer=_init, initargs=args)
             for _ in range(n)
         ]
+        # Start the processes now, from this thread: a process dies with the thread that
+        # started it (the parent-death signal), and the phases call from short-lived threads.
+        for f in [pool.submit(_ready) for pool in self.pools]:
+            f.result()
 
     def call(self, i: int, phase: str, data: bytes) -> bytes:
         """Client ``i``'s serialized result of the serialized instruction ``data``.

@@ -849,8 +849,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if f
             else how
             if fl_python is None
-            else "not run (--only qfl)"
-            if args.only == "qfl"
+            else f"not run (--only {args.only})"
+            if args.only in ("qfl", "adapter")
             else "every Flower run failed"
         ),
     }

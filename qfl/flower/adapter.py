@@ -172,6 +172,20 @@ class FlowerDriver:
             except Exception as exc:
                 return exc
 
+        if self.workers is not None:  # client processes: start every client, then wait
+            started = []
+            for p, ins in todo:
+                try:
+                    started.append((p, p.start(ins, phase)))
+                except Exception as exc:
+                    started.append((p, exc))
+            out: dict[int, Any] = {}
+            for p, wait in started:
+                try:
+                    out[self._index(p)] = wait if isinstance(wait, Exception) else wait()
+                except Exception as exc:
+                    out[self._index(p)] = exc
+            return out
         if self.parallel < 2 or len(todo) < 2:
             return {self._index(p): call((p, ins)) for p, ins in todo}
         import concurrent.futures as cf
@@ -185,8 +199,8 @@ class FlowerDriver:
             using_threads(max(1, torch.get_num_threads() // workers)),
             cf.ThreadPoolExecutor(workers) as pool,
         ):
-            out = list(pool.map(call, todo))
-        return {self._index(p): res for (p, _), res in zip(todo, out, strict=True)}
+            results = list(pool.map(call, todo))
+        return {self._index(p): res for (p, _), res in zip(todo, results, strict=True)}
 
     def _wire(self, rec: RoundRecord) -> None:
         for p in self.proxies:

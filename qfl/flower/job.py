@@ -308,7 +308,10 @@ class FlowerJob(Job):
         if parallel > 1 and samples >= PROCESS_MIN_SAMPLES:
             from qfl.flower.workers import ClientWorkers
 
-            driver.workers = ClientWorkers(str(lr.client_fn), self.names, self.sc.seed, parallel)
+            sizes = [w.train_samples for w in self.work]
+            driver.workers = ClientWorkers(
+                str(lr.client_fn), self.names, self.sc.seed, parallel, sizes
+            )
             for p in session.proxies:
                 p.workers = driver.workers
         return driver

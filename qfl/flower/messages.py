@@ -86,12 +86,22 @@ def proxy_class() -> type:
             #: ``evaluate`` run (None: here, on ``client``).
             self.workers: Any = None
 
-        def _remote(self, ins: Any, phase: str) -> Any:
+        def start(self, ins: Any, phase: str) -> Any:
+            """Send ``ins`` to the client's process; returns a function that waits for
+            and returns the client's ``fit`` / ``evaluate`` result."""
             data = _to_wire(ins)
             self.wire.append((f"{phase}_ins", len(data)))
-            out = self.workers.call(self.index, phase, data)
-            self.wire.append((f"{phase}_res", len(out)))
-            return _from_wire(out, f"{phase}_res")
+            wait = self.workers.submit(self.index, phase, data)
+
+            def result() -> Any:
+                out = wait()
+                self.wire.append((f"{phase}_res", len(out)))
+                return _from_wire(out, f"{phase}_res")
+
+            return result
+
+        def _remote(self, ins: Any, phase: str) -> Any:
+            return self.start(ins, phase)()
 
         def _carry(self, msg: Any, kind: str) -> Any:
             data = _to_wire(msg)

@@ -15,10 +15,30 @@ from __future__ import annotations
 import concurrent.futures as cf
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = ["ClientError", "ClientWorkers"]
+
+
+def _placement(n_clients: int, n: int, sizes: Sequence[int] | None) -> list[int]:
+    """The process of each client: largest first onto the least loaded (round robin
+    without sizes).
+
+    Examples
+    --------
+    >>> _placement(4, 2, [10, 1, 6, 5])
+    [0, 0, 1, 1]
+    >>> _placement(3, 2, None)
+    [0, 1, 0]
+    """
+    if not sizes or not any(sizes):
+        return [i % n for i in range(n_clients)]
+    load, place = [0] * n, [0] * n_clients
+    for i in sorted(range(n_clients), key=lambda k: (-sizes[k], k)):
+        w = min(range(n), key=lambda k: (load[k], k))
+        place[i], load[w] = w, load[w] + max(1, int(sizes[i]))
+    return place
 
 
 class ClientError(RuntimeError):
@@ -74,14 +94,26 @@ class ClientWorkers:
         The scenario's seed (in the clients' ``node_config``).
     n : int
         Processes.
+    sizes : sequence of int, optional
+        The clients' training samples: each client is placed, largest first, on the
+        process with the least work so far (default: client ``i`` on process ``i % n``).
+        A client stays on its process for the whole run.
     """
 
-    def __init__(self, path: str, names: Sequence[str], seed: int, n: int) -> None:
+    def __init__(
+        self,
+        path: str,
+        names: Sequence[str],
+        seed: int,
+        n: int,
+        sizes: Sequence[int] | None = None,
+    ) -> None:
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
         args = (path, list(names), seed, list(sys.path), os.getpid())
         self.n = n
+        self.place = _placement(len(names), n, sizes)
         self.pools = [
             cf.ProcessPoolExecutor(1, mp_context=ctx, initializer=_init, initargs=args)
             for _ in range(n)
@@ -91,18 +123,24 @@ class ClientWorkers:
         for f in [pool.submit(_ready) for pool in self.pools]:
             f.result()
 
-    def call(self, i: int, phase: str, data: bytes) -> bytes:
-        """Client ``i``'s serialized result of the serialized instruction ``data``.
+    def submit(self, i: int, phase: str, data: bytes) -> Callable[[], bytes]:
+        """Start client ``i``'s ``phase`` on the serialized instruction ``data``; returns a
+        function that waits for its serialized result (raising :class:`ClientError` if the
+        client raised). Several clients started at once run in parallel, each process
+        taking its own clients in turn."""
+        fut = self.pools[self.place[i]].submit(_call, i, phase, data)
 
-        Raises
-        ------
-        ClientError
-            The client raised.
-        """
-        out = self.pools[i % self.n].submit(_call, i, phase, data).result()
-        if isinstance(out, str):
-            raise ClientError(out)
-        return out
+        def result() -> bytes:
+            out = fut.result()
+            if isinstance(out, str):
+                raise ClientError(out)
+            return out
+
+        return result
+
+    def call(self, i: int, phase: str, data: bytes) -> bytes:
+        """Client ``i``'s serialized result of the serialized instruction ``data``."""
+        return self.submit(i, phase, data)()
 
     def close(self) -> None:
         """Stop the processes."""

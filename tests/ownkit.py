@@ -32,9 +32,12 @@ def blobs_tensors() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def mlp(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """A two-layer perceptron."""
+    """A two-layer perceptron (on the flattened sample)."""
+    n_in = 1
+    for d in input_shape:
+        n_in *= d
     return nn.Sequential(
-        nn.Linear(input_shape[0], HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, num_classes)
+        nn.Flatten(), nn.Linear(n_in, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, num_classes)
     )
 
 

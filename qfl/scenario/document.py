@@ -82,8 +82,12 @@ def _check_method(sc: Scenario) -> None:
     lr = sc.learning
     try:
         spec = get_method(lr.method)
-    except UnknownNameError as exc:
-        raise ScenarioError("learning.method", str(exc).partition(": ")[2]) from None
+    except UnknownNameError:
+        known = ", ".join(repr(m) for m in METHODS)
+        raise ScenarioError(
+            "learning.method",
+            f"must be {known} (or a method registered with qfl.register_method), got {lr.method!r}",
+        ) from None
     for other in METHODS.values():
         for f in other.own_fields:
             v = getattr(lr, f)

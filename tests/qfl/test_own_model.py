@@ -214,7 +214,8 @@ def test_registries_are_open_and_refuse_clashes() -> None:
         assert s["method"] == "t-fedavg" and s["status"] == "complete"
     finally:
         METHODS.pop("t-fedavg", None)
-    with pytest.raises(ScenarioError, match=r"^learning\.method: must be one of 'def-fd'"):
+    unknown = r"^learning\.method: must be 'def-fd', 'def-kt'.* \(or a method registered"
+    with pytest.raises(ScenarioError, match=unknown):
         qfl.build_scenario(star(method="t-fedavg"))
 
 
@@ -234,3 +235,22 @@ def test_the_example_runs_in_reduced_form(tmp_path: Path, monkeypatch: pytest.Mo
     s = qfl.run(sc, tmp_path / "run", threads=1).summary
     assert s["status"] == "complete" and s["final_global_acc"] > 0.3  # 8 classes
     assert (tmp_path / "run" / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("method", ["fedavg", "def-kt"])
+def test_a_model_of_ones_own_on_a_built_in_dataset(fmnist: Path, method: str) -> None:
+    data = star(
+        method=method,
+        dataset="fashion-mnist",
+        model="ownkit:mlp",
+        rounds=1,
+        samples_per_client=60,
+        test_samples=200,
+    )
+    if method == "def-kt":
+        data["topology"] = {**STAR["topology"], "nodes": STAR["topology"]["nodes"][1:],
+                            "links": [{"a": "a", "b": "b", "length_km": 10},
+                                      {"a": "b", "b": "c", "length_km": 10}]}  # fmt: skip
+    s = _run(data).summary
+    assert s["status"] == "complete" and s["model"] == "ownkit:mlp"
+    assert s["final_global_acc"] is not None and s["final_global_acc"] > 0.1

@@ -106,6 +106,7 @@ class KmeServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.1"  # errors on a malformed request line get a status line
     server_version = "qfl-kme/1"
     sys_version = ""
     timeout = 60.0
@@ -313,7 +314,9 @@ def start_servers(
         raise
     handle = Servers(servers)
     for s in servers:
-        t = threading.Thread(target=s.serve_forever, name=f"kme-{s.kme_node or 'all'}", daemon=True)
+        t = threading.Thread(
+            target=s.serve_forever, args=(0.05,), name=f"kme-{s.kme_node or 'all'}", daemon=True
+        )
         t.start()
         handle.threads.append(t)
     return handle

@@ -211,7 +211,7 @@ def _query_int(query: Mapping[str, list[str]], name: str, default: int) -> int:
     raw = _one(query, name)
     if raw is None:
         return default
-    if not re.fullmatch(r"[+-]?\d{1,12}", raw.strip()):
+    if not re.fullmatch(r"[+-]?\d{1,18}", raw.strip()):
         raise KmeError(400, f"query parameter {name} must be an integer, got {raw[:40]!r}")
     return int(raw)
 

@@ -2,29 +2,45 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import TINY, merge
 
 # a --[1000 b/s]-- r --[2000 b/s]-- b ; c --[500 b/s]-- r ; fluid pools, empty at t = 0
-KME_NET: dict[str, Any] = merge(
-    TINY,
-    {
-        "name": "kmenet",
-        "topology": {
-            "links": [
-                {"a": "a", "b": "r", "length_km": 5, "skr_bps": 1000},
-                {"a": "b", "b": "r", "length_km": 8, "skr_bps": 2000},
-                {"a": "c", "b": "r", "length_km": 12, "skr_bps": 500},
-            ]
-        },
-        "qkd": {"pool_capacity_bits": 1.0e5, "initial_fill_bits": 0},
+KME_NET: dict[str, Any] = {
+    "name": "kmenet",
+    "seed": 3,
+    "topology": {
+        "nodes": [{"name": "a"}, {"name": "b"}, {"name": "c"}, {"name": "r", "role": "relay"}],
+        "links": [
+            {"a": "a", "b": "r", "length_km": 5, "skr_bps": 1000},
+            {"a": "b", "b": "r", "length_km": 8, "skr_bps": 2000},
+            {"a": "c", "b": "r", "length_km": 12, "skr_bps": 500},
+        ],
     },
-)
+    "qkd": {
+        "preset": "toshiba-2018",
+        "key_model": "asymptotic-fluid",
+        "pool_capacity_bits": 1.0e5,
+        "initial_fill_bits": 0,
+    },
+    "learning": {"method": "def-fd", "dataset": "fashion-mnist"},
+}
+
+
+def merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``base`` with ``patch`` merged in."""
+    out = copy.deepcopy(base)
+    for k, v in patch.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
 
 
 @pytest.fixture(scope="module")

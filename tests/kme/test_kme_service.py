@@ -147,3 +147,12 @@ def test_replay_of_a_run_competes_for_key(kme_scenario, tmp_path: Path) -> None:
     assert feed.applied == 2 and feed.shortfall_bits == 0
     assert _level(svc, "a-r") == pytest.approx(1000 - 400)
     assert _level(svc, "b-r") == pytest.approx(2000 - 1000)
+
+
+def test_the_service_never_loads_the_learning_side() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, qfl.kme, qfl.commands.kme; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

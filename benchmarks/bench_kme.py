@@ -285,6 +285,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--pairs", type=int, default=50)
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of load in all")
     ap.add_argument("--speed", type=float, default=1.0, help="service clock factor")
+    ap.add_argument(
+        "--rate-scale", type=float, default=1.0, help="qkd.rate_scale: < 1 makes key scarce"
+    )
     ap.add_argument("--smoke", action="store_true", help="3 pairs, 2 s, clock x60")
     ap.add_argument("--out", type=Path, default=None, help="work folder (default: a temp one)")
     args = ap.parse_args(argv)
@@ -304,7 +307,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     write_certs(certs, [n for pair in names for n in pair])
     port = _free_port()
     serve = [str(METRO), "--certs", str(certs), "--port", str(port), "--state", str(state),
-             "--speed", str(args.speed), *sae_args]  # fmt: skip
+             "--speed", str(args.speed), "--set", f"qkd.rate_scale={args.rate_scale}",
+             *sae_args]  # fmt: skip
     server = Server(serve, log)
     starts = [server.start_s]
     url = f"https://127.0.0.1:{port}/api/v1/keys"
@@ -349,6 +353,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "pairs": args.pairs,
         "load_seconds": round(wall, 2),
         "speed": args.speed,
+        "rate_scale": args.rate_scale,
         "requests_per_s": round(sum(stats.codes.values()) / wall, 1),
         "ok_per_s": round(ok / wall, 1),
         "keys_per_s": round(len(stats.dec_ids) / wall, 1),

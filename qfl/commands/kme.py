@@ -49,17 +49,19 @@ def _saes(sc: object, extra: list[str] | None) -> dict[str, str]:
     return saes | more
 
 
-def _load(file: Path, replay: bool) -> tuple[object, object]:
+def _load(file: Path, replay: bool, sets: list[str] | None) -> tuple[object, object]:
+    from qfl.commands.simulate import resolve_scenario
     from qfl.kme.build import load_replay
-    from qfl.scenario import load_scenario
 
     if replay:
         if not file.is_dir():
             raise ParameterError("FILE", str(file), "a finished run folder with --replay")
+        if sets:
+            raise ParameterError("--set", sets[0], "not given with --replay (the run's own)")
         return load_replay(file)
     if file.is_dir():
         raise ParameterError("FILE", str(file), "a scenario YAML file (a run folder: add --replay)")
-    return load_scenario(file), None
+    return resolve_scenario(file, False, sets), None
 
 
 @app.command("serve")
@@ -99,6 +101,13 @@ def serve(
         ),
     ] = False,
     sae: SaeOption = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a scenario field, as in qfl simulate (qkd.rate_scale=0.01).",
+        ),
+    ] = None,
     key_size: Annotated[int, typer.Option(help="Default key size, bits.")] = 256,
     state: Annotated[
         Path | None,
@@ -143,7 +152,7 @@ def serve(
             tls = server_tls_context(*files)
         except (OSError, ValueError) as exc:
             raise ParameterError("--certs", str(certs_dir), f"valid PEM files ({exc})") from None
-    sc, feed = _load(file, replay)
+    sc, feed = _load(file, replay, sets)
     saes = _saes(sc, sae)
     journal = None
     if state is not None:

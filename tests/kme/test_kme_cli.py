@@ -32,6 +32,7 @@ def _free_port() -> int:
         (["--insecure", "--replay"], "FILE: must be a finished run folder with --replay"),
         (["--insecure", "--port", "70000"], "--port"),
         (["--certs", "/nonexistent"], "--certs: must be a folder with ca.pem"),
+        (["--insecure", "--set", "qkd.rate_scale=-1"], "--set qkd.rate_scale"),
     ],
 )
 def test_bad_serve_options(capsys, kme_scenario, extra: list[str], fragment: str) -> None:

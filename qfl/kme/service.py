@@ -27,11 +27,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import networkx as nx
+
 from network import QKDNetwork
 from qfl.kme.clock import ServiceClock
 from qfl.kme.journal import Journal, read_journal
 from qfl.kme.spec import KeyRequest, KmeError, Limits
-from qkd.errors import ParameterError
+from qkd.errors import ParameterError, QflError
 
 __all__ = ["KeyService", "kme_id"]
 
@@ -291,24 +293,34 @@ class KeyService:
                 records = list(read_journal(path))
             except ValueError as exc:
                 raise ParameterError("--state journal", str(path), f"readable ({exc})") from None
-            for rec in records:
-                t = float(rec["t"])
-                last = max(last, t)
-                self._advance(t)
-                if rec["op"] == "enc":
-                    for lk in self._hops(rec["path"]):
-                        self._take(lk, float(rec["bits"]))
-                    for kid, b64 in rec["keys"]:
-                        self._pending[kid] = _Held(
-                            rec["master"], rec["slave"], base64.b64decode(b64)
-                        )
-                        self.keys_issued += 1
-                else:
-                    for kid in rec["ids"]:
-                        self._pending.pop(kid, None)
-                        self._served.add(kid)
-                        self.keys_delivered += 1
+            for i, rec in enumerate(records):
+                try:
+                    last = max(last, self._replay_record(rec))
+                except (KeyError, TypeError, ValueError, QflError, nx.NetworkXException) as exc:
+                    raise ParameterError(
+                        f"--state journal {path} record {i + 1}",
+                        str(rec)[:80],
+                        f"a record of this scenario's network ({type(exc).__name__}: {exc})",
+                    ) from None
         return last
+
+    def _replay_record(self, rec: dict[str, Any]) -> float:
+        t = float(rec["t"])
+        self._advance(t)
+        if rec["op"] == "enc":
+            for lk in self._hops(rec["path"]):
+                self._take(lk, float(rec["bits"]))
+            for kid, b64 in rec["keys"]:
+                self._pending[kid] = _Held(rec["master"], rec["slave"], base64.b64decode(b64))
+                self.keys_issued += 1
+        elif rec["op"] == "dec":
+            for kid in rec["ids"]:
+                self._pending.pop(kid, None)
+                self._served.add(kid)
+                self.keys_delivered += 1
+        else:
+            raise ValueError(f"unknown op {rec['op']!r}")
+        return t
 
     @property
     def pending_keys(self) -> int:

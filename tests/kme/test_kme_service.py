@@ -156,3 +156,14 @@ def test_the_service_never_loads_the_learning_side() -> None:
     code = "import sys, qfl.kme, qfl.commands.kme; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_journal_of_another_network_is_refused(kme_scenario, tmp_path: Path) -> None:
+    from qkd.errors import ParameterError
+
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text(
+        '{"op":"enc","t":1.0,"master":"a","slave":"b","path":["a","x"],"bits":64,"keys":[]}\n'
+    )
+    with pytest.raises(ParameterError, match="record 1"):
+        _service(kme_scenario(), journal=journal)

@@ -375,6 +375,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "client_errors": stats.errors[:5],
         "server_keys_issued": acc["keys_issued"],
         "links_over_generated": sorted(over),
+        "tightest_link": max(
+            (
+                {
+                    "link": n,
+                    "kme_share_of_generated": round(v["kme_bits"] / v["net_generated_bits"], 4),
+                }
+                for n, v in acc["links"].items()
+                if v["net_generated_bits"] > 0
+            ),
+            key=lambda d: d["kme_share_of_generated"],
+            default=None,
+        ),
         "kme_bits_total": sum(v["kme_bits"] for v in acc["links"].values()),
         "generated_bits_total": sum(v["net_generated_bits"] for v in acc["links"].values()),
         "server_start_s": [round(s, 2) for s in starts],

@@ -75,3 +75,20 @@ def test_certs_make_a_ca_and_one_certificate_per_sae(capsys, kme_scenario, tmp_p
         ctx.load_cert_chain(out / f"{sae}.pem", out / f"{sae}.key")
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(out / "kme.pem", out / "kme.key")
+
+
+def test_serve_replays_a_run_folder(capsys, kme_scenario, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "scenario.yaml").write_text(kme_scenario().read_text())
+    (run / "keypools.csv").write_text(
+        "sim_time_s,link,event,bits,level_bits\n0.0,a-r,start,1000,0\n0.1,a-r,take,50,50\n"
+    )
+    args = ["--insecure", "--port", str(_free_port()), "--duration", "0.3", "--speed", "10"]
+    assert main(["kme", "serve", str(run), "--replay", *args]) == 0
+    assert f"replaying {run}" in capsys.readouterr().out
+    msg = run_bad(capsys, ["kme", "serve", str(run), "--replay", "--insecure", "--set", "seed=1"])
+    assert msg.startswith("--set: must be not given with --replay")
+    (run / "keypools.csv").write_text("sim_time_s,link,event,bits\n1,x-y,take,5\n")
+    msg = run_bad(capsys, ["kme", "serve", str(run), "--replay", "--insecure"])
+    assert "--replay keypools.csv link: must be a link of the run, got 'x-y'" in msg

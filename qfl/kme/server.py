@@ -77,6 +77,8 @@ class KmeServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+    max_connections = 1024
+    """Connections served at once (a thread each); more are closed at once."""
 
     def __init__(
         self,
@@ -89,7 +91,22 @@ class KmeServer(ThreadingHTTPServer):
         self.service = service
         self.tls = tls
         self.kme_node = kme_node
+        self._slots = threading.BoundedSemaphore(self.max_connections)
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread per connection, up to :attr:`max_connections`."""
+        if not self._slots.acquire(blocking=False):
+            log.warning("refused %s: %d connections open", client_address, self.max_connections)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """The TLS handshake happens here, in the connection's own thread."""

@@ -106,6 +106,7 @@ class KeyService:
         self.journal = journal
         self._lock = threading.Lock()
         self._pending: dict[str, _Held] = {}
+        self._held: dict[tuple[str, str], int] = {}  # keys pending per (master, slave)
         self._served: set[str] = set()
         self._links = {lk.name: lk for lk in net.links.values()}
         self.kme_bits = dict.fromkeys(self._links, 0.0)
@@ -195,6 +196,13 @@ class KeyService:
         a, b = self._pair(master, slave)
         bits = float(req.number * req.size)
         with self._lock:
+            held = self._held.get((master, slave), 0)
+            if held + req.number > self.limits.max_held_per_pair:
+                raise KmeError(
+                    503,
+                    f"{held} keys issued to {master!r} for {slave!r} are not yet fetched by "
+                    f"the slave; at most {self.limits.max_held_per_pair} are kept per pair",
+                )
             t = self._advance()
             path = self._route(a, b, bits)
             hops = self._hops(path)
@@ -237,6 +245,7 @@ class KeyService:
                 )
             for kid, key in keys:
                 self._pending[kid] = _Held(master, slave, key)
+            self._held[(master, slave)] = held + len(keys)
             self.keys_issued += len(keys)
         return keys
 
@@ -278,6 +287,7 @@ class KeyService:
             if self.journal is not None:
                 self.journal.write({"op": "dec", "t": t, "ids": list(ids)})
             out = [(kid, self._pending.pop(kid).key) for kid in ids]
+            self._held[(master, slave)] -= len(out)
             self._served.update(ids)
             self.keys_delivered += len(out)
         return out
@@ -310,12 +320,16 @@ class KeyService:
         if rec["op"] == "enc":
             for lk in self._hops(rec["path"]):
                 self._take(lk, float(rec["bits"]))
+            pair = (rec["master"], rec["slave"])
             for kid, b64 in rec["keys"]:
-                self._pending[kid] = _Held(rec["master"], rec["slave"], base64.b64decode(b64))
+                self._pending[kid] = _Held(*pair, base64.b64decode(b64))
+                self._held[pair] = self._held.get(pair, 0) + 1
                 self.keys_issued += 1
         elif rec["op"] == "dec":
             for kid in rec["ids"]:
-                self._pending.pop(kid, None)
+                gone = self._pending.pop(kid, None)
+                if gone is not None:
+                    self._held[(gone.master, gone.slave)] -= 1
                 self._served.add(kid)
                 self.keys_delivered += 1
         else:

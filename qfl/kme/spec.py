@@ -74,6 +74,9 @@ class Limits:
         Largest ``number``.
     max_sae_id_count : int
         Additional slave SAEs a request may name (0: key multicast is not offered).
+    max_held_per_pair : int
+        Keys a master SAE may hold for one slave SAE before the slave fetches some (a bound
+        on the KME's memory; beyond it, ``enc_keys`` answers 503).
     """
 
     key_size: int = 256
@@ -81,6 +84,7 @@ class Limits:
     max_key_size: int = 8192
     max_key_per_request: int = 128
     max_sae_id_count: int = 0
+    max_held_per_pair: int = 100_000
 
     def __post_init__(self) -> None:
         for name in ("key_size", "min_key_size", "max_key_size"):
@@ -95,6 +99,10 @@ class Limits:
             )
         if self.max_key_per_request < 1:
             raise ParameterError("max_key_per_request", self.max_key_per_request, ">= 1")
+        if self.max_held_per_pair < self.max_key_per_request:
+            raise ParameterError(
+                "max_held_per_pair", self.max_held_per_pair, ">= max_key_per_request"
+            )
         if self.max_sae_id_count != 0:
             raise ParameterError("max_sae_id_count", self.max_sae_id_count, "0 (no multicast)")
 

@@ -167,3 +167,15 @@ def test_a_journal_of_another_network_is_refused(kme_scenario, tmp_path: Path) -
     )
     with pytest.raises(ParameterError, match="record 1"):
         _service(kme_scenario(), journal=journal)
+
+
+def test_keys_held_per_pair_are_bounded(kme_scenario) -> None:
+    svc, clock = _service(kme_scenario(), limits=Limits(max_held_per_pair=128))
+    clock.advance(100.0)
+    held = svc.enc_keys("a", "b", KeyRequest(128, 64))
+    with pytest.raises(KmeError, match="not yet fetched") as e:
+        svc.enc_keys("a", "b", KeyRequest(1, 64))
+    assert e.value.status == 503
+    svc.enc_keys("a", "c", KeyRequest(1, 64))  # another pair is not affected
+    svc.dec_keys("b", "a", [k for k, _ in held[:1]])
+    svc.enc_keys("a", "b", KeyRequest(1, 64))

@@ -171,7 +171,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         try:
-            body = self._read_body() if method == "POST" else None
+            if method == "POST":
+                body = self._read_body()
+            else:
+                body = None
+                self._discard_body()  # a GET with a body: keep the connection in step
             status, payload = 200, self._answer(method, body)
         except KmeError as exc:
             status, payload = exc.status, error_body(exc)

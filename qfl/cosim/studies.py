@@ -40,6 +40,7 @@ __all__ = [
     "KNOBS",
     "StudyResult",
     "check_knob",
+    "check_threshold",
     "contingency",
     "knob_direction",
     "threshold",
@@ -198,6 +199,66 @@ class _Eval:
     slug: str
 
 
+def check_threshold(
+    base: Scenario,
+    *,
+    vary: str,
+    target: float,
+    within_s: float,
+    lo: float | None = None,
+    hi: float | None = None,
+    rtol: float = 0.1,
+    maximize: bool = False,
+) -> tuple[int, float, float, Any]:
+    """Check a threshold question without running anything (``qfl plan threshold`` calls it
+    before it creates the study folder, so a refused question leaves nothing behind).
+
+    Returns
+    -------
+    tuple
+        The knob's direction (:func:`knob_direction`), the search range ``(lo, hi)``
+        (defaults filled in, see :func:`threshold`) and the knob's current value.
+
+    Raises
+    ------
+    ScenarioError
+        As :func:`threshold` does for a bad question.
+    """
+    direction = check_knob(base, vary)
+    if direction < 0 and not maximize:
+        raise ScenarioError("--vary", f"more of {vary} is worse: add --maximize to find the "
+                            "largest value that still reaches the target")  # fmt: skip
+    if direction > 0 and maximize:
+        raise ScenarioError("--maximize", f"more of {vary} helps: drop --maximize to find the "
+                            "least value that reaches the target")  # fmt: skip
+    if not 0 < target <= 1:
+        raise ScenarioError("--target", f"must be in (0, 1], got {target}")
+    if not within_s > 0 or not math.isfinite(within_s):
+        raise ScenarioError("--within", f"must be a positive duration, got {within_s} s")
+    if not rtol > 0:
+        raise ScenarioError("--rtol", f"must be > 0, got {rtol}")
+    cur = _current(base, vary)
+    if isinstance(cur, bool) or not isinstance(cur, int | float | None):
+        raise ScenarioError("--vary", f"{vary} is not numeric (its value is {cur!r})")
+    if lo is None or hi is None:
+        if not cur:
+            raise ScenarioError("--range", f"{vary} is {cur!r} here: give the search range "
+                                "explicitly (--range LO,HI)")  # fmt: skip
+        # From today's value: how far a helping knob may fall (10^4), how far a hurting
+        # one may grow (10^2).
+        lo = (float(cur) / 1e4 if direction > 0 else float(cur)) if lo is None else lo
+        hi = (float(cur) if direction > 0 else float(cur) * 100) if hi is None else hi
+    if not (0 < lo < hi and math.isfinite(hi)):
+        raise ScenarioError("--range", f"must satisfy 0 < LO < HI, got {lo}, {hi}")
+    is_int = isinstance(cur, int) or vary.endswith("block_size")
+    for v in (lo, hi):  # both ends must be values the scenario accepts
+        try:
+            apply_overrides(base, {vary: int(round(v)) if is_int else float(v)})
+        except ScenarioError as exc:
+            raise ScenarioError(f"--vary {vary}={_fmt(v)}", exc.message) from None
+    return direction, lo, hi, cur
+
+
 def threshold(
     base: Scenario,
     folder: Path,
@@ -248,32 +309,10 @@ def threshold(
         where more helps (or its absence where more hurts), or evaluations that contradict
         monotonicity.
     """
-    direction = check_knob(base, vary)
-    if direction < 0 and not maximize:
-        raise ScenarioError("--vary", f"more of {vary} is worse: add --maximize to find the "
-                            "largest value that still reaches the target")  # fmt: skip
-    if direction > 0 and maximize:
-        raise ScenarioError("--maximize", f"more of {vary} helps: drop --maximize to find the "
-                            "least value that reaches the target")  # fmt: skip
-    if not 0 < target <= 1:
-        raise ScenarioError("--target", f"must be in (0, 1], got {target}")
-    if not within_s > 0 or not math.isfinite(within_s):
-        raise ScenarioError("--within", f"must be a positive duration, got {within_s} s")
-    if not rtol > 0:
-        raise ScenarioError("--rtol", f"must be > 0, got {rtol}")
-    cur = _current(base, vary)
-    if isinstance(cur, bool) or not isinstance(cur, int | float | None):
-        raise ScenarioError("--vary", f"{vary} is not numeric (its value is {cur!r})")
-    if lo is None or hi is None:
-        if not cur:
-            raise ScenarioError("--range", f"{vary} is {cur!r} here: give the search range "
-                                "explicitly (--range LO,HI)")  # fmt: skip
-        # From today's value: how far a helping knob may fall (10^4), how far a hurting
-        # one may grow (10^2).
-        lo = (float(cur) / 1e4 if direction > 0 else float(cur)) if lo is None else lo
-        hi = (float(cur) if direction > 0 else float(cur) * 100) if hi is None else hi
-    if not (0 < lo < hi and math.isfinite(hi)):
-        raise ScenarioError("--range", f"must satisfy 0 < LO < HI, got {lo}, {hi}")
+    direction, lo, hi, cur = check_threshold(
+        base, vary=vary, target=target, within_s=within_s, lo=lo, hi=hi, rtol=rtol,
+        maximize=maximize,
+    )  # fmt: skip
     sc0 = apply_overrides(base, {"learning.target_accuracy": target, "horizon_s": within_s})
     is_int = isinstance(cur, int) or vary.endswith("block_size")
     runner = runner or PointRunner(folder, executor="inline")

@@ -253,7 +253,7 @@ def check_threshold(
     is_int = isinstance(cur, int) or vary.endswith("block_size")
     for v in (lo, hi):  # both ends must be values the scenario accepts
         try:
-            apply_overrides(base, {vary: int(round(v)) if is_int else float(v)})
+            apply_overrides(base, {vary: round(v) if is_int else float(v)})
         except ScenarioError as exc:
             raise ScenarioError(f"--vary {vary}={_fmt(v)}", exc.message) from None
     return direction, lo, hi, cur

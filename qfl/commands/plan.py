@@ -139,10 +139,12 @@ def _runner(folder: Path, executor: str, jobs: int | None, address: str | None) 
 def _show(result: Any, cols: list[str], png: str) -> None:
     table = Table(title=f"{result.kind}: {result.meta.get('question', '')}")
     for c in cols:
-        table.add_column(c, justify="right" if c not in ("variant", "link") else "left")
+        table.add_column(c, justify="right" if c not in ("variant", "link", "harm") else "left")
     for r in result.rows:
         table.add_row(*[_cell(r.get(c)) for c in cols])
     _out.print(table)
+    if result.meta.get("ranking"):
+        _out.print(f"ranking: {result.meta['ranking']}", markup=False)
     ran = result.meta.get("learning_executions")
     _out.print(
         f"{result.meta.get('evaluations')} points evaluated, {ran} learning execution(s) (learning "
@@ -283,7 +285,7 @@ def contingency_cmd(
         folder,
         fresh=fresh,
     )
-    _show(result, ["rank", "variant", "connected", "rerouted_share", "final_global_acc",
+    _show(result, ["rank", "variant", "harm", "connected", "rerouted_share", "final_global_acc",
                    "time_to_target_s", "delay_s", "learning"], "contingency.png")  # fmt: skip
 
 

@@ -525,12 +525,16 @@ def contingency(
                 "slug": p.slug,
             }
         )
-    ranked = [rows[0], *sorted(rows[1:], key=_impact)]
+    noise = accuracy_noise(b.get("final_global_acc"), base.learning.test_samples)
+    for row in rows[1:]:
+        row["harm"] = _harm(row, rows[0], noise)
+    ranked = [rows[0], *sorted(rows[1:], key=lambda r: (_severity(r, rows[0], noise),
+                                                          r["variant"]))]  # fmt: skip
     for r, row in enumerate(ranked):
         row["rank"] = r
     worst = ranked[1] if len(ranked) > 1 else None
     target = base.learning.target_accuracy
-    answer = _contingency_answer(worst, b, target)
+    answer = _contingency_answer(worst, b, target, noise)
     result = StudyResult("contingency", answer, ranked, folder)
     result.meta = {
         "scenario": base.name,
@@ -542,15 +546,89 @@ def contingency(
         "within_s": base.horizon_s,
         "evaluations": len(pts),
         "learning_executions": runner.learning_executions,
+        "accuracy_noise": noise,
+        "ranking": _ranking_rule(noise, base.learning.test_samples),
     }
-    cols = ["rank", "variant", "connected", "rerouted_share", "transfers_failed", "rounds_done",
-            "final_global_acc", "time_to_target_s", "delay_s", "acc_loss", "learning",
-            "status", "slug"]  # fmt: skip
+    cols = ["rank", "variant", "harm", "connected", "rerouted_share", "transfers_failed",
+            "rounds_done", "final_global_acc", "time_to_target_s", "delay_s", "acc_loss",
+            "learning", "status", "slug"]  # fmt: skip
     return _finish(result, cols, "contingency.png", "delay_s")
 
 
+def accuracy_noise(acc: float | None, test_samples: int | None) -> float:
+    """The accuracy change that is within noise: twice the standard error of the difference
+    of two accuracies measured on ``test_samples`` test samples (10 000 when None, the size
+    of Fashion-MNIST's test set), at accuracy ``acc``; at least 0.5 points.
+
+    Examples
+    --------
+    >>> round(accuracy_noise(0.6, 2000), 4)
+    0.031
+    """
+    p = 0.5 if acc is None else min(max(acc, 0.01), 0.99)
+    n = test_samples or 10_000
+    return max(0.005, 2 * math.sqrt(2 * p * (1 - p) / n))
+
+
+def _ranking_rule(noise: float, test_samples: int | None) -> str:
+    n = test_samples or 10_000
+    return (
+        "most harmful first: target missed where the intact network reaches it; then learners "
+        "disconnected; then the delay in time to target; then the loss of final accuracy "
+        f"beyond noise (changes within +-{100 * noise:.1f} points, two standard errors on "
+        f"{n} test samples, count as none); then rounds lost; then transfers failed"
+    )
+
+
+def _misses(row: Mapping[str, Any], base: Mapping[str, Any]) -> bool:
+    return base.get("time_to_target_s") is not None and row.get("time_to_target_s") is None
+
+
+def _loss_beyond_noise(row: Mapping[str, Any], base: Mapping[str, Any], noise: float) -> float:
+    acc, b = row.get("final_global_acc"), base.get("final_global_acc")
+    if b is None:
+        return 0.0
+    if acc is None:
+        return b  # no evaluation at all: everything is lost
+    return b - acc if abs(b - acc) > noise else 0.0
+
+
+def _severity(row: Mapping[str, Any], base: Mapping[str, Any], noise: float) -> tuple[Any, ...]:
+    """Sort key of :func:`contingency`'s ranking, most harmful first (see
+    :func:`_ranking_rule`)."""
+    lost = (base.get("rounds_done") or 0) - (row.get("rounds_done") or 0)
+    return (
+        not _misses(row, base),
+        bool(row.get("connected", True)),
+        -(row.get("delay_s") or 0.0),
+        -_loss_beyond_noise(row, base, noise),
+        -lost,
+        -(row.get("transfers_failed") or 0),
+    )
+
+
+def _harm(row: Mapping[str, Any], base: Mapping[str, Any], noise: float) -> str:
+    """The reason of a row's rank, in a few words."""
+    parts = []
+    if _misses(row, base):
+        parts.append("target missed")
+    if not row.get("connected", True):
+        parts.append("disconnects learners")
+    if (row.get("delay_s") or 0.0) > 0:
+        parts.append(f"{_hours(row['delay_s'])} later")
+    loss = _loss_beyond_noise(row, base, noise)
+    if loss > 0:
+        parts.append(f"-{100 * loss:.1f} points")
+    elif loss < 0:
+        parts.append(f"+{-100 * loss:.1f} points")
+    lost = (base.get("rounds_done") or 0) - (row.get("rounds_done") or 0)
+    if lost > 0:
+        parts.append(f"{lost} round(s) lost")
+    return ", ".join(parts) or "none beyond noise"
+
+
 def _contingency_answer(
-    worst: Mapping[str, Any] | None, base: Mapping[str, Any], target: float
+    worst: Mapping[str, Any] | None, base: Mapping[str, Any], target: float, noise: float
 ) -> str:
     if worst is None:
         return "no link or relay to fail"
@@ -570,22 +648,16 @@ def _contingency_answer(
     acc, intact = worst.get("final_global_acc"), base.get("final_global_acc")
     if acc is None or intact is None:
         return f"{head}: no evaluation to compare (see the table)"
+    diff = acc - intact
+    within = f", within noise +-{100 * noise:.1f}" if abs(diff) <= noise else ""
     return (
         f"{head}: final accuracy {100 * acc:.1f} % vs {100 * intact:.1f} % intact "
-        f"({100 * (acc - intact):+.1f} points; {100 * target:g} % is not reached even intact)"
+        f"({100 * diff:+.1f} points{within}; {100 * target:g} % is not reached even intact)"
     )
 
 
 def _delta(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
-
-
-def _impact(row: Mapping[str, Any]) -> tuple[Any, ...]:
-    """Sort key: the most harmful first."""
-    never = row["time_to_target_s"] is None
-    delay = row["delay_s"] if row["delay_s"] is not None else 0.0
-    acc = row["final_global_acc"] if row["final_global_acc"] is not None else -1.0
-    return (not never, -delay, acc, row["variant"])
 
 
 def _participants(sc: Scenario, topo: Any) -> list[str]:
@@ -709,16 +781,11 @@ def upgrade(
             }
         )
 
-    def gain(row: Mapping[str, Any]) -> tuple[Any, ...]:
-        reached = row["time_to_target_s"] is not None
-        g = row["gain_s"] if row["gain_s"] is not None else (math.inf if reached else 0.0)
-        return (-g, -(row["acc_gain"] or 0.0), row["link"])
-
-    ranked = [rows[0], *sorted(rows[1:], key=gain)]
+    ranked = [rows[0], *sorted(rows[1:], key=_soonest)]
     for r, row in enumerate(ranked):
         row["rank"] = r
     target = base.learning.target_accuracy
-    answer = _upgrade_answer(ranked, b, factor, target)
+    answer = _upgrade_answer(ranked, b, factor, target, base.horizon_s)
     needed = sum(1 for r in rows if r["learning"] == "ran")
     result = StudyResult("upgrade", answer, ranked, folder)
     result.meta = {
@@ -731,6 +798,9 @@ def upgrade(
         "learning_executions": runner.learning_executions,
         "answers_needing_learning": needed,
         "binds": b.get("binds"),
+        "time_share": b.get("time_share"),
+        "ranking": "the upgrades that reach the target first, soonest first; then the rest "
+        "by accuracy at the horizon, highest first",
     }
     cols = ["rank", "link", "skr_bps", "upgraded_skr_bps", "time_to_target_s", "gain_s",
             "final_global_acc", "acc_gain", "rounds_done", "key_wait_s", "learning",
@@ -738,24 +808,79 @@ def upgrade(
     return _finish(result, cols, "upgrade.png", "gain_s")
 
 
+def _soonest(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Sort key of :func:`upgrade`'s ranking: reaching the target first, soonest first; then
+    the highest accuracy at the horizon."""
+    t, acc = row["time_to_target_s"], row["final_global_acc"]
+    return (t is None, t or 0.0, -(acc if acc is not None else -1.0), row["link"])
+
+
+_KEY_BINDS = 0.10
+"""Below this share of the baseline's round time key waiting does not bind."""
+
+
+def _key_sentence(base: Mapping[str, Any]) -> str:
+    """What the baseline's round time went to, honestly: whether key binds, and where."""
+    shares = base.get("time_share") or {}
+    key = float(shares.get("key") or 0.0)
+    others = {c: float(v or 0.0) for c, v in shares.items() if c != "key"}
+    top, top_share = max(others.items(), key=lambda kv: kv[1], default=("compute", 0.0))
+    waits = base.get("key_wait_by_link_s") or {}
+    if not shares:
+        return f"see what binds in summary.json ({base.get('binds', '-')})"
+    if key < _KEY_BINDS:
+        return (
+            f"key does not bind here (key waiting is {100 * key:.0f} % of round time, "
+            f"{top} {100 * top_share:.0f} %)"
+        )
+    where = ""
+    if waits:
+        link, sec = next(iter(waits.items()))
+        where = f", most of it on link {link} ({sec:.3g} s)"
+    return (
+        f"key waiting is {100 * key:.0f} % of round time{where} ({top} {100 * top_share:.0f} %), "
+        "but one link's faster key does not shorten the rounds enough: the wait moves to "
+        "another link on the same chains, or the rest of the round binds"
+    )
+
+
 def _upgrade_answer(
-    ranked: Sequence[Mapping[str, Any]], base: Mapping[str, Any], factor: float, target: float
+    ranked: Sequence[Mapping[str, Any]],
+    base: Mapping[str, Any],
+    factor: float,
+    target: float,
+    horizon_s: float | None,
 ) -> str:
     if len(ranked) < 2:
         return "no link to upgrade"
     best = ranked[1]
     bt, t = base.get("time_to_target_s"), best.get("time_to_target_s")
-    if best["gain_s"] is not None and best["gain_s"] > 0:
+    goal = f"{100 * target:g} %"
+    by = f" within {_hours(horizon_s)}" if horizon_s else ""
+    if bt is not None:
+        if best["gain_s"] is not None and best["gain_s"] > 0:
+            return (
+                f"upgrade {best['link']} (key rate x{factor:g}): {goal} after {_hours(t)} "
+                f"instead of {_hours(bt)} ({100 * best['gain_s'] / bt:.0f} % sooner)"
+            )
         return (
-            f"upgrade {best['link']} (key rate x{factor:g}): {100 * target:g} % after "
-            f"{_hours(t)} instead of {_hours(bt)} ({100 * best['gain_s'] / bt:.0f} % sooner)"
+            f"no single link's key rate x{factor:g} brings {goal} sooner than "
+            f"{_hours(bt)}: {_key_sentence(base)}"
         )
-    if bt is None and t is not None:
+    b_acc = base.get("final_global_acc")
+    b_text = f"ends at {100 * b_acc:.1f} %" if b_acc is not None else "is never evaluated"
+    head = f"the baseline never reaches {goal}{by} (it {b_text})"
+    reach = [r for r in ranked[1:] if r.get("time_to_target_s") is not None]
+    if reach:
+        more = f"; {len(reach) - 1} other upgrade(s) reach it later" if len(reach) > 1 else ""
         return (
-            f"upgrade {best['link']} (x{factor:g}): it makes {100 * target:g} % reachable "
-            f"({_hours(t)})"
+            f"{head}; upgrade {best['link']} (key rate x{factor:g}) reaches it after "
+            f"{_hours(t)}{more}"
         )
+    acc = best.get("final_global_acc")
+    if acc is None or b_acc is None:
+        return f"{head}, nor does any single link's key rate x{factor:g}: {_key_sentence(base)}"
     return (
-        f"no single link's key rate x{factor:g} brings {100 * target:g} % sooner: key does not "
-        f"bind here ({base.get('binds', 'see summary.json')})"
+        f"{head}, nor does any single link's key rate x{factor:g} (best: {best['link']}, "
+        f"{100 * acc:.1f} %, {100 * (acc - b_acc):+.1f} points): {_key_sentence(base)}"
     )

@@ -20,7 +20,8 @@ another, so a study whose knob only moves *when* rounds happen (a synchronous me
 rate) trains once and answers the rest from the network half. Each row says whether its
 answer needed its own learning execution (``learning``: ``ran``) or only the network half
 (``shared`` / ``reused``). The study folder holds ``plan.json`` (the question, the answer in
-one line, the table), ``plan.csv`` and a plot.
+one line, the table), ``plan.csv`` and a plot. The points' own plots are not drawn (a study
+runs many points; ``qfl plot points/<slug>`` or ``qfl report`` draws one when wanted).
 """
 
 from __future__ import annotations
@@ -315,7 +316,7 @@ def threshold(
     )  # fmt: skip
     sc0 = apply_overrides(base, {"learning.target_accuracy": target, "horizon_s": within_s})
     is_int = isinstance(cur, int) or vary.endswith("block_size")
-    runner = runner or PointRunner(folder, executor="inline")
+    runner = runner or PointRunner(folder, executor="inline", plots=False)
     leaf = vary.split(".")[-1]
     evals: list[_Eval] = []
     result = StudyResult("threshold", "", [], folder)
@@ -488,7 +489,7 @@ def contingency(
 
     topo = check_network(base)  # once: the variants, the graph and the learners come from it
     variants = contingency_variants(base, k, topo)
-    runner = runner or PointRunner(folder, executor="inline")
+    runner = runner or PointRunner(folder, executor="inline", plots=False)
     pts = [SweepPoint(0, {"variant": "intact"}, base)]
     for i, combo in enumerate(variants, start=1):
         faults = list(base.faults)
@@ -750,7 +751,7 @@ def upgrade(
     if base.qkd.rate_scale == 0:
         raise ScenarioError("qkd.rate_scale", "is 0: there is no key rate to multiply")
     topo = build_topology(base)
-    runner = runner or PointRunner(folder, executor="inline")
+    runner = runner or PointRunner(folder, executor="inline", plots=False)
     pts = [SweepPoint(0, {"upgrade": "none"}, base)]
     for i, (spec, built) in enumerate(zip(base.topology.links, topo.links, strict=True)):
         rate = (built.skr_bps or 0.0) / base.qkd.rate_scale * factor

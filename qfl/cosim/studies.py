@@ -829,6 +829,11 @@ def _key_sentence(base: Mapping[str, Any]) -> str:
     waits = base.get("key_wait_by_link_s") or {}
     if not shares:
         return f"see what binds in summary.json ({base.get('binds', '-')})"
+    if not any(shares.values()):
+        return (
+            f"the baseline completes no round within the horizon "
+            f"({base.get('binds', 'no round completed')})"
+        )
     if key < _KEY_BINDS:
         return (
             f"key does not bind here (key waiting is {100 * key:.0f} % of round time, "

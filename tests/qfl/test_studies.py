@@ -211,3 +211,12 @@ def test_upgrade_verdict_when_the_baseline_misses_the_target() -> None:
     assert "key does not bind here (key waiting is 3 % of round time, compute 97 %)" in (
         _upgrade_answer(none, idle, 2.0, 0.70, 3600.0)
     )
+
+
+def test_upgrade_verdict_when_no_round_completes() -> None:
+    from qfl.cosim.studies import _upgrade_answer
+
+    base = {"link": "none (baseline)", "time_to_target_s": None, "final_global_acc": None,
+            "time_share": dict.fromkeys(SHARES, 0.0), "binds": "no round completed"}  # fmt: skip
+    answer = _upgrade_answer([base, _up("a-r", None, 0.1)], base, 4.0, 0.5, 9.7)
+    assert "completes no round within the horizon" in answer and "does not bind" not in answer

@@ -775,6 +775,8 @@ def upgrade(
                 "final_global_acc": s.get("final_global_acc"),
                 "acc_gain": _delta(s.get("final_global_acc"), b.get("final_global_acc")),
                 "rounds_done": s.get("rounds_done"),
+                "rounds_planned": s.get("rounds_planned"),
+                "sim_time_end_s": s.get("sim_time_end_s"),
                 "key_wait_s": s.get("time_stalled_on_key_s"),
                 "learning": s.get("learning", ""),
                 "status": s.get("status"),
@@ -804,16 +806,19 @@ def upgrade(
         "by accuracy at the horizon, highest first",
     }
     cols = ["rank", "link", "skr_bps", "upgraded_skr_bps", "time_to_target_s", "gain_s",
-            "final_global_acc", "acc_gain", "rounds_done", "key_wait_s", "learning",
-            "status", "slug"]  # fmt: skip
+            "final_global_acc", "acc_gain", "rounds_done", "sim_time_end_s", "key_wait_s",
+            "learning", "status", "slug"]  # fmt: skip
     return _finish(result, cols, "upgrade.png", "gain_s")
 
 
 def _soonest(row: Mapping[str, Any]) -> tuple[Any, ...]:
     """Sort key of :func:`upgrade`'s ranking: reaching the target first, soonest first; then
-    the highest accuracy at the horizon."""
+    the highest accuracy at the horizon; then the most rounds, ended soonest."""
     t, acc = row["time_to_target_s"], row["final_global_acc"]
-    return (t is None, t or 0.0, -(acc if acc is not None else -1.0), row["link"])
+    end = row.get("sim_time_end_s")
+    return (t is None, t or 0.0, -(acc if acc is not None else -1.0),
+            -(row.get("rounds_done") or 0), end if end is not None else math.inf,
+            row["link"])  # fmt: skip
 
 
 _KEY_BINDS = 0.10
@@ -850,6 +855,10 @@ def _key_sentence(base: Mapping[str, Any]) -> str:
     )
 
 
+def _share(summary: Mapping[str, Any], component: str) -> float:
+    return float((summary.get("time_share") or {}).get(component) or 0.0)
+
+
 def _upgrade_answer(
     ranked: Sequence[Mapping[str, Any]],
     base: Mapping[str, Any],
@@ -884,6 +893,23 @@ def _upgrade_answer(
             f"{_hours(t)}{more}"
         )
     acc = best.get("final_global_acc")
+    done, planned = base.get("rounds_done"), base.get("rounds_planned")
+    if done is not None and planned is not None and done >= planned:
+        # every planned round completed: the learning falls short, not the key
+        end, b_end = best.get("sim_time_end_s"), base.get("sim_time_end_s")
+        sooner = ""
+        if end is not None and b_end and end < b_end:
+            sooner = (
+                f"; key waiting is {100 * _share(base, 'key'):.0f} % of round time, so an "
+                f"upgrade ends the rounds sooner (best: {best['link']}, after "
+                f"{_hours(end)} instead of {_hours(b_end)}), but not more accurate"
+            )
+        return (
+            f"the baseline never reaches {goal}{by}: it completes all {planned} planned "
+            f"rounds and {b_text}, and no single link's key rate x{factor:g} reaches it "
+            f"either: the learning falls short, not the key (more rounds or data, or a lower "
+            f"target){sooner}"
+        )
     if acc is None or b_acc is None:
         return f"{head}, nor does any single link's key rate x{factor:g}: {_key_sentence(base)}"
     return (

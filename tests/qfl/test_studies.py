@@ -220,3 +220,21 @@ def test_upgrade_verdict_when_no_round_completes() -> None:
             "time_share": dict.fromkeys(SHARES, 0.0), "binds": "no round completed"}  # fmt: skip
     answer = _upgrade_answer([base, _up("a-r", None, 0.1)], base, 4.0, 0.5, 9.7)
     assert "completes no round within the horizon" in answer and "does not bind" not in answer
+
+
+def test_upgrade_verdict_when_every_round_completes_short_of_the_target() -> None:
+    from qfl.cosim.studies import _soonest, _upgrade_answer
+
+    # metro --quick: all 3 rounds complete, 21.9 %; key is 39 % of round time
+    base = {"link": "none (baseline)", "time_to_target_s": None, "final_global_acc": 0.219,
+            "time_share": SHARES, "rounds_done": 3, "rounds_planned": 3,
+            "sim_time_end_s": 20.0}  # fmt: skip
+    ups = [dict(_up(link, None, 0.219), rounds_done=3, sim_time_end_s=end)
+           for link, end in (("a-r", 19.0), ("b-r", 16.0), ("c-r", 20.0))]  # fmt: skip
+    ranked = [base, *sorted(ups, key=_soonest)]
+    assert [r["link"] for r in ranked[1:]] == ["b-r", "a-r", "c-r"]  # same accuracy: soonest
+    answer = _upgrade_answer(ranked, base, 2.0, 0.70, None)
+    assert answer.startswith("the baseline never reaches 70 %: it completes all 3 planned")
+    assert "the learning falls short, not the key" in answer
+    assert "key waiting is 39 % of round time" in answer and "best: b-r, after 16.0 s" in answer
+    assert "does not bind" not in answer

@@ -825,8 +825,9 @@ _KEY_BINDS = 0.10
 """Below this share of the baseline's round time key waiting does not bind."""
 
 
-def _key_sentence(base: Mapping[str, Any]) -> str:
-    """What the baseline's round time went to, honestly: whether key binds, and where."""
+def _key_sentence(base: Mapping[str, Any], rows: Sequence[Mapping[str, Any]] = ()) -> str:
+    """What the baseline's round time went to, honestly: whether key binds, where, and
+    whether a faster key changes it at all (``rows``: the upgrades' rows)."""
     shares = base.get("time_share") or {}
     key = float(shares.get("key") or 0.0)
     others = {c: float(v or 0.0) for c, v in shares.items() if c != "key"}
@@ -848,6 +849,16 @@ def _key_sentence(base: Mapping[str, Any]) -> str:
     if waits:
         link, sec = next(iter(waits.items()))
         where = f", most of it on link {link} ({sec:.3g} s)"
+    wait = base.get("time_stalled_on_key_s")
+    same = [r.get("key_wait_s") for r in rows]
+    if wait and same and all(w is not None and math.isclose(w, wait) for w in same):
+        return (
+            f"key waiting is {100 * key:.0f} % of round time{where}, and exactly as long "
+            "with every upgrade: it does not depend on the key rate (with finite-key blocks "
+            "it is the wait for each link's first block, its collection and post-processing; "
+            "qkd.initial_fill_bits, a smaller qkd.block_size or a shorter qkd.postprocess_s "
+            "shortens it)"
+        )
     return (
         f"key waiting is {100 * key:.0f} % of round time{where} ({top} {100 * top_share:.0f} %), "
         "but one link's faster key does not shorten the rounds enough: the wait moves to "
@@ -880,7 +891,7 @@ def _upgrade_answer(
             )
         return (
             f"no single link's key rate x{factor:g} brings {goal} sooner than "
-            f"{_hours(bt)}: {_key_sentence(base)}"
+            f"{_hours(bt)}: {_key_sentence(base, ranked[1:])}"
         )
     b_acc = base.get("final_global_acc")
     b_text = f"ends at {100 * b_acc:.1f} %" if b_acc is not None else "is never evaluated"
@@ -904,6 +915,8 @@ def _upgrade_answer(
                 f"upgrade ends the rounds sooner (best: {best['link']}, after "
                 f"{_hours(end)} instead of {_hours(b_end)}), but not more accurate"
             )
+        elif _share(base, "key") >= _KEY_BINDS:
+            sooner = "; " + _key_sentence(base, ranked[1:])
         return (
             f"the baseline never reaches {goal}{by}: it completes all {planned} planned "
             f"rounds and {b_text}, and no single link's key rate x{factor:g} reaches it "
@@ -911,8 +924,12 @@ def _upgrade_answer(
             f"target){sooner}"
         )
     if acc is None or b_acc is None:
-        return f"{head}, nor does any single link's key rate x{factor:g}: {_key_sentence(base)}"
+        return (
+            f"{head}, nor does any single link's key rate x{factor:g}: "
+            f"{_key_sentence(base, ranked[1:])}"
+        )
     return (
         f"{head}, nor does any single link's key rate x{factor:g} (best: {best['link']}, "
-        f"{100 * acc:.1f} %, {100 * (acc - b_acc):+.1f} points): {_key_sentence(base)}"
+        f"{100 * acc:.1f} %, {100 * (acc - b_acc):+.1f} points): "
+        f"{_key_sentence(base, ranked[1:])}"
     )

@@ -238,3 +238,18 @@ def test_upgrade_verdict_when_every_round_completes_short_of_the_target() -> Non
     assert "the learning falls short, not the key" in answer
     assert "key waiting is 39 % of round time" in answer and "best: b-r, after 16.0 s" in answer
     assert "does not bind" not in answer
+
+
+def test_upgrade_verdict_when_key_waiting_does_not_depend_on_the_rate() -> None:
+    from qfl.cosim.studies import _upgrade_answer
+
+    # the finite-key case: every upgrade waits exactly as long (for the first blocks)
+    base = {"link": "none (baseline)", "time_to_target_s": 50.0, "final_global_acc": 0.72,
+            "time_share": SHARES, "time_stalled_on_key_s": 11.1}  # fmt: skip
+    ups = [dict(_up(link, 50.0, 0.72), gain_s=0.0, key_wait_s=11.1) for link in ("a-r", "b-r")]
+    answer = _upgrade_answer([base, *ups], base, 2.0, 0.70, None)
+    assert answer.startswith("no single link's key rate x2 brings 70 % sooner than 50.0 s")
+    assert "exactly as long with every upgrade: it does not depend on the key rate" in answer
+    ups[1]["key_wait_s"] = 9.0  # it does depend: the wait moves elsewhere
+    answer = _upgrade_answer([base, *ups], base, 2.0, 0.70, None)
+    assert "the wait moves to another link" in answer

@@ -803,7 +803,7 @@ def upgrade(
         "binds": b.get("binds"),
         "time_share": b.get("time_share"),
         "ranking": "the upgrades that reach the target first, soonest first; then the rest "
-        "by accuracy at the horizon, highest first",
+        "by accuracy at the horizon, highest first; then by rounds completed, ended soonest",
     }
     cols = ["rank", "link", "skr_bps", "upgraded_skr_bps", "time_to_target_s", "gain_s",
             "final_global_acc", "acc_gain", "rounds_done", "sim_time_end_s", "key_wait_s",

@@ -40,6 +40,7 @@ from qfl.scenario import FaultSpec, Scenario, ScenarioError, apply_overrides
 __all__ = [
     "KNOBS",
     "StudyResult",
+    "accuracy_noise",
     "check_knob",
     "check_threshold",
     "contingency",

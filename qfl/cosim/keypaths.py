@@ -11,7 +11,8 @@ a run's "what binds" (:func:`qfl.cosim.bottlenecks.binding`) names the link and 
 
 A zero-rate link on a redundant path (every learner still has a path of links that make key)
 is a *warning*, not an error: key-aware routing goes around it, while latency routing may
-still send traffic over it and stall there.
+still send traffic over it and stall there. A zero-rate link out to a dead end without
+learners (a relay at the end of a spur) carries no model and is no finding at all.
 
 Nothing is a finding when the cipher needs no key (``cipher.policy: none``).
 
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from network.topology import LinkSpec, TopologySpec
@@ -113,8 +114,9 @@ def key_path_findings(
     Returns
     -------
     list of KeyPathFinding
-        One per zero-rate link, in link order. A link on the border of a cut-off part names
-        that part's learners in ``isolated``.
+        One per zero-rate link that could carry models, in link order (a link out to a
+        dead end without learners is left out). A link on the border of a cut-off part
+        names that part's learners in ``isolated``.
     """
     import networkx as nx
 
@@ -139,6 +141,9 @@ def key_path_findings(
         if n not in main and n in comp:
             members.setdefault(comp[n], ())
             members[comp[n]] += (n,)
+    full = nx.Graph()
+    full.add_nodes_from(n.name for n in topo.nodes)
+    full.add_edges_from((lk.a, lk.b) for lk in topo.links)
     out = []
     for i in dead:
         lk = topo.links[i]
@@ -146,6 +151,8 @@ def key_path_findings(
         for end in (lk.a, lk.b):
             if end not in main:
                 cut += tuple(n for n in members.get(comp[end], ()) if n not in cut)
+        if not cut and not _between_learners(full, lk.a, lk.b, learners):
+            continue  # it leads only to nodes without learners: no model crosses it
         out.append(
             KeyPathFinding(
                 link=lk.name,
@@ -158,6 +165,16 @@ def key_path_findings(
             )
         )
     return out
+
+
+def _between_learners(graph: Any, a: str, b: str, learners: Sequence[str]) -> bool:
+    """Whether link ``a-b`` can carry traffic between learners: without it, each of its ends
+    still reaches a learner (a link out to a dead end without learners cannot)."""
+    g = graph.copy()
+    g.remove_edge(a, b)
+    import networkx as nx
+
+    return all(any(n in learners for n in nx.node_connected_component(g, end)) for end in (a, b))
 
 
 def _field(sc: Scenario, i: int, lk: LinkSpec) -> str:

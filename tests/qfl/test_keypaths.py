@@ -114,3 +114,9 @@ def test_a_run_over_a_dead_link_says_so(tiny: Tiny, fmnist: Path) -> None:
     s = res.summary
     assert s["binds"].startswith("key: no key path (link c-r makes 0 bit/s and isolates c")
     assert s["no_key_path"][0].startswith("topology.links[2].length_km: link c-r (400 km)")
+
+
+def test_a_dead_end_without_learners_is_no_finding() -> None:
+    # r2 is a relay at the end of a spur (SECOQC's St. Poelten): no model crosses r-r2
+    t = topo(("a", "r", 1e3), ("b", "r", 1e3), ("r", "r2", 0.0))
+    assert key_path_findings(t, ["a", "b"]) == []

@@ -243,6 +243,20 @@ def star_transport(clients: Sequence[Hashable], server: Hashable = "server") -> 
 # --------------------------------------------------------------------------- the algorithm
 
 
+def _process_pool(config: FedAvgConfig, *args: Any, **kwargs: Any) -> TrainerPool:
+    return TrainerPool(config.workers, *args, **kwargs)
+
+
+def _ray_pool(config: FedAvgConfig, *args: Any, **kwargs: Any) -> Any:
+    from qfl.engine.raypool import RayTrainerPool
+
+    return RayTrainerPool(config.workers, *args, address=config.ray_address, **kwargs)
+
+
+#: Where a round's clients train when not in this process, by ``FedAvgConfig.executor``.
+_POOLS: dict[str, Callable[..., Any]] = {"processes": _process_pool, "ray": _ray_pool}
+
+
 @dataclass(frozen=True)
 class FedAvgConfig:
     """Schedule and local training of FedAvg.
@@ -266,6 +280,13 @@ class FedAvgConfig:
         process's threads divided among them (:class:`qfl.engine.workers.TrainerPool`); 1
         (default): this process. The numbers equal one process's at the workers' thread
         count up to float rounding; ``loss_fn`` must then be picklable.
+    executor : {"processes", "ray"}
+        Where ``workers`` train: local spawned processes
+        (:class:`~qfl.engine.workers.TrainerPool`), or Ray actors, possibly on other
+        machines of a Ray cluster (:class:`~qfl.engine.raypool.RayTrainerPool`; with
+        ``"ray"`` even ``workers=1`` trains on one actor).
+    ray_address : str, optional
+        The Ray cluster (``executor="ray"``); ``None``: a local one.
     group_size : int, optional
         Most clients whose parameters and optimizer state are held at once: a round's
         clients train in groups of this many, one after the other (a memory budget, see
@@ -283,6 +304,8 @@ class FedAvgConfig:
     chunk_size: int | None = None
     workers: int = 1
     group_size: int | None = None
+    executor: str = "processes"
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("rounds", "local_epochs", "batch_size", "workers"):
@@ -301,6 +324,8 @@ class FedAvgConfig:
             isinstance(self.chunk_size, bool) or self.chunk_size < 1
         ):
             raise ParameterError("chunk_size", self.chunk_size, "None or an integer >= 1")
+        if self.executor not in _POOLS:
+            raise UnknownNameError("executor", self.executor, tuple(_POOLS))
         if self.group_size is not None and (
             isinstance(self.group_size, bool) or self.group_size < 1
         ):
@@ -538,18 +563,13 @@ class FedAvg(ServerRounds):
             config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
         self._pool = (
-            TrainerPool(
-                config.workers,
-                self._models,
-                loss_fn,
-                self._optimizer,
-                self.train_sets,
-                engine=self.engine,
-                **self._trainer_kwargs(),
+            _POOLS[config.executor](
+                config, self._models, loss_fn, self._optimizer, self.train_sets,
+                engine=self.engine, **self._trainer_kwargs(),
             )
-            if config.workers > 1
+            if config.workers > 1 or config.executor != "processes"
             else None
-        )
+        )  # fmt: skip
 
     def start_workers(self) -> None:
         """Start the worker processes now (``config.workers > 1``; else nothing to do)."""

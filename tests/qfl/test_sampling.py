@@ -77,6 +77,12 @@ def test_bad_counts_name_the_field(kwargs: dict[str, Any], match: str) -> None:
         per_round_count(10, **kwargs)
 
 
+def test_server_round_holds_only_the_sampled_clients() -> None:
+    ops = server_round(0, 1000, sampled=(3, 70))
+    assert ops.trains == (3, 70) and len(ops.chains) == 2 and len(ops.sends) == 4
+    assert server_round(0, 3).trains == (0, 1, 2)
+
+
 def test_fraction_follows_flowers_rule() -> None:
     assert per_round_count(500, fraction=0.02) == 10
     assert per_round_count(10, fraction=0.01) == 1

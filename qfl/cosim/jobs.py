@@ -169,15 +169,20 @@ class Job:
         ``eval_rounds`` (1-based), and pass each evaluation to ``on_eval``."""
         replay = self._replay(tl)
         learner = self.start()
-        for r in range(tl.rounds_done):
-            ops = self.plan(r)
-            if self.progress is not None:
-                self.progress(r + 1, f"training {len(ops.trains)} clients")
-            self.step(learner, ops, replay.at(r))
-            if (r + 1) in eval_rounds:
+        try:
+            for r in range(tl.rounds_done):
+                ops = self.plan(r)
                 if self.progress is not None:
-                    self.progress(r + 1, "evaluating")
-                on_eval(r + 1, self.evaluate(learner, r + 1))
+                    self.progress(r + 1, f"training {len(ops.trains)} clients")
+                self.step(learner, ops, replay.at(r))
+                if (r + 1) in eval_rounds:
+                    if self.progress is not None:
+                        self.progress(r + 1, "evaluating")
+                    on_eval(r + 1, self.evaluate(learner, r + 1))
+        finally:
+            close = getattr(learner, "close", None)
+            if close is not None:
+                close()  # worker processes or Ray actors, if the learner has any
 
 
 class DecentralizedJob(Job):
@@ -367,6 +372,7 @@ class FedAvgJob(Job):
             self.loss_fn = make_loss(self.exp, multi_exit=multi)
             costs = exit_flops(self.model, tuple(self.trains[0].x.shape[1:]))
         self._budget_groups()
+        self._place_learning()
         bf = sc.compute.backward_factor
         self.exits = (
             self._exits(costs, flops) if lr.round_budget_s is not None else [len(costs)] * n
@@ -425,6 +431,16 @@ class FedAvgJob(Job):
             mask = exit_parameter_mask(self.model, k) if multi else dict.fromkeys(params, True)
             sizes.append(payload_bytes({p: t for p, t in params.items() if mask[p]}))
         return tuple(sizes)
+
+    def _place_learning(self) -> None:
+        """Train on Ray workers when the run asks for it (:mod:`qfl.cosim.learnexec`)."""
+        from qfl.cosim.learnexec import learning_executor
+
+        executor, address, workers = learning_executor()
+        if executor == "ray":
+            self.config = dataclasses.replace(
+                self.config, executor="ray", workers=workers, ray_address=address
+            )
 
     def _budget_groups(self) -> None:
         """Bound the round's working set by the memory budget (:mod:`qfl.engine.memory`):

@@ -65,3 +65,39 @@ def test_unknown_executor_is_named() -> None:
 
     with pytest.raises(UnknownNameError, match="executor"):
         FedAvgConfig(executor="dask")
+
+
+@pytest.mark.slow  # a Ray cluster and two co-simulations
+def test_simulate_with_the_ray_executor_matches_local(tmp_path) -> None:
+    pytest.importorskip("ray")
+    import json
+
+    import yaml
+
+    from qfl.cli import main
+
+    nodes = [{"name": "dc", "role": "server", "flops_per_s": 1e12}]
+    nodes += [{"name": f"e{i:02d}", "role": "client", "flops_per_s": 1e10} for i in range(16)]
+    links = [{"a": "dc", "b": f"e{i:02d}", "length_km": 3 + i} for i in range(16)]
+    doc = {
+        "name": "ray-crowd",
+        "seed": 2,
+        "topology": {"nodes": nodes, "links": links},
+        "qkd": {"preset": "toshiba-2018", "key_model": "asymptotic-fluid"},
+        "learning": {
+            "method": "fedavg", "dataset": "fashion-mnist", "model": "cnn", "server": "dc",
+            "samples_per_client": 20, "test_samples": 200, "rounds": 2, "batch_size": 8,
+            "engine": "sequential", "clients_per_round": 6,
+        },
+        "outputs": {"plots": False},
+    }  # fmt: skip
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    accs = []
+    for extra in ([], ["--executor", "ray", "--workers", "2"]):
+        out = tmp_path / ("ray" if extra else "local")
+        assert main(["simulate", str(f), "-o", str(out), "--threads", "1", *extra]) == 0
+        s = json.loads((out / "summary.json").read_text())
+        assert s["status"] == "complete" and s["rounds_done"] == 2
+        accs.append((s["final_global_acc"], s["final_local_acc"]))
+    assert accs[0] == pytest.approx(accs[1], abs=0.01)

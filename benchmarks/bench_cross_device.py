@@ -294,13 +294,14 @@ def run_flower(args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the driver
 
 
-def _child(python: str, argv: list[str], timeout: float) -> dict[str, Any]:
+def _child(python: str, argv: list[str], timeout: float, extra_path: str = "") -> dict[str, Any]:
     """Run one side in a fresh process; its result, or ``{"error": ...}``."""
     here = str(Path(__file__).resolve().parent)
     env = dict(os.environ)
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # Imported as a module, so that Ray's workers import the ClientApp's functions by name.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, str(ROOT), env.get("PYTHONPATH")) if p)
+    parts = (here, str(ROOT), env.get("PYTHONPATH"), extra_path)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in parts if p)
     code = "import sys, bench_cross_device as b; b.main(sys.argv[1:])"
     try:
         proc = subprocess.run(
@@ -319,14 +320,16 @@ def _load() -> float:
     return os.getloadavg()[0]
 
 
-def _compare(args: argparse.Namespace, model: str, clients: int, flower: str | None) -> dict:
+def _compare(
+    args: argparse.Namespace, model: str, clients: int, rounds: int, flower: str | None
+) -> dict:
     """qfl at N, qfl at the small job, Flower at N: one model's figures."""
     common = [
         f"--model={model}",
         f"--clients={clients}",
         f"--small={args.small}",
         f"--per-round={args.per_round}",
-        f"--rounds={args.rounds}",
+        f"--rounds={rounds}",
         f"--pool={args.pool}",
         f"--alpha={args.alpha}",
         f"--batch-size={args.batch_size}",
@@ -342,10 +345,12 @@ def _compare(args: argparse.Namespace, model: str, clients: int, flower: str | N
     plan = [("qfl", sys.executable, []), ("qfl_small", sys.executable, ["--small-job"])]
     if flower is not None:
         plan.append(("flower", flower, []))
+    plan = [p for p in plan if args.only in (None, p[0])]
     for label, python, extra in plan:
         side = "flower" if label == "flower" else "qfl"
         load0 = _load()
-        r = _child(python, [*common, f"--side={side}", *extra], args.timeout)
+        path = args.flower_pythonpath if side == "flower" else ""
+        r = _child(python, [*common, f"--side={side}", *extra], args.timeout, path)
         r["load_avg"] = [load0, _load()]
         runs[label] = r
         if "error" in r:
@@ -358,7 +363,9 @@ def _compare(args: argparse.Namespace, model: str, clients: int, flower: str | N
             f"(load {load0:.1f} -> {_load():.1f})",
             flush=True,
         )
-    q, s, f = runs["qfl"], runs["qfl_small"], runs.get("flower", {"error": "not run"})
+    missing = {"error": "not run"}
+    q, s = runs.get("qfl", missing), runs.get("qfl_small", missing)
+    f = runs.get("flower", missing)
     ok = "error" not in q and "error" not in s
     idle = (q["peak_bytes"] - s["peak_bytes"]) / (q["clients"] - s["clients"]) if ok else None
     return {
@@ -388,6 +395,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--small", type=int, default=100, help="clients of the small job")
     parser.add_argument("--per-round", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument(
+        "--resnet-rounds", type=int, default=None, help="rounds of the ResNet job (--rounds)"
+    )
     parser.add_argument("--pool", type=int, default=60000)
     parser.add_argument("--alpha", type=float, default=0.3)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -399,7 +409,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--models", default="cnn,resnet", help="cnn, resnet or both")
     parser.add_argument("--engine", default="auto", help="qfl's engine (auto, batched, ...)")
     parser.add_argument("--flower-python", default=str(FLOWER_PYTHON))
+    parser.add_argument(
+        "--flower-pythonpath",
+        default="",
+        help="extra PYTHONPATH of Flower's side (e.g. a folder linking the ray package when "
+        "Flower's environment lacks it)",
+    )
     parser.add_argument("--no-flower", action="store_true")
+    parser.add_argument("--only", choices=("qfl", "qfl_small", "flower"), default=None)
     parser.add_argument("--smoke", action="store_true", help="a tiny run of every path")
     parser.add_argument("--timeout", type=float, default=3600.0, help="per run, seconds")
     parser.add_argument("--model", default="cnn", help=argparse.SUPPRESS)
@@ -429,12 +446,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for m in models:
         clients = args.clients if m == "cnn" else args.resnet_clients
+        rounds = args.rounds if m == "cnn" else args.resnet_rounds or args.rounds
         print(
             f"{m}: {clients} clients sharing {args.pool} images (Dirichlet {args.alpha}), "
-            f"{args.per_round} per round, {args.rounds} rounds",
+            f"{args.per_round} per round, {rounds} rounds",
             flush=True,
         )
-        out[m] = _compare(args, "cnn" if m == "cnn" else "resnet-me", clients, flower)
+        out[m] = _compare(args, "cnn" if m == "cnn" else "resnet-me", clients, rounds, flower)
+        out[m]["rounds"] = rounds
     first = out[models[0]]
     peaks = [v["peak_memory_gb"] for v in out.values() if v["peak_memory_gb"] is not None]
     summary = {

@@ -15,6 +15,8 @@ import os
 from collections.abc import Iterator, Mapping
 
 from qfl.engine.memory import ENV as MEMORY_ENV
+from qfl.engine.memory import OPTION as MEMORY_OPTION
+from qfl.engine.memory import SOURCE_ENV as MEMORY_SOURCE_ENV
 from qfl.engine.memory import resolve_memory
 from qfl.scenario import ScenarioError
 
@@ -76,6 +78,7 @@ def learning_env(
         ENV_ADDRESS: address,
         ENV_WORKERS: None if workers is None else str(workers),
         MEMORY_ENV: memory,
+        MEMORY_SOURCE_ENV: None if memory is None else MEMORY_OPTION,
     }
     before = {k: os.environ.get(k) for k in values}
     for k, v in values.items():

@@ -45,6 +45,9 @@ __all__ = [
 
 ENV = "QFL_MEMORY"
 OPTION = "--memory"
+#: Set (to ``--memory``) when a command put its option's value in ``$QFL_MEMORY``, so that
+#: errors found later name the option the user gave.
+SOURCE_ENV = "QFL_MEMORY_SOURCE"
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 _PATTERN = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
@@ -89,7 +92,8 @@ def resolve_memory(
     env = os.environ if environ is None else environ
     raw = env.get(ENV, "")
     if raw.strip():
-        return parse_memory(raw, ENV), ENV
+        where = env.get(SOURCE_ENV, "") or ENV
+        return parse_memory(raw, where), where
     return default_budget(), "default"
 
 
@@ -122,7 +126,10 @@ def client_working_set(
 
     Parameters, gradients, ``state_copies`` optimizer buffers (SGD momentum: 1) and the
     trained copy (4 + ``state_copies`` - 1 copies of the parameters), plus twice the
-    activations of one mini-batch (kept for backward, and their gradients).
+    activations of one mini-batch (kept for backward, and their gradients). An upper bound
+    for the stacked CPU routes, which hold activations for one pass of a few clients at a
+    time (:data:`qfl.engine.stacked.CHUNK`): 100 sampled ResNet clients estimated at 5.6 GB
+    peaked at 2.15 GB for the whole process (benchmarks/README.md).
     """
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     acts = activation_bytes_per_sample(model, input_shape) * batch_size

@@ -180,6 +180,9 @@ def test_decentralized_methods_refuse_client_sampling() -> None:
         ({"clients_per_round": None, "client_fraction": 1.5}, {}, r"learning\.client_fraction"),
         ({}, {"QFL_MEMORY": "1K"}, r"QFL_MEMORY: must be at least one client's working set"),
         ({}, {"QFL_MEMORY": "lots"}, r"QFL_MEMORY: must be a size in bytes"),
+        ({"--memory": "1K"}, {}, r"--memory: must be at least one client's working set"),
+        ({"--memory": "-3G"}, {}, r"--memory: must be a size in bytes"),
+        ({"--executor": "dask"}, {}, r"--executor: must be one of local, ray"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(
@@ -193,7 +196,10 @@ def test_bad_input_is_one_line_exit_2(
     import re
 
     d = crowd(n=40, rounds=1)
+    options = [x for k, v in patch.items() if k.startswith("--") for x in (k, v)]
     for k, v in patch.items():
+        if k.startswith("--"):
+            continue
         if v is None:
             d["learning"].pop(k, None)
         else:
@@ -202,5 +208,6 @@ def test_bad_input_is_one_line_exit_2(
         monkeypatch.setenv(k, v)
     f = tmp_path / "s.yaml"
     f.write_text(yaml.safe_dump(d), encoding="utf-8")
-    msg = run_bad(capsys, ["simulate", str(f), "-o", str(tmp_path / "out"), "--no-plots"])
+    args = ["simulate", str(f), "-o", str(tmp_path / "out"), "--no-plots", *options]
+    msg = run_bad(capsys, args)
     assert re.search(expected, msg), msg

@@ -211,3 +211,31 @@ def test_bad_input_is_one_line_exit_2(
     args = ["simulate", str(f), "-o", str(tmp_path / "out"), "--no-plots", *options]
     msg = run_bad(capsys, args)
     assert re.search(expected, msg), msg
+
+
+def test_a_sampled_client_that_is_down_fails_and_is_not_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Availability: the draw ignores the network; a sampled client whose node is down for
+    good fails in the network half, sits the round out, and nobody takes its place."""
+    from qfl.algorithms.fedavg import FedAvg
+
+    first = sample_clients(11, 0, 40, 5)
+    down = f"e{first[0]:02d}"
+    d = crowd(rounds=2)
+    d["faults"] = [{"kind": "node-down", "at_s": 0, "node": down}]
+    nrun = simulate_network(parse_scenario(yaml.safe_dump(d)))
+    tl = nrun.timeline
+    assert tl.rounds_done == 2
+    assert set(tl.participants[0]) == set(first) - {first[0]}
+    assert any(src == "dc" and dst == down for _, src, dst, _ in tl.dropped)
+    trained: list[tuple[int, ...]] = []
+    original = FedAvg.train_clients
+
+    def spy(self: FedAvg, starts: Any, epochs: int, stream: int) -> Any:
+        trained.append(tuple(i for i, s in enumerate(starts) if s is not None))
+        return original(self, starts, epochs, stream)
+
+    monkeypatch.setattr(FedAvg, "train_clients", spy)
+    execute_learning(nrun, lambda r, new: None)
+    assert trained[0] == tuple(i for i in first if i != first[0])

@@ -365,6 +365,7 @@ class FedAvgJob(Job):
             raise _learning_error(exc) from None
         self._load_data()
         self.cnn = lr.model == "cnn"
+        costs: Sequence[float]
         if self.cnn:
             self.model, self.loss_fn, costs = _fedavg_cnn(sc.seed)
         else:
@@ -632,7 +633,7 @@ def _cnn_loss(outputs: Any, y: Any, teacher: Any) -> Any:
     return F.cross_entropy(outputs[0], y)
 
 
-def _fedavg_cnn(seed: int) -> tuple[Any, Any, list[float]]:
+def _fedavg_cnn(seed: int) -> tuple[Any, Any, tuple[float, ...]]:
     """The Def-FD CNN for FedAvg on Fashion-MNIST: model (initialised from ``seed``), loss,
     forward FLOPs per sample (one exit)."""
     from qfl.models import FeatureCNN, count_flops
@@ -641,7 +642,7 @@ def _fedavg_cnn(seed: int) -> tuple[Any, Any, list[float]]:
 
     model = FeatureCNN(in_channels=1, num_classes=10, image_size=28)
     reinitialize(model, int_seed(derive_seed(seed, MultiExitKey.INIT)))
-    return model, _cnn_loss, [float(count_flops(model, (1, 28, 28)))]
+    return model, _cnn_loss, (float(count_flops(model, (1, 28, 28))),)
 
 
 JOBS: dict[str, Callable[..., Job]] = {

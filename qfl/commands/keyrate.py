@@ -673,7 +673,8 @@ def keyrate(
     protocol: Annotated[
         str | None,
         typer.Option(
-            help="One link kind or several, comma-separated (kinds [presets]: "
+            help="One link kind or several, comma-separated; the kinds (their presets, * the "
+            "default): "
             + kindrates.kinds_help()
             + "), or one decoy-BB84 protocol: "
             + ", ".join(PROTOCOLS)
@@ -937,6 +938,7 @@ def _kind_links(
                 file_label=file_label,
                 params=items,
                 options=single,
+                several=len(kinds) > 1,
             )
         )
     return links

@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from qkd.errors import ParameterError, UnknownNameError
-from qkd.kinds import KINDS, LinkKind, get_kind, kind_names
+from qkd.kinds import KINDS, LinkKind, get_kind
 from qkd.params import QKDSystem
 from qkd.rates import PROTOCOLS, plob_bound
 from qkd.twinfield import plob_crossing_km
@@ -109,7 +109,7 @@ def kinds_help() -> str:
     for name in sorted(KINDS):
         kind = KINDS[name]
         others = [p for p in sorted(kind.presets) if p != kind.default_preset]
-        parts.append(f"{name} [{', '.join([kind.default_preset + '*', *others])}]")
+        parts.append(f"{name} ({', '.join([kind.default_preset + '*', *others])})")
     return "; ".join(parts)
 
 
@@ -223,8 +223,9 @@ def scoped(items: Sequence[str], option: str, kinds: Sequence[str]) -> dict[str 
 
     Examples
     --------
-    >>> name = kind_names()[0]
-    >>> scoped([f"{name}:its-preset", "x"], "--preset", [name]) == {name: ["its-preset"], None: ["x"]}
+    >>> name = sorted(KINDS)[0]
+    >>> scoped([f"{name}:its-preset", "x"], "--preset", [name]) == {
+    ...     name: ["its-preset"], None: ["x"]}
     True
     """
     out: dict[str | None, list[str]] = {}
@@ -267,12 +268,14 @@ def build_kind(
     file_label: str,
     params: Sequence[str],
     options: Mapping[str, float],
+    several: bool = False,
 ) -> KindLink:
     """A non-BB84 kind's parameters: preset, file, ``--param``, single options (in order).
 
     ``params`` are ``KEY=VALUE`` strings; ``options`` maps a single option (a key of
     :data:`SINGLE_OPTION_FIELDS`) to its value. Errors name where the bad value came from.
     """
+    scope = f"{kind.name}:" if several else ""
     section = _flat(file_section or {})
     file_preset = section.pop("preset", None)
     base = preset if preset is not None else file_preset
@@ -290,12 +293,12 @@ def build_kind(
             raise ParameterError("--param", item, "KEY=VALUE (detector.dark_count_prob=8e-8)")
         mapping[key] = parse_value(text)
         changed.append(key)
-        _apply(kind, mapping, lambda n: f"--param {n}")
+        _apply(kind, mapping, lambda n: f"--param {scope}{n}")
     for option, value in options.items():
         field = SINGLE_OPTION_FIELDS[option]
         mapping[field] = value
         changed.append(field)
-        _apply(kind, mapping, lambda n, o=option, f=field: o if n == f else f"{o} ({n})")
+        _apply(kind, mapping, lambda n, o=option: f"{o} ({scope}{n})" if scope else o)
     params_obj = _apply(kind, mapping, lambda n: n)
     return KindLink(kind, base or kind.default_preset, params_obj, tuple(dict.fromkeys(changed)))
 

@@ -307,6 +307,11 @@ def keyrate_rows(
                 "plob_per_use": float(plob[i]),
                 "tgw_per_use": float(tgw[i]),
                 "rate_unit": "bit/pulse",
+                "kind": protocol if protocol in KINDS else None,
+                "system": system.name,
+                "rate_per_use": float(rate[i]),
+                "uses_per_second": system.source.clock_hz,
+                "untrusted_middle": False,  # every protocol of qkd.rates: prepare and measure
                 "units": _BB84_UNITS,
             }
         )
@@ -319,10 +324,16 @@ _BB84_UNITS: Mapping[str, str] = {
     "plob_per_use": "bit/pulse",
     "tgw_per_use": "bit/pulse",
     "distance_km": "km",
+    "rate_per_use": "bit/pulse",
+    "uses_per_second": "pulses/s",
 }
 
 _FINITE_UNITS: Mapping[str, str] = {
-    **{k: v for k, v in _BB84_UNITS.items() if k != "tgw_per_use"},
+    **{
+        k: v
+        for k, v in _BB84_UNITS.items()
+        if k not in ("tgw_per_use", "rate_per_use", "uses_per_second")
+    },
     "key_per_block": "bit",
     "limit_rate_bps": "bit/s",
 }

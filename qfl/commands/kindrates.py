@@ -31,7 +31,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,6 +41,9 @@ from qkd.kinds import KINDS, LinkKind, get_kind
 from qkd.params import QKDSystem
 from qkd.rates import PROTOCOLS, plob_bound
 from qkd.twinfield import plob_crossing_km
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "SINGLE_OPTION_FIELDS",
@@ -380,8 +383,9 @@ def plot_kinds(
     *,
     max_km: float | None = None,
     marked_km: Sequence[float] = (),
-) -> None:
-    """Save a PNG of key rate (bit/s, log scale) against link length for several kinds.
+) -> Figure:
+    """Save a PNG of key rate (bit/s, log scale) against link length for several kinds;
+    returns the figure.
 
     Each kind is drawn with its PLOB bound (fibre only, at that kind's channel-use rate and
     fibre loss; one dashed line per distinct pair) and, where it beats the bound, the
@@ -460,6 +464,7 @@ def plot_kinds(
         fig.savefig(path, dpi=150)
     except OSError as exc:
         raise ParameterError("--plot", str(path), f"a writable PNG path ({exc.strerror})") from None
+    return fig
 
 
 def is_bb84(kind: LinkKind) -> bool:

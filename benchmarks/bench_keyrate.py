@@ -30,6 +30,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -109,13 +110,13 @@ def time_kinds(links: int, repeat: int) -> dict[str, object]:
         params = kind.preset()
         reach = kind.max_distance_km(params)
         lengths = np.linspace(0.5, 0.8 * reach, links)  # distinct lengths
-        best, rate = _best_time(lambda k=kind, p=params, x=lengths: k.rate_bps(p, x), repeat)
+        best, rate = _best_time(partial(kind.rate_bps, params, lengths), repeat)
         seconds[name], sums[name] = best, float(np.sum(rate))
         print(
             f"{name:11s} {kind.default_preset:14s} {links} links of 0.5-{0.8 * reach:.0f} km:"
             f" {best:.3f} s ({kind.rate_unit}, {rate[0]:.4g} .. {rate[-1]:.4g} bit/s)"
         )
-    variants = {
+    variants: dict[str, tuple[str, dict[str, float | None]]] = {
         "mdi relay 30%": ("mdi", {"relay_fraction": 0.3}),
         "mdi relay 30%, vacuum + weak decoy": ("mdi", {"relay_fraction": 0.3, "decoy_ratio": 0.1}),
         "cv-gg02 V_A optimised": ("cv-gg02", {"modulation_variance": None}),
@@ -125,7 +126,7 @@ def time_kinds(links: int, repeat: int) -> dict[str, object]:
         kind = get_kind(name)
         params = kind.from_mapping(overrides)
         lengths = np.linspace(0.5, 0.8 * kind.max_distance_km(params), links)
-        best, _ = _best_time(lambda k=kind, p=params, x=lengths: k.rate_bps(p, x), repeat)
+        best, _ = _best_time(partial(kind.rate_bps, params, lengths), repeat)
         variant_seconds[label] = best
         print(f"{label}: {best:.3f} s")
     base = seconds["decoy-bb84"]

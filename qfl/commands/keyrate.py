@@ -916,7 +916,8 @@ def _kind_links(
         own = by_preset.get(kind.name, [])
         if len(own) > 1:
             raise ParameterError("--preset", f"{kind.name}:{own[1]}", "once per kind")
-        preset = own[0] if own else (by_preset.get(None) or [None])[0]
+        shared = by_preset.get(None, [])
+        preset = own[0] if own else (shared[0] if shared else None)
         items = [*by_param.get(None, []), *by_param.get(kind.name, [])]
         section = file_sections.get(kind.name)
         if kindrates.is_bb84(kind):

@@ -30,6 +30,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -263,6 +264,10 @@ def _apply(kind: LinkKind, mapping: dict[str, Any], label: Callable[[str], str])
         raise ParameterError(label(exc.name), exc.value, exc.allowed) from None
 
 
+def _option_label(option: str, scope: str, name: str) -> str:
+    return f"{option} ({scope}{name})" if scope else option
+
+
 def build_kind(
     kind: LinkKind,
     *,
@@ -301,7 +306,7 @@ def build_kind(
         field = SINGLE_OPTION_FIELDS[option]
         mapping[field] = value
         changed.append(field)
-        _apply(kind, mapping, lambda n, o=option: f"{o} ({scope}{n})" if scope else o)
+        _apply(kind, mapping, partial(_option_label, option, scope))
     params_obj = _apply(kind, mapping, lambda n: n)
     return KindLink(kind, base or kind.default_preset, params_obj, tuple(dict.fromkeys(changed)))
 

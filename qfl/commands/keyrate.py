@@ -2,6 +2,9 @@
 
 Example::
 
+    qfl keyrate --protocol mdi,tf-sns,tf-pm,cv-gg02 --distance 0 50 100 --plot kinds.png
+    qfl keyrate --protocol tf-pm --preset fang-2020 --param misalignment=0.02 --json
+    qfl keyrate --params mine.yaml --param cv-gg02:detector.detection=homodyne
     qfl keyrate --preset gys-2004 --protocol decoy-bb84 --distance 0 25 50 100 --json
     qfl keyrate --preset toshiba-2018 --finite-key --block-size 1e10 --protocol decoy-1
     qfl keyrate --finite-key --block-size 1e10 1e12 --distance 0 50 100 --plot rates.png
@@ -24,6 +27,14 @@ its values are marked on the curves.
 the same definitions a scenario's links use); ``--param KEY=VALUE`` (repeatable) sets one
 parameter of it (keys: :data:`qkd.params.SYSTEM_FIELDS`, e.g. ``clock_hz=2e9``,
 ``detector.dark_count_prob=8e-8``), and the single options (``--efficiency``...) apply last.
+
+``--protocol`` with a link kind other than decoy-BB84 (:mod:`qkd.kinds`), or with several
+kinds separated by commas, gives each kind's asymptotic rate per channel use and in bit/s
+beside the fibre's PLOB bound (:mod:`qfl.commands.kindrates`: how ``--preset KIND:NAME``,
+``--param KIND:KEY=VALUE`` and ``--params FILE.yaml`` build each kind's parameters); every
+record names the unit of each of its rates (``units``), and ``--plot`` draws the kinds on one
+chart. One decoy-BB84 protocol alone keeps the table, the finite-key rates and the plot
+described above.
 
 ``--distance`` and ``--block-size`` take one or more numbers after a single flag (they may
 also be repeated). Bad values raise :class:`~qkd.errors.ParameterError` naming the option,

@@ -336,3 +336,21 @@ def test_through_a_subprocess() -> None:
         "qfl: error: --param cv-gg02:detector.efficiency: must be in (0, 1], got 0.0"
     )
     assert bad.stdout == ""
+
+
+def test_decoy_bb84_beside_other_kinds_reads_the_systems_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "systems.yaml"
+    systems = {"slow-gys": {"base": "gys-2004", "clock_hz": 1.0e8}}
+    file.write_text(yaml.safe_dump({"systems": systems}))
+    records = run_json(
+        capsys, "--protocol", f"{BB84},{MDI}", "--systems", str(file), "--system", "slow-gys",
+        "--distance", "20", "--efficiency", "0.1",
+    )  # fmt: skip
+    bb84, mdi = records
+    assert (bb84["kind"], bb84["preset"], mdi["kind"]) == (BB84, "slow-gys", MDI)
+    assert bb84["uses_per_second"] == 1e8
+    assert bb84["changed"] == mdi["changed"] == ["detector.efficiency"]
+    expected = get_kind(BB84).from_mapping({"source.clock_hz": 1e8, "detector.efficiency": 0.1})
+    assert bb84["rate_bps"] == pytest.approx(float(get_kind(BB84).rate_bps(expected, 20.0)))

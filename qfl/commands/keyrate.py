@@ -948,10 +948,11 @@ def _kind_links(
                 sifting=single.get("--sifting"), decoy=decoy,
                 dead_time=single.get("--dead-time"), afterpulse=single.get("--afterpulse"),
             )  # fmt: skip
-            changed = [*flat, *(i.partition("=")[0] for i in items), *single]
+            changed = [*flat, *(i.partition("=")[0].strip() for i in items)]
+            changed += [kindrates.SINGLE_OPTION_FIELDS[o] for o in single]
             if decoy is not None:
-                changed.append("--decoy")
-            links.append(KindLink(kind, base, system, tuple(changed)))
+                changed.append("source.decoys")
+            links.append(KindLink(kind, base, system, tuple(dict.fromkeys(changed))))
             continue
         links.append(
             kindrates.build_kind(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -194,7 +195,7 @@ def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
 def test_help_lists_every_kind_and_its_presets(capsys: pytest.CaptureFixture[str]) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "qfl.cli", "keyrate", "--help"],
-        capture_output=True, text=True, check=True, env={"COLUMNS": "400", "PATH": ""},
+        capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "400"},
     )  # fmt: skip
     text = " ".join(done.stdout.split())
     for name, kind in KINDS.items():

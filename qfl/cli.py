@@ -31,7 +31,7 @@ from qfl.threads import prepare_env
 
 prepare_env()  # before the commands import torch: idle OpenMP threads sleep (qfl.threads)
 
-from qfl.commands import crash, keyrate, plan, report, simulate, sweep, validate  # noqa: E402
+from qfl.commands import crash, keyrate, kme, plan, report, simulate, sweep, validate  # noqa: E402
 from qkd.errors import QflError  # noqa: E402
 
 __all__ = ["NOTICE_LOGGERS", "app", "main", "show_notices"]
@@ -66,6 +66,7 @@ app.command("sweep")(sweep.sweep)
 app.command("plot")(sweep.plot)
 app.command("report")(report.report)
 app.add_typer(plan.app, name="plan")
+app.add_typer(kme.app, name="kme")
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 

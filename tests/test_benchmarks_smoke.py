@@ -69,11 +69,16 @@ SMOKES: dict[str, Smoke] = {
          "ceiling_speedup", "max_abs_weight_diff"),
         {"clients": 2, "model": "cnn"},
     ),
-    "bench_keyrate.py": Smoke(
-        ("--links", "20"),
-        (r"^finite key decoy-2: \d+\.\d\d s; decoy-1: ", r"^ +150\.0 km: finite [\d.e+]+ b/s"),
-        ("finite_key_s", "finite_key_decoy1_s", "asymptotic_s", "rate_bps_sum"),
-        {"links": 20},
+    "bench_keyrate.py": Smoke(  # every link kind too (qkd.kinds)
+        ("--links", "20", "--repeat", "1"),
+        (r"^finite key decoy-2: \d+\.\d\d s; decoy-1: ", r"^ +150\.0 km: finite [\d.e+]+ b/s",
+         r"^every kind, ratio to decoy-bb84: .*decoy-bb84 1x", r"^cv-gg02 +\S+ +20 links",
+         r"^mdi relay 30%, vacuum \+ weak decoy: \d+\.\d{3} s"),
+        ("finite_key_s", "finite_key_decoy1_s", "asymptotic_s", "rate_bps_sum",
+         "kinds_seconds.mdi", "kinds_seconds.tf-sns", "kinds_seconds.tf-pm",
+         "kinds_seconds.cv-gg02", "kinds_max_s", "kinds_rate_bps_sum.tf-pm",
+         "variants_seconds.cv-gg02 V_A optimised"),
+        {"links": 20, "ratio_to_decoy_bb84.decoy-bb84": 1.0},
     ),
     "bench_network.py": Smoke(
         ("--nodes", "60", "--transfers", "300", "--horizon", "3600", "--naive-window", "120"),

@@ -76,5 +76,8 @@ def test_report_errors_are_one_line(
     for name in [m for m in sys.modules if m == "qfl.report" or m.startswith("qfl.report.")]:
         monkeypatch.delitem(sys.modules, name)  # restored afterwards
     monkeypatch.setitem(sys.modules, "plotly", None)  # as if plotly were not installed
-    with pytest.raises(ImportError, match=r"qfl\.report needs plotly"):
-        main(["report", str(empty)])  # a broken install, not bad input: no exit status 2
+    # a broken install, not bad input: an unexpected error (exit 1, one line and a log)
+    status = main(["report", str(empty)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1
+    assert len(err) == 1 and "ImportError: qfl.report needs plotly" in err[0], err

@@ -210,7 +210,10 @@ def exit_accuracies(
             correct: list[torch.Tensor] = []
             for start in range(0, len(y), batch_size):
                 outs = functional_call(model, dict(params), (x[start : start + batch_size],))
+                # Exit logits; a model that also returns feature maps (the Def-FD CNN:
+                # ``(logits, (f1, f2, f3))``) has one exit, its tensor entries.
                 outs = outs if isinstance(outs, tuple) else (outs,)
+                outs = tuple(o for o in outs if isinstance(o, torch.Tensor))
                 yb = y[start : start + batch_size]
                 correct.append(torch.stack([(o.argmax(-1) == yb) for o in outs], dim=1))
     finally:
@@ -240,6 +243,20 @@ def star_transport(clients: Sequence[Hashable], server: Hashable = "server") -> 
 # --------------------------------------------------------------------------- the algorithm
 
 
+def _process_pool(config: FedAvgConfig, *args: Any, **kwargs: Any) -> TrainerPool:
+    return TrainerPool(config.workers, *args, **kwargs)
+
+
+def _ray_pool(config: FedAvgConfig, *args: Any, **kwargs: Any) -> Any:
+    from qfl.engine.raypool import RayTrainerPool
+
+    return RayTrainerPool(config.workers, *args, address=config.ray_address, **kwargs)
+
+
+#: Where a round's clients train when not in this process, by ``FedAvgConfig.executor``.
+_POOLS: dict[str, Callable[..., Any]] = {"processes": _process_pool, "ray": _ray_pool}
+
+
 @dataclass(frozen=True)
 class FedAvgConfig:
     """Schedule and local training of FedAvg.
@@ -263,6 +280,18 @@ class FedAvgConfig:
         process's threads divided among them (:class:`qfl.engine.workers.TrainerPool`); 1
         (default): this process. The numbers equal one process's at the workers' thread
         count up to float rounding; ``loss_fn`` must then be picklable.
+    executor : {"processes", "ray"}
+        Where ``workers`` train: local spawned processes
+        (:class:`~qfl.engine.workers.TrainerPool`), or Ray actors, possibly on other
+        machines of a Ray cluster (:class:`~qfl.engine.raypool.RayTrainerPool`; with
+        ``"ray"`` even ``workers=1`` trains on one actor).
+    ray_address : str, optional
+        The Ray cluster (``executor="ray"``); ``None``: a local one.
+    group_size : int, optional
+        Most clients whose parameters and optimizer state are held at once: a round's
+        clients train in groups of this many, one after the other (a memory budget, see
+        :mod:`qfl.engine.memory`); ``None``: all of them together. The numbers do not
+        depend on it (a client's randomness is its own).
     """
 
     rounds: int = 50
@@ -274,6 +303,9 @@ class FedAvgConfig:
     engine: str = "batched"
     chunk_size: int | None = None
     workers: int = 1
+    group_size: int | None = None
+    executor: str = "processes"
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("rounds", "local_epochs", "batch_size", "workers"):
@@ -292,6 +324,12 @@ class FedAvgConfig:
             isinstance(self.chunk_size, bool) or self.chunk_size < 1
         ):
             raise ParameterError("chunk_size", self.chunk_size, "None or an integer >= 1")
+        if self.executor not in _POOLS:
+            raise UnknownNameError("executor", self.executor, tuple(_POOLS))
+        if self.group_size is not None and (
+            isinstance(self.group_size, bool) or self.group_size < 1
+        ):
+            raise ParameterError("group_size", self.group_size, "None or an integer >= 1")
 
 
 @dataclass(frozen=True)
@@ -363,6 +401,12 @@ class ServerRounds:
     transport: Transport
     params: Params
     round: int
+    #: Client indices taking part in the next round (client sampling); ``None``: all.
+    selected: Sequence[int] | None = None
+
+    def round_members(self) -> Sequence[int]:
+        """The clients of this round: ``selected``, or every client."""
+        return range(len(self.clients)) if self.selected is None else self.selected
 
     def part(self, i: int) -> Params:
         """What the server sends client ``i`` (default: the whole global model)."""
@@ -380,10 +424,10 @@ class ServerRounds:
         """Server -> clients: each client's part of the global model. Returns bytes sent."""
         t = self.transport if transport is None else transport
         total = 0
-        for i, client in enumerate(self.clients):
+        for i in self.round_members():
             part = self.part(i)
             size = payload_bytes(part)
-            t.send(self.server, client, part, n_bytes=size, tag=self.download_tag)
+            t.send(self.server, self.clients[i], part, n_bytes=size, tag=self.download_tag)
             total += size
         return total
 
@@ -394,10 +438,10 @@ class ServerRounds:
         network) sits the round out.
         """
         t = self.transport if transport is None else transport
-        downloads: list[Params | None] = []
-        for c in self.clients:
-            got = [m for m in t.receive(c) if m.tag == self.download_tag]
-            downloads.append(dict(got[-1].payload) if got else None)
+        downloads: list[Params | None] = [None] * len(self.clients)
+        for i in self.round_members():
+            got = [m for m in t.receive(self.clients[i]) if m.tag == self.download_tag]
+            downloads[i] = dict(got[-1].payload) if got else None
         total = 0
         for i, upload in enumerate(self.train_present(downloads)):
             if upload is None:
@@ -519,18 +563,13 @@ class FedAvg(ServerRounds):
             config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
         self._pool = (
-            TrainerPool(
-                config.workers,
-                self._models,
-                loss_fn,
-                self._optimizer,
-                self.train_sets,
-                engine=self.engine,
-                **self._trainer_kwargs(),
+            _POOLS[config.executor](
+                config, self._models, loss_fn, self._optimizer, self.train_sets,
+                engine=self.engine, **self._trainer_kwargs(),
             )
-            if config.workers > 1
+            if config.workers > 1 or config.executor != "processes"
             else None
-        )
+        )  # fmt: skip
 
     def start_workers(self) -> None:
         """Start the worker processes now (``config.workers > 1``; else nothing to do)."""
@@ -611,11 +650,23 @@ class FedAvg(ServerRounds):
         """
         out: list[Params] = [{} for _ in self.clients]
         for k in sorted(set(self.client_exits)):
-            members = [
-                i for i, e in enumerate(self.client_exits) if e == k and starts[i] is not None
-            ]
-            if not members:
-                continue
+            every = [i for i, e in enumerate(self.client_exits) if e == k and starts[i] is not None]
+            size = self.config.group_size or max(1, len(every))
+            for g in range(0, len(every), size):
+                self._train_group(k, every[g : g + size], starts, epochs, stream, out)
+        return out
+
+    def _train_group(
+        self,
+        k: int,
+        members: Sequence[int],
+        starts: Sequence[Mapping[str, torch.Tensor] | None],
+        epochs: int,
+        stream: int,
+        out: list[Params],
+    ) -> None:
+        """Train ``members`` (all at exit ``k``) together; write their uploads to ``out``."""
+        if members:
             mask = self._masks[k]
             # Parameters a client did not receive are never used by its truncated forward;
             # they are filled from zeros only to give every client the same dict of names.
@@ -645,7 +696,6 @@ class FedAvg(ServerRounds):
                 out[i] = {
                     name: trained[name][j].detach().clone() for name in self.params if mask[name]
                 }
-        return out
 
     def finetuned(self, epochs: int) -> list[Params]:
         """Each client's copy of the current global model after ``epochs`` local epochs.

@@ -2,6 +2,9 @@
 
 Example::
 
+    qfl keyrate --protocol mdi,tf-sns,tf-pm,cv-gg02 --distance 0 50 100 --plot kinds.png
+    qfl keyrate --protocol tf-pm --preset fang-2020 --param misalignment=0.02 --json
+    qfl keyrate --params mine.yaml --param cv-gg02:detector.detection=homodyne
     qfl keyrate --preset gys-2004 --protocol decoy-bb84 --distance 0 25 50 100 --json
     qfl keyrate --preset toshiba-2018 --finite-key --block-size 1e10 --protocol decoy-1
     qfl keyrate --finite-key --block-size 1e10 1e12 --distance 0 50 100 --plot rates.png
@@ -25,6 +28,14 @@ the same definitions a scenario's links use); ``--param KEY=VALUE`` (repeatable)
 parameter of it (keys: :data:`qkd.params.SYSTEM_FIELDS`, e.g. ``clock_hz=2e9``,
 ``detector.dark_count_prob=8e-8``), and the single options (``--efficiency``...) apply last.
 
+``--protocol`` with a link kind other than decoy-BB84 (:mod:`qkd.kinds`), or with several
+kinds separated by commas, gives each kind's asymptotic rate per channel use and in bit/s
+beside the fibre's PLOB bound (:mod:`qfl.commands.kindrates`: how ``--preset KIND:NAME``,
+``--param KIND:KEY=VALUE`` and ``--params FILE.yaml`` build each kind's parameters); every
+record names the unit of each of its rates (``units``), and ``--plot`` draws the kinds on one
+chart. One decoy-BB84 protocol alone keeps the table, the finite-key rates and the plot
+described above.
+
 ``--distance`` and ``--block-size`` take one or more numbers after a single flag (they may
 also be repeated). Bad values raise :class:`~qkd.errors.ParameterError` naming the option,
 which :func:`qfl.cli.main` prints as one line on stderr with exit status 2.
@@ -36,6 +47,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -46,6 +58,8 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperCommand
 
+from qfl.commands import kindrates
+from qfl.commands.kindrates import KindLink
 from qfl.commands.tables import print_table
 from qfl.scenario.qkd import read_systems
 from qkd.errors import ParameterError, UnknownNameError
@@ -56,6 +70,7 @@ from qkd.finite import (
     finite_key,
     finite_max_distance,
 )
+from qkd.kinds import KINDS
 from qkd.params import (
     PRESETS,
     SYSTEM_FIELDS,
@@ -302,10 +317,37 @@ def keyrate_rows(
                 "rate_bps": float(rate[i] * system.source.clock_hz),
                 "plob_per_use": float(plob[i]),
                 "tgw_per_use": float(tgw[i]),
+                "rate_unit": "bit/pulse",
+                "kind": protocol if protocol in KINDS else None,
+                "system": system.name,
+                "rate_per_use": float(rate[i]),
+                "uses_per_second": system.source.clock_hz,
+                "untrusted_middle": False,  # every protocol of qkd.rates: prepare and measure
+                "units": _BB84_UNITS,
             }
         )
     return rows
 
+
+_BB84_UNITS: Mapping[str, str] = {
+    "rate_per_pulse": "bit/pulse",
+    "rate_bps": "bit/s",
+    "plob_per_use": "bit/pulse",
+    "tgw_per_use": "bit/pulse",
+    "distance_km": "km",
+    "rate_per_use": "bit/pulse",
+    "uses_per_second": "pulses/s",
+}
+
+_FINITE_UNITS: Mapping[str, str] = {
+    **{
+        k: v
+        for k, v in _BB84_UNITS.items()
+        if k not in ("tgw_per_use", "rate_per_use", "uses_per_second")
+    },
+    "key_per_block": "bit",
+    "limit_rate_bps": "bit/s",
+}
 
 _FINITE_OPTIONS = {
     "block_size": "--block-size",
@@ -385,6 +427,8 @@ def finite_rows(
                 "plob_per_use": float(plob[i]),
                 "eps_sec": eps_sec,
                 "eps_cor": eps_cor,
+                "rate_unit": "bit/pulse",
+                "units": _FINITE_UNITS,
             }
         )
     return rows
@@ -611,7 +655,22 @@ def keyrate(
         ),
     ] = None,
     preset: Annotated[
-        str | None, typer.Option(help="The older name of --system.", show_default=False)
+        list[str] | None,
+        typer.Option(
+            help="The preset of each kind in --protocol (the older name of --system for "
+            "decoy-BB84): NAME for every kind, or KIND:NAME for one (repeatable); the kinds' "
+            "presets are listed under --protocol, * the default.",
+            show_default=False,
+        ),
+    ] = None,
+    params_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--params",
+            help="YAML file mapping kind names to their parameters (a preset: and any field, "
+            "nested or dotted: `mdi: {preset: tang-2014, detector: {efficiency: 0.6}}`); "
+            "without --protocol, every kind in the file is computed.",
+        ),
     ] = None,
     systems_file: Annotated[
         Path | None,
@@ -624,17 +683,26 @@ def keyrate(
     param: Annotated[
         list[str] | None,
         typer.Option(
-            help="Set one system parameter, repeatable: KEY=VALUE with KEY one of "
+            help="Set one parameter, repeatable: KEY=VALUE, or KIND:KEY=VALUE for one of "
+            "several kinds (detector.dark_count_prob=8e-8, mdi:relay_fraction=0.3, "
+            "cv-gg02:detector.detection=homodyne, modulation_variance=null to optimise). "
+            "Keys: the fields of the kind's parameters, nested with '.'; for decoy-BB84 "
             + ", ".join(SYSTEM_FIELDS)
-            + " (detector.dark_count_prob=8e-8).",
+            + ".",
             show_default=False,
         ),
     ] = None,
     protocol: Annotated[
         str | None,
         typer.Option(
-            help="One of: " + ", ".join(PROTOCOLS) + " (default decoy-bb84); with --finite-key "
-            "one of: " + ", ".join(FINITE_PROTOCOLS) + " (default decoy-2).",
+            help="One link kind or several, comma-separated; the kinds (their presets, * the "
+            "default): "
+            + kindrates.kinds_help()
+            + "), or one decoy-BB84 protocol: "
+            + ", ".join(PROTOCOLS)
+            + " (default decoy-bb84); with --finite-key one of: "
+            + ", ".join(FINITE_PROTOCOLS)
+            + " (default decoy-2).",
             show_default=False,
         ),
     ] = None,
@@ -695,16 +763,48 @@ def keyrate(
         bool, typer.Option("--json", help="Print a JSON list of records instead of a table.")
     ] = False,
 ) -> None:
-    """Secret key rates of a QKD system over distances: asymptotic (Ma, Qi, Zhao & Lo 2005)
-    or, with --finite-key, for blocks of a given size."""
-    if system_name is not None and preset is not None:
-        raise ParameterError("--preset", preset, "left out when --system is given (same option)")
-    option = "--preset" if preset is not None else "--system"
+    """Secret key rates over distances of one or several link kinds (MDI, twin-field, CV-QKD,
+    decoy-BB84...), asymptotic; or of a decoy-BB84 system, asymptotic (Ma, Qi, Zhao & Lo
+    2005) or, with --finite-key, for blocks of a given size."""
+    file_sections = kindrates.read_params_file(params_file) if params_file else {}
+    names = [n.strip() for n in protocol.split(",")] if protocol else list(file_sections)
+    single = {
+        "--attenuation": attenuation, "--efficiency": efficiency, "--dark-count": dark_count,
+        "--clock-hz": clock_hz, "--misalignment": misalignment, "--f-ec": f_ec,
+        "--sifting": sifting, "--dead-time": dead_time, "--afterpulse": afterpulse,
+    }  # fmt: skip
+    if not finite and (len(names) > 1 or (names and names[0] not in PROTOCOLS)):
+        _keyrate_kinds(
+            names, file_sections, str(params_file), preset or [], param or [],
+            {k: v for k, v in single.items() if v is not None},
+            system_name=system_name, systems_file=systems_file, mu=mu, decoy=decoy,
+            distance=distance, plot=plot, json_output=json_output,
+        )  # fmt: skip
+        return
+    if finite and len(names) > 1:
+        raise ParameterError("--protocol", protocol, f"one of {list(FINITE_PROTOCOLS)} with "
+                             "--finite-key (decoy-BB84 only)")  # fmt: skip
+    protocol = names[0] if names else None
+    bb84_section = next(
+        (file_sections[k] for k in file_sections if kindrates.is_bb84(KINDS[k])), None
+    )
+    preset_name = _one_preset(preset or [])
+    if system_name is not None and preset_name is not None:
+        raise ParameterError(
+            "--preset", preset_name, "left out when --system is given (same option)"
+        )
+    option = "--preset" if preset_name is not None else "--system"
     registry = read_systems(systems_file) if systems_file is not None else None
+    file_params = dict(kindrates._flat(bb84_section or {}))
+    file_preset = file_params.pop("preset", None)
+    if file_params:
+        _with_file(params_file, lambda: build_system(
+            system_name or preset_name or file_preset or "gys-2004", registry=registry,
+            params=file_params, option=option))  # fmt: skip
     system = build_system(
-        system_name or preset or "gys-2004",
+        system_name or preset_name or file_preset or "gys-2004",
         registry=registry,
-        params=parse_params(param or []),
+        params={**file_params, **parse_params(param or [])},
         option=option,
         clock_hz=clock_hz,
         efficiency=efficiency,
@@ -770,3 +870,173 @@ def _save_plot(
         raise _renamed(exc, _FINITE_OPTIONS) from None
     except OSError as exc:
         raise ParameterError("--plot", str(path), f"a writable PNG path ({exc.strerror})") from None
+
+
+def _one_preset(items: list[str]) -> str | None:
+    """The one ``--preset`` of the decoy-BB84 path (a ``KIND:`` prefix of that kind allowed)."""
+    values = [
+        rest if sep and head in KINDS and kindrates.is_bb84(KINDS[head]) else item
+        for item in items
+        for head, sep, rest in [item.partition(":")]
+    ]
+    if len(values) > 1:
+        raise ParameterError("--preset", values[1], "given once for one decoy-BB84 system")
+    return values[0] if values else None
+
+
+def _with_file(path: Path | None, build: Callable[[], _T]) -> _T:
+    """``build()``, a bad value named after the ``--params`` file."""
+    try:
+        return build()
+    except ParameterError as exc:
+        name = exc.name.removeprefix("--param ")
+        raise ParameterError(f"{path}: {name}", exc.value, exc.allowed) from None
+
+
+def _kind_links(
+    names: list[str],
+    file_sections: Mapping[str, Mapping[str, Any]],
+    file_label: str,
+    presets: list[str],
+    params: list[str],
+    single: Mapping[str, float],
+    *,
+    system_name: str | None,
+    systems_file: Path | None,
+    mu: float | None,
+    decoy: float | None,
+) -> list[KindLink]:
+    """The parameters of each kind named by ``--protocol`` (see :mod:`.kindrates`)."""
+    kinds = [kindrates.lookup(n) for n in names]
+    if len(set(names)) != len(names):
+        raise ParameterError("--protocol", ",".join(names), "each kind once")
+    by_preset = kindrates.scoped(presets, "--preset", names)
+    by_param = kindrates.scoped(params, "--param", names)
+    if len(by_preset.get(None, [])) > 1:
+        raise ParameterError("--preset", by_preset[None][1], "one NAME for every kind, or "
+                             "KIND:NAME per kind")  # fmt: skip
+    has_bb84 = any(kindrates.is_bb84(k) for k in kinds)
+    for option, value in (("--mu", mu), ("--decoy", decoy), ("--system", system_name),
+                          ("--systems", systems_file)):  # fmt: skip
+        if value is not None and not has_bb84:
+            raise ParameterError(option, value if not isinstance(value, Path) else str(value),
+                                 "left out: a decoy-BB84 option (other kinds: --param, "
+                                 "--params)")  # fmt: skip
+    links = []
+    for kind in kinds:
+        own = by_preset.get(kind.name, [])
+        if len(own) > 1:
+            raise ParameterError("--preset", f"{kind.name}:{own[1]}", "once per kind")
+        shared = by_preset.get(None, [])
+        preset = own[0] if own else (shared[0] if shared else None)
+        items = [*by_param.get(None, []), *by_param.get(kind.name, [])]
+        section = file_sections.get(kind.name)
+        if kindrates.is_bb84(kind):
+            flat = dict(kindrates._flat(section or {}))
+            base = system_name or preset or flat.pop("preset", None) or kind.default_preset
+            flat.pop("preset", None)
+            registry = read_systems(systems_file) if systems_file is not None else None
+            opt = "--system" if system_name else "--preset"
+            if flat:
+                _with_file(Path(file_label), partial(
+                    build_system, base, registry=registry, params=flat, option=opt))  # fmt: skip
+            system = build_system(
+                base, registry=registry, params={**flat, **parse_params(items)}, option=opt,
+                clock_hz=single.get("--clock-hz"), efficiency=single.get("--efficiency"),
+                dark_count=single.get("--dark-count"), attenuation=single.get("--attenuation"),
+                misalignment=single.get("--misalignment"), f_ec=single.get("--f-ec"),
+                sifting=single.get("--sifting"), decoy=decoy,
+                dead_time=single.get("--dead-time"), afterpulse=single.get("--afterpulse"),
+            )  # fmt: skip
+            changed = [*flat, *(i.partition("=")[0].strip() for i in items)]
+            changed += [kindrates.SINGLE_OPTION_FIELDS[o] for o in single]
+            if decoy is not None:
+                changed.append("source.decoys")
+            links.append(KindLink(kind, base, system, tuple(dict.fromkeys(changed))))
+            continue
+        links.append(
+            kindrates.build_kind(
+                kind,
+                preset=preset,
+                file_section=section,
+                file_label=file_label,
+                params=items,
+                options=single,
+                several=len(kinds) > 1,
+            )
+        )
+    return links
+
+
+def _keyrate_kinds(
+    names: list[str],
+    file_sections: Mapping[str, Mapping[str, Any]],
+    file_label: str,
+    presets: list[str],
+    params: list[str],
+    single: Mapping[str, float],
+    *,
+    system_name: str | None,
+    systems_file: Path | None,
+    mu: float | None,
+    decoy: float | None,
+    distance: list[float] | None,
+    plot: Path | None,
+    json_output: bool,
+) -> None:
+    """``qfl keyrate --protocol KIND[,KIND...]``: records, tables and the plot of each kind."""
+    if mu is not None:
+        raise ParameterError("--mu", mu, "left out with link kinds (their intensities are "
+                             "optimised; fix one with --param, e.g. mdi:mu_a=0.3)")  # fmt: skip
+    links = _kind_links(
+        names, file_sections, file_label, presets, params, single,
+        system_name=system_name, systems_file=systems_file, mu=mu, decoy=decoy,
+    )  # fmt: skip
+    distances = list(distance) if distance else list(DEFAULT_DISTANCES_KM)
+    _check_distances(distances)
+    rows = [kindrates.kind_rows(link, distances) for link in links]
+    console = Console(highlight=False, soft_wrap=True, emoji=False)
+    if plot is not None:
+        kindrates.plot_kinds(links, plot, max_km=max(distance) if distance else None,
+                             marked_km=distances)  # fmt: skip
+    if json_output:
+        records = [{k: _finite_or_none(v) for k, v in r.items()} for group in rows for r in group]
+        console.out(json.dumps(records, indent=2, allow_nan=False), highlight=False)
+    else:
+        for link, group in zip(links, rows, strict=True):
+            print_table(console, _kind_table(link, group))
+    if plot is not None:
+        Console(stderr=json_output, highlight=False, soft_wrap=True).print(f"wrote {plot}")
+
+
+def _kind_table(link: KindLink, rows: list[dict[str, Any]]) -> Table:
+    kind = link.kind
+    reach = kindrates.reach_km(link)
+    cross = kindrates.crossing_km(link, reach if math.isfinite(reach) else 1000.0)
+    uses = rows[0]["uses_per_second"]
+    notes = [f"{uses:.4g} {kindrates.uses_unit(kind)}", f"maximum distance {reach:.1f} km"]
+    if math.isfinite(cross):
+        notes.append(f"beats PLOB from {cross:.1f} km")
+    if kind.untrusted_middle:
+        notes.append("untrusted station in the middle")
+    notes.append("PLOB = -log2(1 - eta_fibre) per channel use")
+    if link.changed:
+        notes.append("changed: " + ", ".join(link.changed))
+    source = kind.presets[link.preset].source if link.preset in kind.presets else ""
+    if source:
+        notes.append(kindrates.short_source(source))
+    title = f"{kind.name}: {link.preset} ({kind.title})"
+    table = Table(title=title, caption="; ".join(notes))
+    unit = kind.rate_unit
+    for header in ("L (km)", unit, "bit/s", f"PLOB ({unit})", "rate / PLOB"):
+        table.add_column(header, justify="right")
+    for r in rows:
+        ratio = r["rate_per_use"] / r["plob_per_use"] if r["plob_per_use"] > 0 else math.nan
+        table.add_row(
+            f"{r['distance_km']:g}",
+            f"{r['rate_per_use']:.3e}" if r["rate_per_use"] > 0 else "0 (no key)",
+            f"{r['rate_bps']:.4g}",
+            f"{r['plob_per_use']:.3e}",
+            f"{ratio:.3g}",
+        )
+    return table

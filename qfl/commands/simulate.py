@@ -185,15 +185,33 @@ def simulate(
     ] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Draw the PNG plots.")] = True,
     threads: ThreadsOption = None,
+    memory: Annotated[
+        str | None,
+        typer.Option(
+            "--memory",
+            help="Memory budget of the learning half (512M, 4G): clients train in groups "
+            "that fit it (default: $QFL_MEMORY, else half the memory available).",
+        ),
+    ] = None,
+    executor: Annotated[
+        str,
+        typer.Option(help="Where the learning half trains: local, or ray (Ray workers)."),
+    ] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (executor ray).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Ray workers (executor ray; default: one per core).")
+    ] = None,
 ) -> None:
     """Run a scenario: the QKD network's timeline, then the learning it allows."""
     from qfl.cosim import run_scenario
+    from qfl.cosim.learnexec import check_learning_options, learning_env
     from qfl.cosim.netbuild import check_network
     from qfl.cosim.outputs import claim_folder, new_folder
     from qfl.threads import resolve_threads, using_threads
 
     console = Console(highlight=False, soft_wrap=True)
     n_threads, _ = resolve_threads(threads)  # a bad value is reported before any work
+    check_learning_options(executor, workers, memory)
     sc = resolve_scenario(file, quick, set_)
     topo = check_network(sc)  # bad input is reported before anything is written
     if out is not None:
@@ -231,7 +249,8 @@ def simulate(
         progress.update(task, completed=r, info=f"round {r}, t={_fmt_time(t)}, {acc}")
 
     try:
-        with progress, using_threads(n_threads), logs_into(folder):
+        env = learning_env(executor, address, workers, memory)
+        with progress, using_threads(n_threads), logs_into(folder), env:
             result = run_scenario(
                 sc, folder, on_eval=on_eval, on_network=on_network, plots=plots, topo=topo,
                 on_progress=lambda r, text: progress.update(task, info=f"round {r}: {text}"),

@@ -95,6 +95,30 @@ class Job:
         report = self.progress
         return None if report is None else (lambda text: report(r, text))
 
+    #: Clients per round (client sampling, :mod:`qfl.cosim.sampling`); all when None.
+    per_round: int | None = None
+
+    def _init_sampling(self) -> None:
+        """Resolve ``learning.clients_per_round`` / ``client_fraction`` (server methods)."""
+        from qfl.cosim.sampling import per_round_count
+
+        lr = self.sc.learning
+        try:
+            self.per_round = per_round_count(
+                len(self.names), count=lr.clients_per_round, fraction=lr.client_fraction
+            )
+        except ParameterError as exc:
+            raise _learning_error(exc) from None
+
+    def sampled(self, r: int) -> tuple[int, ...] | None:
+        """The clients of round ``r`` (indices), or ``None`` when every client takes part."""
+        from qfl.cosim.sampling import sample_clients
+
+        n = len(self.names)
+        if self.per_round is None or self.per_round >= n:
+            return None
+        return sample_clients(self.sc.seed, r, n, self.per_round)
+
     def plan(self, r: int) -> RoundOps:
         """The operations of round ``r`` (the same for both halves)."""
         raise NotImplementedError
@@ -148,15 +172,20 @@ class Job:
         ``eval_rounds`` (1-based), and pass each evaluation to ``on_eval``."""
         replay = self._replay(tl)
         learner = self.start()
-        for r in range(tl.rounds_done):
-            ops = self.plan(r)
-            if self.progress is not None:
-                self.progress(r + 1, f"training {len(ops.trains)} clients")
-            self.step(learner, ops, replay.at(r))
-            if (r + 1) in eval_rounds:
+        try:
+            for r in range(tl.rounds_done):
+                ops = self.plan(r)
                 if self.progress is not None:
-                    self.progress(r + 1, "evaluating")
-                on_eval(r + 1, self.evaluate(learner, r + 1))
+                    self.progress(r + 1, f"training {len(ops.trains)} clients")
+                self.step(learner, ops, replay.at(r))
+                if (r + 1) in eval_rounds:
+                    if self.progress is not None:
+                        self.progress(r + 1, "evaluating")
+                    on_eval(r + 1, self.evaluate(learner, r + 1))
+        finally:
+            close = getattr(learner, "close", None)
+            if close is not None:
+                close()  # worker processes or Ray actors, if the learner has any
 
 
 class DecentralizedJob(Job):
@@ -176,6 +205,14 @@ class DecentralizedJob(Job):
         self.sc = sc
         self.names = tuple(clients)
         n = len(clients)
+        for fld in ("clients_per_round", "client_fraction"):
+            if getattr(lr, fld) is not None:
+                raise ScenarioError(
+                    f"learning.{fld}",
+                    f"applies to the server methods (fedavg, fedavg-multiexit, ssl-backbone); "
+                    f"{lr.method} draws its senders with senders_per_round, got "
+                    f"{getattr(lr, fld)!r}",
+                )
         self.setup = DefFDSetup(
             n_clients=n,
             classes_per_client=lr.classes_per_client,
@@ -313,6 +350,7 @@ class FedAvgJob(Job):
         self.sc, self.names, self.server = sc, tuple(clients), server
         n = len(clients)
         multi = lr.method == "fedavg-multiexit"
+        self._init_sampling()
         try:
             self.config = FedAvgConfig(
                 rounds=lr.rounds,
@@ -327,7 +365,10 @@ class FedAvgJob(Job):
         except ParameterError as exc:
             raise _learning_error(exc) from None
         self._load_data()
+        self.cnn = lr.model == "cnn"
         self.model, self.loss_fn, costs = self._make_model(multi)
+        self._budget_groups()
+        self._place_learning()
         bf = sc.compute.backward_factor
         self.exits = (
             self._exits(costs, flops) if lr.round_budget_s is not None else [len(costs)] * n
@@ -368,6 +409,8 @@ class FedAvgJob(Job):
         from qfl.experiments.multiexit import make_loss, make_model
         from qfl.models.multiexit import exit_flops
 
+        if self.cnn:
+            return _fedavg_cnn(self.sc.seed)
         model = make_model(self.exp, multi_exit=multi)
         costs = exit_flops(model, tuple(self.trains[0].x.shape[1:]))
         return model, make_loss(self.exp, multi_exit=multi), tuple(float(c) for c in costs)
@@ -415,19 +458,47 @@ class FedAvgJob(Job):
             sizes.append(payload_bytes({p: t for p, t in params.items() if mask[p]}))
         return tuple(sizes)
 
+    def _place_learning(self) -> None:
+        """Train on Ray workers when the run asks for it (:mod:`qfl.cosim.learnexec`)."""
+        from qfl.cosim.learnexec import learning_executor
+
+        executor, address, workers = learning_executor()
+        if executor == "ray":
+            self.config = dataclasses.replace(
+                self.config, executor="ray", workers=workers, ray_address=address
+            )
+
+    def _budget_groups(self) -> None:
+        """Bound the round's working set by the memory budget (:mod:`qfl.engine.memory`):
+        the clients trained together, each holding :attr:`bytes_per_client`."""
+        from qfl.engine.memory import chunk_clients, client_working_set, resolve_memory
+
+        budget, where = resolve_memory()
+        shape = tuple(self.trains[0].x.shape[1:])
+        self.bytes_per_client = client_working_set(self.model, shape, self.sc.learning.batch_size)
+        group = chunk_clients(budget, self.bytes_per_client, where=where)
+        k = self.per_round or len(self.names)
+        if group < k:
+            self.config = dataclasses.replace(self.config, group_size=group)
+
     def plan(self, r: int) -> RoundOps:
-        """A synchronous server round."""
-        return server_round(r, len(self.names), down="global")
+        """A synchronous server round over the round's sampled clients."""
+        return server_round(r, len(self.names), down="global", sampled=self.sampled(r))
 
     def learning_inputs(self) -> dict[str, Any]:
         """The experiment (data, model, loss, FedAvg settings), the clients' exits, the test
         set size."""
-        return {
+        out = {
             "experiment": self.exp,
             "multi_exit": self.sc.learning.method == "fedavg-multiexit",
             "exits": self.exits,
             "test_samples": self.sc.learning.test_samples,
         }
+        if self.cnn:
+            out["model"] = "cnn"
+        if self.per_round is not None and self.per_round < len(self.names):
+            out["clients_per_round"] = self.per_round
+        return out
 
     def start(self) -> Any:
         """The server and clients of FedAvg (the global model at its initial value)."""
@@ -443,7 +514,8 @@ class FedAvgJob(Job):
         )
 
     def step(self, learner: Any, ops: RoundOps, transport: RoundTransport) -> None:
-        """Broadcast, local training of the clients reached, aggregation."""
+        """Broadcast to the round's clients, local training of those reached, aggregation."""
+        learner.selected = ops.trains
         learner.run_round(transport, self._phase(ops.index + 1))
 
     def evaluate(self, learner: Any, r: int) -> list[EvalRow]:
@@ -461,9 +533,9 @@ class FedAvgJob(Job):
             for i, (nm, k) in enumerate(zip(self.names, self.exits, strict=True))
         ]
         mean_glob = float(sum(x.global_acc for x in rows) / n)
-        rows.append(
-            EvalRow(r, "mean", mean_glob, float(mine.mean()), tuple(local.nanmean(dim=0).tolist()))
-        )
+        # A client with an empty held-out set (a few samples in all) is left out of the mean.
+        mean_local = float(mine.nanmean())
+        rows.append(EvalRow(r, "mean", mean_glob, mean_local, tuple(local.nanmean(dim=0).tolist())))
         return rows
 
 
@@ -488,6 +560,7 @@ class SSLJob(Job):
 
         lr = sc.learning
         self.sc, self.names, self.server = sc, tuple(clients), server
+        self._init_sampling()
         try:
             self.pretrain = SimCLRConfig(
                 rounds=lr.rounds,
@@ -531,11 +604,14 @@ class SSLJob(Job):
 
     def learning_inputs(self) -> dict[str, Any]:
         """The SSL experiment (encoder, pretraining and head settings), seed."""
-        return {"experiment": self.exp, "seed": self.sc.seed}
+        out: dict[str, Any] = {"experiment": self.exp, "seed": self.sc.seed}
+        if self.per_round is not None and self.per_round < len(self.names):
+            out["clients_per_round"] = self.per_round
+        return out
 
     def plan(self, r: int) -> RoundOps:
-        """A synchronous server round of federated SimCLR."""
-        return server_round(r, len(self.names), down="encoder")
+        """A synchronous server round of federated SimCLR (over the sampled clients)."""
+        return server_round(r, len(self.names), down="encoder", sampled=self.sampled(r))
 
     def start(self) -> Any:
         """Federated SimCLR from the initial network."""
@@ -552,6 +628,7 @@ class SSLJob(Job):
 
     def step(self, learner: Any, ops: RoundOps, transport: RoundTransport) -> None:
         """One FedAvg round of the SimCLR objective."""
+        learner.selected = ops.trains
         learner.run_round(transport, self._phase(ops.index + 1))
 
     def evaluate(self, learner: Any, r: int) -> list[EvalRow]:
@@ -571,6 +648,26 @@ class SSLJob(Job):
         rows = [EvalRow(r, nm, math.nan, a) for nm, a in zip(self.names, accs, strict=True)]
         rows.append(EvalRow(r, "mean", math.nan, sum(accs) / len(accs)))
         return rows
+
+
+def _cnn_loss(outputs: Any, y: Any, teacher: Any) -> Any:
+    """Cross-entropy of the Def-FD CNN's logits (FedAvg with ``model: cnn``; picklable)."""
+    import torch.nn.functional as F
+
+    del teacher
+    return F.cross_entropy(outputs[0], y)
+
+
+def _fedavg_cnn(seed: int) -> tuple[Any, Any, tuple[float, ...]]:
+    """The Def-FD CNN for FedAvg on Fashion-MNIST: model (initialised from ``seed``), loss,
+    forward FLOPs per sample (one exit)."""
+    from qfl.models import FeatureCNN, count_flops
+    from qfl.models.multiexit import reinitialize
+    from qfl.seeding import MultiExitKey, derive_seed, int_seed
+
+    model = FeatureCNN(in_channels=1, num_classes=10, image_size=28)
+    reinitialize(model, int_seed(derive_seed(seed, MultiExitKey.INIT)))
+    return model, _cnn_loss, (float(count_flops(model, (1, 28, 28))),)
 
 
 JOBS: dict[str, Callable[..., Job] | str] = {

@@ -118,11 +118,24 @@ def decentralized_round(
     return RoundOps(index, tuple(chains))
 
 
-def server_round(index: int, n_clients: int, *, down: str = "global") -> RoundOps:
+def server_round(
+    index: int,
+    n_clients: int,
+    *,
+    down: str = "global",
+    sampled: Iterable[int] | None = None,
+) -> RoundOps:
     """FedAvg, multi-exit FedAvg, federated SimCLR: the server sends each client the global
     model (tag ``down``), the client trains and uploads (``update``), the server aggregates
-    the uploads that arrived."""
-    chains = tuple(
-        (Send(SERVER, i, down), Train(i), Send(i, SERVER, "update")) for i in range(n_clients)
-    )
+    the uploads that arrived.
+
+    ``sampled`` (client indices; default: all ``n_clients``) are the clients that take part
+    in this round (:mod:`qfl.cosim.sampling`): only they get a chain, so a round's cost in
+    both halves grows with the clients sampled, not with the clients that exist.
+
+    >>> server_round(0, 1000, sampled=(3, 70)).trains
+    (3, 70)
+    """
+    members = range(n_clients) if sampled is None else sampled
+    chains = tuple((Send(SERVER, i, down), Train(i), Send(i, SERVER, "update")) for i in members)
     return RoundOps(index, chains, (Aggregate(),))

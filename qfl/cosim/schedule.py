@@ -113,7 +113,8 @@ class Timeline:
     ops : list of dict
         Every learning operation: ``round``, ``node``, ``op``, ``start_s``, ``end_s``.
     participants : list of tuple of int
-        Server schedules: the clients whose update reached the server, per round.
+        Server schedules: the clients (indices) whose update reached the server, per round
+        (with client sampling, a subset of the round's sampled clients).
     round_start_s : list of float
         Simulated time at which round ``r`` started.
     critical : list of tuple of Segment
@@ -213,6 +214,11 @@ def _chain(
     return True
 
 
+def _client_of(chain: tuple[Op, ...], i: int) -> int:
+    """The client a server chain serves (its local update's node; else its index)."""
+    return next((op.node for op in chain if isinstance(op, Train)), i)
+
+
 def run_plan(
     env: simpy.Environment,
     net: QKDNetwork,
@@ -249,7 +255,11 @@ def run_plan(
         tl.round_start_s.append(start)
         tl.critical.append(tuple(segs[ends.index(max(ends))]) if segs else ())
         if any(isinstance(op, Aggregate) for op in ops.end):
-            arrived = tuple(i for i, p in enumerate(procs) if results[p])
+            arrived = tuple(
+                _client_of(c, i)
+                for i, (c, p) in enumerate(zip(ops.chains, procs, strict=True))
+                if results[p]
+            )
             _op(tl, r, str(server), "aggregate", env.now, env.now)
             tl.participants.append(arrived)
         tl.round_end_s.append(env.now)

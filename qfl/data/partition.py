@@ -14,7 +14,14 @@ import numpy as np
 
 from qkd.errors import ParameterError
 
-__all__ = ["by_classes", "dirichlet", "holdout_split", "iid", "labeled_split"]
+__all__ = [
+    "by_classes",
+    "dirichlet",
+    "dirichlet_topped_up",
+    "holdout_split",
+    "iid",
+    "labeled_split",
+]
 
 SeedLike = int | np.random.SeedSequence | np.random.Generator
 ArrayLike = np.ndarray | Sequence[int]
@@ -239,6 +246,53 @@ def dirichlet(
         f"reachable: no Dirichlet(alpha={alpha}) draw out of {max_tries} gave every one of "
         f"{n_clients} clients that many samples; lower it or raise alpha",
     )
+
+
+def dirichlet_topped_up(
+    labels: ArrayLike,
+    n_clients: int,
+    alpha: float,
+    *,
+    seed: SeedLike,
+    min_per_client: int = 10,
+) -> list[np.ndarray]:
+    """Dirichlet label skew for many small clients: one draw, then topped up to a minimum.
+
+    With thousands of clients holding a dozen samples each (cross-device studies), no
+    Dirichlet draw gives every client ``min_per_client`` samples, so :func:`dirichlet`'s
+    resampling cannot succeed. This takes one draw of :func:`dirichlet` (its rule, no
+    minimum) and then moves samples, one at a time, from the currently largest client (a
+    random one of its samples) to each client below the minimum. The label skew of the draw
+    is kept except for the moved samples (at most ``n_clients * min_per_client``).
+
+    Examples
+    --------
+    >>> y = np.arange(1200) % 10
+    >>> parts = dirichlet_topped_up(y, 100, 0.3, seed=0, min_per_client=10)
+    >>> min(len(p) for p in parts), sum(len(p) for p in parts)
+    (10, 1200)
+    """
+    y = _labels(labels)
+    n_clients = _positive_int("n_clients", n_clients)
+    min_per_client = _positive_int("min_per_client", min_per_client, 0)
+    if n_clients * min_per_client > len(y):
+        raise ParameterError(
+            "min_per_client",
+            min_per_client,
+            f"<= {len(y) // n_clients} ({len(y)} samples over {n_clients} clients)",
+        )
+    rng = _rng(seed)
+    parts = [list(p) for p in dirichlet(y, n_clients, alpha, seed=rng, min_per_client=0)]
+    sizes = np.array([len(p) for p in parts], dtype=np.int64)
+    for client in np.flatnonzero(sizes < min_per_client):
+        while sizes[client] < min_per_client:
+            donor = int(np.argmax(sizes))
+            k = int(rng.integers(sizes[donor]))
+            parts[donor][k], parts[donor][-1] = parts[donor][-1], parts[donor][k]
+            parts[client].append(parts[donor].pop())
+            sizes[donor] -= 1
+            sizes[client] += 1
+    return _sorted([np.asarray(p, dtype=np.int64) for p in parts])
 
 
 def _take_fraction(

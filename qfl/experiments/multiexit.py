@@ -183,13 +183,27 @@ def client_data(
     pool = _pool(exp) if pool is None else pool
     labels = pool.y.numpy()
     min_per_client = max(5, math.ceil(2 / exp.holdout_fraction))
-    parts = partition.dirichlet(
-        labels,
-        exp.n_clients,
-        exp.alpha,
-        seed=_seq(exp.seed, _PARTITION),
-        min_per_client=min_per_client,
-    )
+    try:
+        # Up to 1000 draws for a few clients; fewer for thousands, where no draw gives every
+        # client the minimum and one draw is topped up instead (cross-device studies).
+        parts = partition.dirichlet(
+            labels,
+            exp.n_clients,
+            exp.alpha,
+            seed=_seq(exp.seed, _PARTITION),
+            min_per_client=min_per_client,
+            max_tries=min(1000, max(10, 100_000 // exp.n_clients)),
+        )
+    except ParameterError as exc:
+        if exc.name != "min_per_client" or exp.n_clients * min_per_client > len(labels):
+            raise
+        parts = partition.dirichlet_topped_up(
+            labels,
+            exp.n_clients,
+            exp.alpha,
+            seed=_seq(exp.seed, _PARTITION),
+            min_per_client=min_per_client,
+        )
     trains, holds = [], []
     for i, idx in enumerate(parts):
         tr, ho = partition.holdout_split(

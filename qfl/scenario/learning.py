@@ -84,6 +84,17 @@ class LearningSpec(_Frozen):
     senders_per_round: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
         None, description="Decentralized methods: senders per round (None: half the clients)."
     )
+    clients_per_round: Annotated[int, Field(ge=1, le=10_000_000)] | None = Field(
+        None,
+        description="Server methods: clients sampled per round from the scenario seed "
+        "(None: every client; at most the clients that exist). A sampled client whose "
+        "transfer fails sits the round out (qfl.cosim.sampling).",
+    )
+    client_fraction: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        None,
+        description="Server methods: share of the clients sampled per round, in (0, 1] "
+        "(max(1, int(fraction * clients)), Flower's rule); instead of clients_per_round.",
+    )
     rounds: Annotated[int, Field(ge=1, le=100_000)] = Field(
         20,
         description="Rounds to run (at most 100000); the horizon may stop earlier.",

@@ -218,7 +218,7 @@ class Registry:
             raise ScenarioError(
                 self.field, f"{ref} must name a callable (a factory), got {type(obj).__name__}"
             )
-        return obj  # type: ignore[no-any-return]
+        return obj
 
 
 MODELS = Registry(

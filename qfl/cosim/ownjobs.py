@@ -130,7 +130,7 @@ class OwnFedAvgJob(FedAvgJob):
             return
         pool, test = load_dataset(str(lr.dataset), self.sc.seed)
         pool = _subsample(pool, self.exp.pool_size, self.sc.seed)
-        self.trains, self.holds = client_data(self.exp, pool=pool)  # type: ignore[arg-type]
+        self.trains, self.holds = client_data(self.exp, pool=pool)
         if test is None:
             self.test = concat_datasets(self.holds)
             return
@@ -199,11 +199,11 @@ class OwnDecentralizedJob(DecentralizedJob):
         if not DATASETS.is_own(ref):
             train, test = load_fashion_mnist()
             return make_clients(train, test, self.setup)
-        pool, test = load_dataset(ref, self.sc.seed)
-        if test is None:
+        pool, own_test = load_dataset(ref, self.sc.seed)
+        if own_test is None:
             clients, _ = make_clients(pool, pool.subset([]), self.setup)
             return clients, concat_datasets([c.holdout for c in clients], f"{ref}/held-out")
-        return make_clients(pool, test, self.setup)
+        return make_clients(pool, own_test, self.setup)
 
     def _make_model(self) -> tuple[Any, tuple[int, ...]]:
         lr = self.sc.learning

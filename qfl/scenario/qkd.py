@@ -159,7 +159,11 @@ class QKDSpec(_Frozen):
         "intensity 2e-4), decoy-vacuum-weak the same with a true vacuum, decoy-1 the one-decoy "
         "bound of Rusca et al. 2018. With asymptotic-fluid: "
         "decoy-bb84 (infinitely many decoys), decoy-vacuum-weak (vacuum + one weak decoy), "
-        "bb84-no-decoy (GLLP), single-photon (Ma et al. 2005).",
+        "bb84-no-decoy (GLLP), single-photon (Ma et al. 2005). Or another registered link "
+        "kind (qkd.kinds: mdi, tf-sns, tf-pm, cv-gg02), rated by its asymptotic model: under "
+        "finite-blocks that rate lands in blocks of block_size channel uses (pulses, pulse "
+        "pairs or symbols); its parameters from qkd.systems entries with that kind, or its "
+        "presets.",
     )
     key_model: Literal["finite-blocks", "asymptotic-fluid"] = Field(
         "finite-blocks",

@@ -40,13 +40,9 @@ in Flower's favour), which other jobs on a shared machine disturb less than wall
 Each side runs in a fresh subprocess (qfl with this interpreter; Flower with the first
 interpreter that imports ``flwr``: this one, else ``.venv-flower/bin/python`` beside the
 checkout, else ``--flower-python``), repetitions alternate (qfl, Flower, Flower, qfl, ...)
-and the best samples/s of each side is kept (medians printed too). Flower pins typer/rich
-versions that qfl's CLI does not accept, so install it in its own environment::
-
-    python3 -m venv .venv-flower && echo '*' > .venv-flower/.gitignore
-    .venv-flower/bin/pip install torch==2.13.0 "flwr[simulation]==1.42.*"
-    .venv-flower/bin/pip install numpy scipy simpy networkx pyyaml pydantic cryptography \\
-        pillow ninja && .venv-flower/bin/pip install -e . --no-deps
+and the best samples/s of each side is kept (medians printed too). Flower's simulation
+installs beside qfl (``pip install -e '.[bench]'``: Flower 1.42 with Ray; the ``qfl``
+command works there too); a separate ``.venv-flower`` is still found if you keep one.
 
 Usage::
 

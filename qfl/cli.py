@@ -8,7 +8,9 @@ Any other exception (a bug, an overflow, a full disk) is printed as one line nam
 the log file that holds its traceback (:mod:`qfl.commands.crash`), with exit status 1, the
 status of a failed run; ``--debug`` (anywhere on the command line) prints the traceback too.
 
-Typer (>= 0.2x) vendors click as ``typer._click``; only typer's public names are used here.
+Typer (>= 0.2x) vendors click as ``typer._click``; only typer's public names are used here, and
+the usage-error class is looked up so that older typer (with click itself, as Flower pins it)
+works too.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import typer
 from rich.console import Console
@@ -29,7 +31,7 @@ from qfl.threads import prepare_env
 
 prepare_env()  # before the commands import torch: idle OpenMP threads sleep (qfl.threads)
 
-from qfl.commands import crash, keyrate, plan, report, simulate, sweep, validate  # noqa: E402
+from qfl.commands import crash, keyrate, kme, plan, report, simulate, sweep, validate  # noqa: E402
 from qkd.errors import QflError  # noqa: E402
 
 __all__ = ["NOTICE_LOGGERS", "app", "main", "show_notices"]
@@ -64,6 +66,7 @@ app.command("sweep")(sweep.sweep)
 app.command("plot")(sweep.plot)
 app.command("report")(report.report)
 app.add_typer(plan.app, name="plan")
+app.add_typer(kme.app, name="kme")
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -137,6 +140,21 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _usage_error() -> type[Exception]:
+    """Click's usage-error base: ``typer.TyperException`` where typer vendors click (typer
+    >= 0.2x), ``click.ClickException`` where it depends on click (older typer, which Flower
+    pins: ``qfl[flower]``)."""
+    vendored = getattr(typer, "TyperException", None)
+    if vendored is not None:
+        return cast(type[Exception], vendored)
+    import click
+
+    return click.ClickException
+
+
+_USAGE_ERROR: Any = _usage_error()
+
+
 def _run(args: list[str], *, debug: bool = False) -> int:
     try:
         result = app(args=args, prog_name="qfl", standalone_mode=False)
@@ -146,7 +164,7 @@ def _run(args: list[str], *, debug: bool = False) -> int:
     except typer.Abort:
         _err.print("qfl: interrupted", markup=False)
         return 130
-    except typer.TyperException as exc:  # click's usage errors (typer vendors click)
+    except _USAGE_ERROR as exc:  # click's usage errors
         message = exc.format_message()
         if message:  # empty when the help was shown because no arguments were given
             _err.print(f"qfl: error: {message}", markup=False)

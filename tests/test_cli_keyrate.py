@@ -156,7 +156,7 @@ def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
         (["--finite-key", "--weakest", "0.2"], "--weakest: must be in [0, 0.1]"),
         (["--finite-key", "--protocol", "decoy-bb84"], "--protocol: must be one of 'decoy-2'"),
         (["--finite-key", "--distance", "-3"], "--distance: must be >= 0 (km) and finite"),
-        (["--bogus"], "No such option: --bogus"),
+        (["--bogus"], "No such option"),  # click's wording varies: "No such option: --bogus"
     ],
 )
 def test_bad_values_give_one_line_and_status_2(

@@ -20,13 +20,16 @@ PATCH: dict[str, Any] = {"cipher": {"policy": "otp"}, "learning": {"rounds": 2},
 
 
 def scenario(write_scenario: Writer) -> Path:
+    """The tiny scenario, its ``outputs.dir`` in the test's own folder (never the checkout)."""
     import yaml
     from conftest import TINY, merge
 
     d = merge(TINY, PATCH)
     for link in d["topology"]["links"]:
         link["skr_bps"] = 1.0e5
-    path = write_scenario(text=yaml.safe_dump(d, sort_keys=False))
+    path = write_scenario(text="{}")
+    d["outputs"]["dir"] = str(path.parent / "runs")
+    path.write_text(yaml.safe_dump(d, sort_keys=False), encoding="utf-8")
     return path
 
 
@@ -93,6 +96,47 @@ def test_threshold_bad_input(
         base[extra[i]] = extra[i + 1]
     args = ["plan", "threshold", str(sc)] + [x for kv in base.items() for x in kv]
     assert needle in run_bad(capsys, args)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--vary", "topology.links[0].length_km"],  # more is worse: needs --maximize
+        ["--vary", "qkd.rate_scale", "--maximize"],
+        ["--vary", "topology.links[9].skr_bps"],
+        ["--vary", "qkd.misalignment", "--maximize", "--range", "0.1,0.9"],  # 0.9 > 0.5
+    ],
+)
+def test_refused_threshold_leaves_no_folder(
+    capsys: pytest.CaptureFixture[str], write_scenario: Writer, extra: list[str]
+) -> None:
+    sc = scenario(write_scenario)
+    runs = sc.parent / "runs"
+    args = ["plan", "threshold", str(sc), "--target", "0.5", "--within", "1h", *extra]
+    run_bad(capsys, args)
+    assert not runs.exists() or not any(runs.iterdir()), sorted(runs.rglob("*"))
+    out = sc.parent / "study"
+    run_bad(capsys, [*args, "-o", str(out)])
+    assert not out.exists()
+
+
+def test_refused_study_removes_its_empty_folder(tmp_path: Path) -> None:
+    from qfl.commands.plan import _run
+    from qfl.scenario import ScenarioError
+
+    folder = tmp_path / "study"
+    (folder / "points").mkdir(parents=True)
+
+    def refuse() -> None:
+        raise ScenarioError("--vary", "refused")
+
+    with pytest.raises(ScenarioError):
+        _run(refuse, None, folder)
+    assert not folder.exists()
+    (folder / "points" / "000-x").mkdir(parents=True)  # a finished point is kept
+    with pytest.raises(ScenarioError):
+        _run(refuse, None, folder)
+    assert (folder / "points" / "000-x").is_dir()
 
 
 def test_contingency_bad_input(capsys: pytest.CaptureFixture[str], write_scenario: Writer) -> None:

@@ -116,7 +116,7 @@ SCENARIO_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     (
         "unknown-method",
         _set("learning.method", "fedprox"),
-        r"^learning\.method: must be 'def-fd', 'def-kt', .* or 'ssl-backbone', got 'fedprox'$",
+        r"^learning\.method: must be 'def-fd', 'def-kt', .*'ssl-backbone'.*, got 'fedprox'$",
     ),
     (
         "method-dataset-mismatch",
@@ -373,7 +373,7 @@ def test_unknown_option_is_a_usage_error(
     write_scenario: Writer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     message = run_bad(capsys, ["simulate", str(write_scenario()), "--bogus"])
-    assert "No such option: --bogus" in message
+    assert "No such option" in message and "--bogus" in message  # click's wording varies
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from qfl.commands.simulate import ThreadsOption, resolve_scenario
 from qfl.commands.sweep import claim_out
 from qfl.commands.tables import cell, print_table
 from qfl.scenario import Scenario, ScenarioError
+from qkd.errors import QflError
 
 __all__ = ["app", "parse_duration"]
 
@@ -101,8 +102,9 @@ def _folder(sc: Scenario, kind: str, out: Path | None, resume: bool) -> Path:
     return max(mine, key=lambda d: (d / "points").stat().st_mtime)
 
 
-def _run(study: Any, threads: str | None, folder: Path) -> Any:
-    """Run ``study()`` on the thread count; Ctrl-C says how to resume."""
+def _run(study: Any, threads: str | None, folder: Path, *, fresh: bool = True) -> Any:
+    """Run ``study()`` on the thread count; Ctrl-C says how to resume. A study refused
+    before any point was written leaves no folder behind (when this command made it)."""
     from qfl.threads import resolve_threads, threads_env, using_threads
 
     n, _ = resolve_threads(threads)
@@ -113,6 +115,21 @@ def _run(study: Any, threads: str | None, folder: Path) -> Any:
         _out.print(f"interrupted: finished points are in {folder}; rerun with --resume",
                    markup=False)  # fmt: skip
         raise typer.Exit(130) from None
+    except QflError:
+        if fresh:
+            _remove_if_empty(folder)
+        raise
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove a study folder that holds no point yet (only an empty ``points/``)."""
+    import shutil
+
+    points = folder / "points"
+    if points.is_dir() and any(points.iterdir()):
+        return
+    if all(p.name == "points" for p in folder.iterdir()):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _runner(folder: Path, executor: str, jobs: int | None, address: str | None) -> Any:
@@ -125,11 +142,13 @@ def _show(result: Any, cols: list[str], png: str) -> None:
     table = Table(title=f"{result.kind}: {result.meta.get('question', '')}")
     for c in cols:
         table.add_column(
-            c.replace("_", " "), justify="left" if c in ("variant", "link") else "right"
+            c.replace("_", " "), justify="left" if c in ("variant", "link", "harm") else "right"
         )
     for r in result.rows:
         table.add_row(*[cell(r.get(c), c) for c in cols])
     print_table(_out, table)
+    if result.meta.get("ranking"):
+        _out.print(f"ranking: {result.meta['ranking']}", markup=False)
     ran = result.meta.get("learning_executions")
     _out.print(
         f"{result.meta.get('evaluations')} points evaluated, {ran} learning execution(s) (learning "
@@ -164,15 +183,18 @@ def threshold_cmd(
 ) -> None:
     """The least value of a knob that still reaches a target accuracy by a deadline."""
     from qfl.cosim.executors import check_executor
-    from qfl.cosim.studies import check_knob, threshold
+    from qfl.cosim.studies import check_threshold, threshold
 
     within_s = parse_duration(within, "--within")
     if not 0 < target <= 1:
         raise ScenarioError("--target", f"must be an accuracy in (0, 1], got {target}")
     lo, hi = _range(range_)
     sc = resolve_scenario(file, quick, set_)
-    check_knob(sc, vary)
+    # the whole question is checked before the study folder exists
+    check_threshold(sc, vary=vary, target=target, within_s=within_s, lo=lo, hi=hi, rtol=rtol,
+                    maximize=maximize)  # fmt: skip
     check_executor(executor, jobs)
+    fresh = not resume and not (out is not None and out.exists())
     folder = _folder(sc, "threshold", out, resume)
     runner = _runner(folder, executor, jobs, address)
 
@@ -200,6 +222,7 @@ def threshold_cmd(
         ),
         threads,
         folder,
+        fresh=fresh,
     )
     leaf = vary.split(".")[-1]
     _show(result, ["evaluation", leaf, "holds", "final_global_acc", "time_to_target_s",
@@ -251,6 +274,7 @@ def contingency_cmd(
     n = len(contingency_variants(sc, k))
     if k >= 2:
         _out.print(f"--k {k}: {n} failure sets + the intact network = {n + 1} runs", markup=False)
+    fresh = not resume and not (out is not None and out.exists())
     folder = _folder(sc, "contingency", out, resume)
     runner = _runner(folder, executor, jobs, address)
 
@@ -263,8 +287,9 @@ def contingency_cmd(
         ),
         threads,
         folder,
+        fresh=fresh,
     )
-    _show(result, ["rank", "variant", "connected", "rerouted_share", "final_global_acc",
+    _show(result, ["rank", "variant", "harm", "connected", "rerouted_share", "final_global_acc",
                    "time_to_target_s", "delay_s", "learning"], "contingency.png")  # fmt: skip
 
 
@@ -302,6 +327,7 @@ def upgrade_cmd(
         raise ScenarioError("--factor", f"must be a positive number, got {factor}")
     sc = _with_goal(resolve_scenario(file, quick, set_), target, within)
     check_executor(executor, jobs)
+    fresh = not resume and not (out is not None and out.exists())
     folder = _folder(sc, "upgrade", out, resume)
     runner = _runner(folder, executor, jobs, address)
 
@@ -312,6 +338,7 @@ def upgrade_cmd(
         lambda: upgrade(sc, folder, factor=factor, runner=runner, resume=resume, on_point=seen),
         threads,
         folder,
+        fresh=fresh,
     )
     _show(result, ["rank", "link", "skr_bps", "time_to_target_s", "gain_s", "final_global_acc",
                    "learning"], "upgrade.png")  # fmt: skip

@@ -31,19 +31,27 @@ def validate(
     bad = 0
     for f in files:
         try:
-            line = _check_file(f)
+            line, warnings = _check_file(f)
         except QflError as exc:
             bad += 1
             where = str(exc) if str(exc).startswith(str(f)) else f"{f}: {exc}"
             err.print(f"qfl: error: {where}", markup=False)
         else:
+            for w in warnings:
+                err.print(f"qfl: warning: {f}: {w}", markup=False)
             out.print(f"{f}: ok ({line})", markup=False)
     if bad:
         raise typer.Exit(2)
 
 
-def _check_file(f: Path) -> str:
+def _check_file(f: Path) -> tuple[str, list[str]]:
+    """What the file holds in a few words, and its warnings.
+
+    A scenario is also checked for links that make no key (:mod:`qfl.cosim.keypaths`): one
+    that cuts a learner off is an error, one on a redundant path a warning. A sweep's points
+    are not: a grid may explore where the key runs out on purpose."""
     from qfl.commands.sweep import _is_sweep_file
+    from qfl.cosim.keypaths import check_key_paths
     from qfl.cosim.netbuild import check_network
     from qfl.cosim.sweep import load_sweep_file, sweep_points
 
@@ -55,18 +63,21 @@ def _check_file(f: Path) -> str:
                 check_network(p.scenario)
             except ScenarioError as exc:
                 raise ScenarioError(f"grid point {p.slug}: {exc.path}", exc.message) from None
-        return f"sweep {spec.name}: {len(points)} points over {spec.base.name}"
+        return f"sweep {spec.name}: {len(points)} points over {spec.base.name}", []
     sc = load_scenario(f)
     topo = check_network(sc)  # the network half must accept it too (reachability...)
+    warnings = check_key_paths(sc, topo)  # and every learner must have a path with key
     if sc.quick:
         try:
-            check_network(apply_overrides(sc, sc.quick))
+            quick = apply_overrides(sc, sc.quick)
+            check_key_paths(quick, check_network(quick))
         except ScenarioError as exc:
             raise ScenarioError(f"quick: {exc.path}", exc.message) from None
-    return (
+    line = (
         f"{sc.name}: {len(topo.nodes)} nodes, {len(topo.links)} links, "
-        f"{sc.learning.method} on {sc.learning.dataset}"
+        f"{sc.learning.method} on {sc.learning.dataset or sc.learning.strategy}"
     )
+    return line, warnings
 
 
 def schema(

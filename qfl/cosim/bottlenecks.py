@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import itertools
 import textwrap
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from qfl.cosim.schedule import Segment, Timeline
 
 if TYPE_CHECKING:
     from network import Link, LinkSummary
+    from qfl.cosim.keypaths import KeyPathFinding
 
 __all__ = [
     "COMPONENTS",
@@ -97,17 +98,44 @@ def key_wait_by_link(records: Iterable[Any]) -> dict[str, float]:
     return dict(sorted(waits.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def binding(shares: dict[str, float], waits: dict[str, float]) -> str:
+def binding(
+    shares: dict[str, float],
+    waits: dict[str, float],
+    no_key: Sequence[KeyPathFinding] = (),
+    *,
+    never_received: int = 0,
+) -> str:
     """One sentence: what the round time went to most, and the link whose key was waited
-    for most (when key is a part of it)."""
+    for most (when key is a part of it).
+
+    ``no_key`` are the links that make no key and cut learners off
+    (:func:`qfl.cosim.keypaths.scenario_findings`): their transfers never complete, so the
+    completed rounds' shares cannot show them; the sentence then starts with ``key: no key
+    path``, naming each link and the sites it isolates (and ``never_received``, the model
+    exchanges the learners never received).
+
+    Examples
+    --------
+    >>> binding({"compute": 0.6, "key": 0.4, "bandwidth": 0, "propagation": 0,
+    ...          "blocked": 0}, {"a-r": 3.0})
+    'compute (60 % of round time); key binds most on link a-r (3 s of waiting)'
+    """
+    head = ""
+    if no_key:
+        cut = "; ".join(
+            f"link {f.link} makes {f.rate_bps:g} bit/s and isolates {', '.join(f.isolated)}"
+            for f in no_key
+        )
+        lost = f", {never_received} model exchanges never received" if never_received else ""
+        head = f"key: no key path ({cut}{lost})"
     if not any(shares.values()):
-        return "no round completed"
+        return f"{head}; no round completed" if head else "no round completed"
     top = max(COMPONENTS, key=lambda c: shares[c])
     text = f"{top} ({100 * shares[top]:.0f} % of round time)"
     if shares["key"] > 0 and waits:
         link, s = next(iter(waits.items()))
         text += f"; key binds most on link {link} ({s:.3g} s of waiting)"
-    return text
+    return f"{head}; the completed rounds: {text}" if head else text
 
 
 LinkNames = Mapping[frozenset[str], str]

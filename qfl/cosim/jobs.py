@@ -311,7 +311,7 @@ class FedAvgJob(Job):
                 engine=lr.engine,
             )
             self.exp = MultiExitExperiment(
-                dataset=lr.dataset,
+                dataset=str(lr.dataset),  # checked: a FedAvg method names one
                 n_clients=n,
                 alpha=lr.alpha,
                 holdout_fraction=lr.holdout_fraction,
@@ -546,12 +546,16 @@ class SSLJob(Job):
         return rows
 
 
-JOBS: dict[str, Callable[..., Job]] = {
+JOBS: dict[str, Callable[..., Job] | str] = {
     "decentralized": lambda sc, clients, flops, server: DecentralizedJob(sc, clients, flops),
     "fedavg": FedAvgJob,
     "ssl": SSLJob,
+    # A plugin's job, named by "package.module:attr": imported only when a scenario uses it
+    # (Flower is imported only inside that job).
+    "flower": "qfl.flower.job:FlowerJob",
 }
-"""Learning jobs by the key a method's registry entry names (:mod:`qfl.cosim.methods`)."""
+"""Learning jobs by the key a method's registry entry names (:mod:`qfl.cosim.methods`): a
+job class or factory, or the ``"package.module:attr"`` string of one."""
 
 
 def make_job(
@@ -568,6 +572,9 @@ def make_job(
     server : str or None
         The aggregator node (server-based methods).
     """
-    from qfl.cosim.methods import get_method
+    from qfl.cosim.methods import get_method, load_hook
 
-    return JOBS[get_method(sc.learning.method).job](sc, clients, flops, server)
+    factory = JOBS[get_method(sc.learning.method).job]
+    if isinstance(factory, str):
+        factory = load_hook(factory)
+    return factory(sc, clients, flops, server)

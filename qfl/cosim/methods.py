@@ -16,13 +16,14 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, cast
 
 from qkd.errors import UnknownNameError
 
-__all__ = ["METHODS", "MethodSpec", "get_method"]
+__all__ = ["METHODS", "MethodSpec", "get_method", "load_hook"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,15 @@ class MethodSpec:
     partitions : tuple of str
         The ``learning.partition`` values it implements (empty: the clients' data are given,
         e.g. one dataset per client); the scenario may name it, or leave it out.
+    check : str, optional
+        ``"package.module:attr"`` of ``check(scenario)``, which validates the learning
+        section of a method that brings its own data and models (instead of ``dataset`` /
+        ``model`` against ``models``), raising a :class:`~qfl.scenario.ScenarioError` on the
+        bad field. Named by a string, as a plugin is: the method's package is imported only
+        when a scenario names the method (:meth:`validate`).
+    own_fields : tuple of str
+        ``learning`` fields only this method reads; a scenario of another method that sets
+        one is refused (a field is never parsed and then ignored).
     """
 
     name: str
@@ -55,6 +65,13 @@ class MethodSpec:
     min_clients: int = 1
     max_clients: int | None = None
     partitions: tuple[str, ...] = ()
+    check: str | None = None
+    own_fields: tuple[str, ...] = ()
+
+    def validate(self, scenario: Any) -> None:
+        """Run :attr:`check` on ``scenario`` (nothing when there is none)."""
+        if self.check is not None:
+            load_hook(self.check)(scenario)
 
     @property
     def datasets(self) -> tuple[str, ...]:
@@ -99,9 +116,33 @@ METHODS: dict[str, MethodSpec] = {
             min_clients=2,
             max_clients=2,
         ),
+        # A user's Flower Strategy and clients (qfl[flower]); qfl.flower.
+        MethodSpec(
+            "flower",
+            "server",
+            {},
+            "flower",
+            check="qfl.flower.validate:check_scenario",
+            own_fields=("strategy", "client_fn", "flower", "round_timeout_s", "seconds_per_sample"),
+        ),
     )
 }
 """Every method, by name."""
+
+
+def load_hook(path: str) -> Callable[..., Any]:
+    """The object a registry's ``"package.module:attr"`` string names (imported now).
+
+    Examples
+    --------
+    >>> load_hook("math:sqrt")(4.0)
+    2.0
+    """
+    module, _, attr = path.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return cast(Callable[..., Any], obj)
 
 
 def get_method(name: str) -> MethodSpec:

@@ -27,6 +27,7 @@ from qfl.cosim.bottlenecks import (
     window_report,
 )
 from qfl.cosim.jobs import EvalRow, Job, make_job
+from qfl.cosim.keypaths import scenario_findings
 from qfl.cosim.netbuild import (
     build_cipher,
     build_faults,
@@ -188,6 +189,7 @@ def summarize_run(
     hit = next((r for r in means if acc_of(r) >= target), None)
     shares = time_shares(tl)
     waits = key_wait_by_link([*nrun.net.records, *nrun.net.in_progress()])
+    no_key = [f for f in scenario_findings(sc, nrun.topology) if f.isolated]
     rates = [lk.skr_bps for lk in nrun.topology.links]
     links = nrun.net.links
     names = {pair: lk.name for pair, lk in links.items()}
@@ -228,7 +230,8 @@ def summarize_run(
         "time_stalled_on_key_s": net_sum.key_wait_total_s,
         "time_share": shares,
         "key_wait_by_link_s": waits,
-        "binds": binding(shares, waits),
+        "binds": binding(shares, waits, no_key, never_received=len(tl.dropped)),
+        "no_key_path": [f"{f.field}: {f.line()}" for f in no_key],
         "transfer_latency_p50_s": net_sum.latency_p50_s,
         "transfer_latency_p99_s": net_sum.latency_p99_s,
         "round_breakdown": round_report(tl, names),

@@ -20,7 +20,8 @@ another, so a study whose knob only moves *when* rounds happen (a synchronous me
 rate) trains once and answers the rest from the network half. Each row says whether its
 answer needed its own learning execution (``learning``: ``ran``) or only the network half
 (``shared`` / ``reused``). The study folder holds ``plan.json`` (the question, the answer in
-one line, the table), ``plan.csv`` and a plot.
+one line, the table), ``plan.csv`` and a plot. The points' own plots are not drawn (a study
+runs many points; ``qfl plot points/<slug>`` or ``qfl report`` draws one when wanted).
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ from qfl.scenario import FaultSpec, Scenario, ScenarioError, apply_overrides
 __all__ = [
     "KNOBS",
     "StudyResult",
+    "accuracy_noise",
     "check_knob",
+    "check_threshold",
     "contingency",
     "knob_direction",
     "threshold",
@@ -198,6 +201,66 @@ class _Eval:
     slug: str
 
 
+def check_threshold(
+    base: Scenario,
+    *,
+    vary: str,
+    target: float,
+    within_s: float,
+    lo: float | None = None,
+    hi: float | None = None,
+    rtol: float = 0.1,
+    maximize: bool = False,
+) -> tuple[int, float, float, Any]:
+    """Check a threshold question without running anything (``qfl plan threshold`` calls it
+    before it creates the study folder, so a refused question leaves nothing behind).
+
+    Returns
+    -------
+    tuple
+        The knob's direction (:func:`knob_direction`), the search range ``(lo, hi)``
+        (defaults filled in, see :func:`threshold`) and the knob's current value.
+
+    Raises
+    ------
+    ScenarioError
+        As :func:`threshold` does for a bad question.
+    """
+    direction = check_knob(base, vary)
+    if direction < 0 and not maximize:
+        raise ScenarioError("--vary", f"more of {vary} is worse: add --maximize to find the "
+                            "largest value that still reaches the target")  # fmt: skip
+    if direction > 0 and maximize:
+        raise ScenarioError("--maximize", f"more of {vary} helps: drop --maximize to find the "
+                            "least value that reaches the target")  # fmt: skip
+    if not 0 < target <= 1:
+        raise ScenarioError("--target", f"must be in (0, 1], got {target}")
+    if not within_s > 0 or not math.isfinite(within_s):
+        raise ScenarioError("--within", f"must be a positive duration, got {within_s} s")
+    if not rtol > 0:
+        raise ScenarioError("--rtol", f"must be > 0, got {rtol}")
+    cur = _current(base, vary)
+    if isinstance(cur, bool) or not isinstance(cur, int | float | None):
+        raise ScenarioError("--vary", f"{vary} is not numeric (its value is {cur!r})")
+    if lo is None or hi is None:
+        if not cur:
+            raise ScenarioError("--range", f"{vary} is {cur!r} here: give the search range "
+                                "explicitly (--range LO,HI)")  # fmt: skip
+        # From today's value: how far a helping knob may fall (10^4), how far a hurting
+        # one may grow (10^2).
+        lo = (float(cur) / 1e4 if direction > 0 else float(cur)) if lo is None else lo
+        hi = (float(cur) if direction > 0 else float(cur) * 100) if hi is None else hi
+    if not (0 < lo < hi and math.isfinite(hi)):
+        raise ScenarioError("--range", f"must satisfy 0 < LO < HI, got {lo}, {hi}")
+    is_int = isinstance(cur, int) or vary.endswith("block_size")
+    for v in (lo, hi):  # both ends must be values the scenario accepts
+        try:
+            apply_overrides(base, {vary: round(v) if is_int else float(v)})
+        except ScenarioError as exc:
+            raise ScenarioError(f"--vary {vary}={_fmt(v)}", exc.message) from None
+    return direction, lo, hi, cur
+
+
 def threshold(
     base: Scenario,
     folder: Path,
@@ -248,35 +311,13 @@ def threshold(
         where more helps (or its absence where more hurts), or evaluations that contradict
         monotonicity.
     """
-    direction = check_knob(base, vary)
-    if direction < 0 and not maximize:
-        raise ScenarioError("--vary", f"more of {vary} is worse: add --maximize to find the "
-                            "largest value that still reaches the target")  # fmt: skip
-    if direction > 0 and maximize:
-        raise ScenarioError("--maximize", f"more of {vary} helps: drop --maximize to find the "
-                            "least value that reaches the target")  # fmt: skip
-    if not 0 < target <= 1:
-        raise ScenarioError("--target", f"must be in (0, 1], got {target}")
-    if not within_s > 0 or not math.isfinite(within_s):
-        raise ScenarioError("--within", f"must be a positive duration, got {within_s} s")
-    if not rtol > 0:
-        raise ScenarioError("--rtol", f"must be > 0, got {rtol}")
-    cur = _current(base, vary)
-    if isinstance(cur, bool) or not isinstance(cur, int | float | None):
-        raise ScenarioError("--vary", f"{vary} is not numeric (its value is {cur!r})")
-    if lo is None or hi is None:
-        if not cur:
-            raise ScenarioError("--range", f"{vary} is {cur!r} here: give the search range "
-                                "explicitly (--range LO,HI)")  # fmt: skip
-        # From today's value: how far a helping knob may fall (10^4), how far a hurting
-        # one may grow (10^2).
-        lo = (float(cur) / 1e4 if direction > 0 else float(cur)) if lo is None else lo
-        hi = (float(cur) if direction > 0 else float(cur) * 100) if hi is None else hi
-    if not (0 < lo < hi and math.isfinite(hi)):
-        raise ScenarioError("--range", f"must satisfy 0 < LO < HI, got {lo}, {hi}")
+    direction, lo, hi, cur = check_threshold(
+        base, vary=vary, target=target, within_s=within_s, lo=lo, hi=hi, rtol=rtol,
+        maximize=maximize,
+    )  # fmt: skip
     sc0 = apply_overrides(base, {"learning.target_accuracy": target, "horizon_s": within_s})
     is_int = isinstance(cur, int) or vary.endswith("block_size")
-    runner = runner or PointRunner(folder, executor="inline")
+    runner = runner or PointRunner(folder, executor="inline", plots=False)
     leaf = vary.split(".")[-1]
     evals: list[_Eval] = []
     result = StudyResult("threshold", "", [], folder)
@@ -449,7 +490,7 @@ def contingency(
 
     topo = check_network(base)  # once: the variants, the graph and the learners come from it
     variants = contingency_variants(base, k, topo)
-    runner = runner or PointRunner(folder, executor="inline")
+    runner = runner or PointRunner(folder, executor="inline", plots=False)
     pts = [SweepPoint(0, {"variant": "intact"}, base)]
     for i, combo in enumerate(variants, start=1):
         faults = list(base.faults)
@@ -486,12 +527,16 @@ def contingency(
                 "slug": p.slug,
             }
         )
-    ranked = [rows[0], *sorted(rows[1:], key=_impact)]
+    noise = accuracy_noise(b.get("final_global_acc"), base.learning.test_samples)
+    for row in rows[1:]:
+        row["harm"] = _harm(row, rows[0], noise)
+    ranked = [rows[0], *sorted(rows[1:], key=lambda r: (_severity(r, rows[0], noise),
+                                                          r["variant"]))]  # fmt: skip
     for r, row in enumerate(ranked):
         row["rank"] = r
     worst = ranked[1] if len(ranked) > 1 else None
     target = base.learning.target_accuracy
-    answer = _contingency_answer(worst, b, target)
+    answer = _contingency_answer(worst, b, target, noise)
     result = StudyResult("contingency", answer, ranked, folder)
     result.meta = {
         "scenario": base.name,
@@ -503,15 +548,89 @@ def contingency(
         "within_s": base.horizon_s,
         "evaluations": len(pts),
         "learning_executions": runner.learning_executions,
+        "accuracy_noise": noise,
+        "ranking": _ranking_rule(noise, base.learning.test_samples),
     }
-    cols = ["rank", "variant", "connected", "rerouted_share", "transfers_failed", "rounds_done",
-            "final_global_acc", "time_to_target_s", "delay_s", "acc_loss", "learning",
-            "status", "slug"]  # fmt: skip
+    cols = ["rank", "variant", "harm", "connected", "rerouted_share", "transfers_failed",
+            "rounds_done", "final_global_acc", "time_to_target_s", "delay_s", "acc_loss",
+            "learning", "status", "slug"]  # fmt: skip
     return _finish(result, cols, "contingency.png", "delay_s")
 
 
+def accuracy_noise(acc: float | None, test_samples: int | None) -> float:
+    """The accuracy change that is within noise: twice the standard error of the difference
+    of two accuracies measured on ``test_samples`` test samples (10 000 when None, the size
+    of Fashion-MNIST's test set), at accuracy ``acc``; at least 0.5 points.
+
+    Examples
+    --------
+    >>> round(accuracy_noise(0.6, 2000), 4)
+    0.031
+    """
+    p = 0.5 if acc is None else min(max(acc, 0.01), 0.99)
+    n = test_samples or 10_000
+    return max(0.005, 2 * math.sqrt(2 * p * (1 - p) / n))
+
+
+def _ranking_rule(noise: float, test_samples: int | None) -> str:
+    n = test_samples or 10_000
+    return (
+        "most harmful first: target missed where the intact network reaches it; then learners "
+        "disconnected; then the delay in time to target; then the loss of final accuracy "
+        f"beyond noise (changes within +-{100 * noise:.1f} points, two standard errors on "
+        f"{n} test samples, count as none); then rounds lost; then transfers failed"
+    )
+
+
+def _misses(row: Mapping[str, Any], base: Mapping[str, Any]) -> bool:
+    return base.get("time_to_target_s") is not None and row.get("time_to_target_s") is None
+
+
+def _loss_beyond_noise(row: Mapping[str, Any], base: Mapping[str, Any], noise: float) -> float:
+    acc, b = row.get("final_global_acc"), base.get("final_global_acc")
+    if b is None:
+        return 0.0
+    if acc is None:
+        return b  # no evaluation at all: everything is lost
+    return b - acc if abs(b - acc) > noise else 0.0
+
+
+def _severity(row: Mapping[str, Any], base: Mapping[str, Any], noise: float) -> tuple[Any, ...]:
+    """Sort key of :func:`contingency`'s ranking, most harmful first (see
+    :func:`_ranking_rule`)."""
+    lost = (base.get("rounds_done") or 0) - (row.get("rounds_done") or 0)
+    return (
+        not _misses(row, base),
+        bool(row.get("connected", True)),
+        -(row.get("delay_s") or 0.0),
+        -_loss_beyond_noise(row, base, noise),
+        -lost,
+        -(row.get("transfers_failed") or 0),
+    )
+
+
+def _harm(row: Mapping[str, Any], base: Mapping[str, Any], noise: float) -> str:
+    """The reason of a row's rank, in a few words."""
+    parts = []
+    if _misses(row, base):
+        parts.append("target missed")
+    if not row.get("connected", True):
+        parts.append("disconnects learners")
+    if (row.get("delay_s") or 0.0) > 0:
+        parts.append(f"{_hours(row['delay_s'])} later")
+    loss = _loss_beyond_noise(row, base, noise)
+    if loss > 0:
+        parts.append(f"-{100 * loss:.1f} points")
+    elif loss < 0:
+        parts.append(f"+{-100 * loss:.1f} points")
+    lost = (base.get("rounds_done") or 0) - (row.get("rounds_done") or 0)
+    if lost > 0:
+        parts.append(f"{lost} round(s) lost")
+    return ", ".join(parts) or "none beyond noise"
+
+
 def _contingency_answer(
-    worst: Mapping[str, Any] | None, base: Mapping[str, Any], target: float
+    worst: Mapping[str, Any] | None, base: Mapping[str, Any], target: float, noise: float
 ) -> str:
     if worst is None:
         return "no link or relay to fail"
@@ -531,22 +650,16 @@ def _contingency_answer(
     acc, intact = worst.get("final_global_acc"), base.get("final_global_acc")
     if acc is None or intact is None:
         return f"{head}: no evaluation to compare (see the table)"
+    diff = acc - intact
+    within = f", within noise +-{100 * noise:.1f}" if abs(diff) <= noise else ""
     return (
         f"{head}: final accuracy {100 * acc:.1f} % vs {100 * intact:.1f} % intact "
-        f"({100 * (acc - intact):+.1f} points; {100 * target:g} % is not reached even intact)"
+        f"({100 * diff:+.1f} points{within}; {100 * target:g} % is not reached even intact)"
     )
 
 
 def _delta(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
-
-
-def _impact(row: Mapping[str, Any]) -> tuple[Any, ...]:
-    """Sort key: the most harmful first."""
-    never = row["time_to_target_s"] is None
-    delay = row["delay_s"] if row["delay_s"] is not None else 0.0
-    acc = row["final_global_acc"] if row["final_global_acc"] is not None else -1.0
-    return (not never, -delay, acc, row["variant"])
 
 
 def _participants(sc: Scenario, topo: Any) -> list[str]:
@@ -639,7 +752,7 @@ def upgrade(
     if base.qkd.rate_scale == 0:
         raise ScenarioError("qkd.rate_scale", "is 0: there is no key rate to multiply")
     topo = build_topology(base)
-    runner = runner or PointRunner(folder, executor="inline")
+    runner = runner or PointRunner(folder, executor="inline", plots=False)
     pts = [SweepPoint(0, {"upgrade": "none"}, base)]
     for i, (spec, built) in enumerate(zip(base.topology.links, topo.links, strict=True)):
         rate = (built.skr_bps or 0.0) / base.qkd.rate_scale * factor
@@ -663,6 +776,8 @@ def upgrade(
                 "final_global_acc": s.get("final_global_acc"),
                 "acc_gain": _delta(s.get("final_global_acc"), b.get("final_global_acc")),
                 "rounds_done": s.get("rounds_done"),
+                "rounds_planned": s.get("rounds_planned"),
+                "sim_time_end_s": s.get("sim_time_end_s"),
                 "key_wait_s": s.get("time_stalled_on_key_s"),
                 "learning": s.get("learning", ""),
                 "status": s.get("status"),
@@ -670,16 +785,11 @@ def upgrade(
             }
         )
 
-    def gain(row: Mapping[str, Any]) -> tuple[Any, ...]:
-        reached = row["time_to_target_s"] is not None
-        g = row["gain_s"] if row["gain_s"] is not None else (math.inf if reached else 0.0)
-        return (-g, -(row["acc_gain"] or 0.0), row["link"])
-
-    ranked = [rows[0], *sorted(rows[1:], key=gain)]
+    ranked = [rows[0], *sorted(rows[1:], key=_soonest)]
     for r, row in enumerate(ranked):
         row["rank"] = r
     target = base.learning.target_accuracy
-    answer = _upgrade_answer(ranked, b, factor, target)
+    answer = _upgrade_answer(ranked, b, factor, target, base.horizon_s)
     needed = sum(1 for r in rows if r["learning"] == "ran")
     result = StudyResult("upgrade", answer, ranked, folder)
     result.meta = {
@@ -692,31 +802,135 @@ def upgrade(
         "learning_executions": runner.learning_executions,
         "answers_needing_learning": needed,
         "binds": b.get("binds"),
+        "time_share": b.get("time_share"),
+        "ranking": "the upgrades that reach the target first, soonest first; then the rest "
+        "by accuracy at the horizon, highest first; then by rounds completed, ended soonest",
     }
     cols = ["rank", "link", "skr_bps", "upgraded_skr_bps", "time_to_target_s", "gain_s",
-            "final_global_acc", "acc_gain", "rounds_done", "key_wait_s", "learning",
-            "status", "slug"]  # fmt: skip
+            "final_global_acc", "acc_gain", "rounds_done", "sim_time_end_s", "key_wait_s",
+            "learning", "status", "slug"]  # fmt: skip
     return _finish(result, cols, "upgrade.png", "gain_s")
 
 
+def _soonest(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Sort key of :func:`upgrade`'s ranking: reaching the target first, soonest first; then
+    the highest accuracy at the horizon; then the most rounds, ended soonest."""
+    t, acc = row["time_to_target_s"], row["final_global_acc"]
+    end = row.get("sim_time_end_s")
+    return (t is None, t or 0.0, -(acc if acc is not None else -1.0),
+            -(row.get("rounds_done") or 0), end if end is not None else math.inf,
+            row["link"])  # fmt: skip
+
+
+_KEY_BINDS = 0.10
+"""Below this share of the baseline's round time key waiting does not bind."""
+
+
+def _key_sentence(base: Mapping[str, Any], rows: Sequence[Mapping[str, Any]] = ()) -> str:
+    """What the baseline's round time went to, honestly: whether key binds, where, and
+    whether a faster key changes it at all (``rows``: the upgrades' rows)."""
+    shares = base.get("time_share") or {}
+    key = float(shares.get("key") or 0.0)
+    others = {c: float(v or 0.0) for c, v in shares.items() if c != "key"}
+    top, top_share = max(others.items(), key=lambda kv: kv[1], default=("compute", 0.0))
+    waits = base.get("key_wait_by_link_s") or {}
+    if not shares:
+        return f"see what binds in summary.json ({base.get('binds', '-')})"
+    if not any(shares.values()):
+        return (
+            f"the baseline completes no round within the horizon "
+            f"({base.get('binds', 'no round completed')})"
+        )
+    if key < _KEY_BINDS:
+        return (
+            f"key does not bind here (key waiting is {100 * key:.0f} % of round time, "
+            f"{top} {100 * top_share:.0f} %)"
+        )
+    where = ""
+    if waits:
+        link, sec = next(iter(waits.items()))
+        where = f", most of it on link {link} ({sec:.3g} s)"
+    wait = base.get("time_stalled_on_key_s")
+    same = [r.get("key_wait_s") for r in rows]
+    if wait and same and all(w is not None and math.isclose(w, wait) for w in same):
+        return (
+            f"key waiting is {100 * key:.0f} % of round time{where}, and exactly as long "
+            "with every upgrade: it does not depend on the key rate (with finite-key blocks "
+            "it is the wait for each link's first block, its collection and post-processing; "
+            "qkd.initial_fill_bits, a smaller qkd.block_size or a shorter qkd.postprocess_s "
+            "shortens it)"
+        )
+    return (
+        f"key waiting is {100 * key:.0f} % of round time{where} ({top} {100 * top_share:.0f} %), "
+        "but one link's faster key does not shorten the rounds enough: the wait moves to "
+        "another link on the same chains, or the rest of the round binds"
+    )
+
+
+def _share(summary: Mapping[str, Any], component: str) -> float:
+    return float((summary.get("time_share") or {}).get(component) or 0.0)
+
+
 def _upgrade_answer(
-    ranked: Sequence[Mapping[str, Any]], base: Mapping[str, Any], factor: float, target: float
+    ranked: Sequence[Mapping[str, Any]],
+    base: Mapping[str, Any],
+    factor: float,
+    target: float,
+    horizon_s: float | None,
 ) -> str:
     if len(ranked) < 2:
         return "no link to upgrade"
     best = ranked[1]
     bt, t = base.get("time_to_target_s"), best.get("time_to_target_s")
-    if best["gain_s"] is not None and best["gain_s"] > 0:
+    goal = f"{100 * target:g} %"
+    by = f" within {_hours(horizon_s)}" if horizon_s else ""
+    if bt is not None:
+        if best["gain_s"] is not None and best["gain_s"] > 0:
+            return (
+                f"upgrade {best['link']} (key rate x{factor:g}): {goal} after {_hours(t)} "
+                f"instead of {_hours(bt)} ({100 * best['gain_s'] / bt:.0f} % sooner)"
+            )
         return (
-            f"upgrade {best['link']} (key rate x{factor:g}): {100 * target:g} % after "
-            f"{_hours(t)} instead of {_hours(bt)} ({100 * best['gain_s'] / bt:.0f} % sooner)"
+            f"no single link's key rate x{factor:g} brings {goal} sooner than "
+            f"{_hours(bt)}: {_key_sentence(base, ranked[1:])}"
         )
-    if bt is None and t is not None:
+    b_acc = base.get("final_global_acc")
+    b_text = f"ends at {100 * b_acc:.1f} %" if b_acc is not None else "is never evaluated"
+    head = f"the baseline never reaches {goal}{by} (it {b_text})"
+    reach = [r for r in ranked[1:] if r.get("time_to_target_s") is not None]
+    if reach:
+        more = f"; {len(reach) - 1} other upgrade(s) reach it later" if len(reach) > 1 else ""
         return (
-            f"upgrade {best['link']} (x{factor:g}): it makes {100 * target:g} % reachable "
-            f"({_hours(t)})"
+            f"{head}; upgrade {best['link']} (key rate x{factor:g}) reaches it after "
+            f"{_hours(t)}{more}"
+        )
+    acc = best.get("final_global_acc")
+    done, planned = base.get("rounds_done"), base.get("rounds_planned")
+    if done is not None and planned is not None and done >= planned:
+        # every planned round completed: the learning falls short, not the key
+        end, b_end = best.get("sim_time_end_s"), base.get("sim_time_end_s")
+        sooner = ""
+        if end is not None and b_end and end < b_end:
+            sooner = (
+                f"; key waiting is {100 * _share(base, 'key'):.0f} % of round time, so an "
+                f"upgrade ends the rounds sooner (best: {best['link']}, after "
+                f"{_hours(end)} instead of {_hours(b_end)}), but not more accurate"
+            )
+        elif _share(base, "key") >= _KEY_BINDS:
+            sooner = "; " + _key_sentence(base, ranked[1:])
+        return (
+            f"the baseline never reaches {goal}{by}: it completes all {planned} planned "
+            f"rounds and {b_text}, and no single link's key rate x{factor:g} reaches it "
+            f"either: the learning falls short, not the key (more rounds or data, or a lower "
+            f"target){sooner}"
+        )
+    if acc is None or b_acc is None:
+        return (
+            f"{head}, nor does any single link's key rate x{factor:g}: "
+            f"{_key_sentence(base, ranked[1:])}"
         )
     return (
-        f"no single link's key rate x{factor:g} brings {100 * target:g} % sooner: key does not "
-        f"bind here ({base.get('binds', 'see summary.json')})"
+        f"{head}, nor does any single link's key rate x{factor:g} (best: {best['link']}, "
+        f"{100 * acc:.1f} %, {100 * (acc - b_acc):+.1f} points): "
+        f"{_key_sentence(base, ranked[1:])}"
     )

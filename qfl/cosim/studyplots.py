@@ -92,10 +92,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
+def _time_unit(seconds: list[float]) -> tuple[str, float]:
+    top = max([*seconds, 0.0])
+    return ("h", 3600.0) if top >= 3 * 3600 else ("min", 60.0) if top >= 120 else ("s", 1.0)
+
+
 def plot_impact(result: Any, path: Path, *, metric: str) -> None:
-    """One row per variant (contingency) or link (upgrade), two panels: the change in time
-    to target (delay for a failure, saving for an upgrade; "never" where the target is
-    missed) and the change in final accuracy, against the baseline."""
+    """One row per variant (contingency) or link (upgrade) under the baseline's row, two
+    panels: the time to target of each (a bar; "never" written where the target is missed
+    within the horizon, the baseline's included, with the baseline's time as a dashed line
+    when it has one), and the change in final accuracy against the baseline (the noise band
+    shaded when the study gives one)."""
     import textwrap
 
     import matplotlib
@@ -103,40 +110,51 @@ def plot_impact(result: Any, path: Path, *, metric: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = result.rows[1:]
+    del metric  # the left panel shows times to target; the table keeps delays and gains
     key = "variant" if result.kind == "contingency" else "link"
-    base = result.rows[0] if result.rows else {}
+    rows = list(result.rows)
+    base = rows[0] if rows else {}
     n = max(len(rows), 1)
     fig, (ax_t, ax_a) = plt.subplots(
-        1, 2, figsize=(10.0, 1.6 + 0.3 * n), dpi=120, sharey=True,
+        1, 2, figsize=(10.0, 1.9 + 0.3 * n), dpi=120, sharey=True,
         gridspec_kw={"width_ratios": [3, 2]},
     )  # fmt: skip
     ys = list(range(len(rows)))[::-1]
     labels = [str(r[key]) + ("" if r.get("connected", True) else " (disconnects)") for r in rows]
-    seconds = [r.get(metric) or 0.0 for r in rows]
-    unit, scale = ("s", 1.0) if max([abs(x) for x in seconds] + [0.0]) < 120 else ("min", 60.0)
-    delays = [x / scale for x in seconds]
-    never = [r.get("time_to_target_s") is None for r in rows]
-    span = max([abs(d) for d in delays] + [1e-9])
-    if result.kind == "contingency":
-        colours = [_FAIL if nv else "#ef8a62" for nv in never]
-    else:
-        colours = [_HOLD if d > 0 else "#bababa" for d in delays]
-    ax_t.barh(ys, delays, color=colours)
-    for y, nv in zip(ys, never, strict=True):
-        if nv and base.get("time_to_target_s") is not None:
-            ax_t.text(0, y, "  target never reached", va="center", fontsize=7, color=_FAIL)
-    if base.get("time_to_target_s") is None:
-        ax_t.text(0.5, 0.5, "the baseline does not reach the target:\ncompare final accuracy",
-                  transform=ax_t.transAxes, ha="center", va="center", fontsize=8,
-                  color=_BASE)  # fmt: skip
+    times = [r.get("time_to_target_s") for r in rows]
+    unit, scale = _time_unit([t for t in times if t is not None])
+    bt = base.get("time_to_target_s")
+    horizon = result.meta.get("within_s")
+    reached = [t / scale for t in times if t is not None]
+    right = max(reached + ([bt / scale] if bt is not None else []) + [1e-9])
+    for i, (y, t) in enumerate(zip(ys, times, strict=True)):
+        if i == 0:
+            colour = _BASE
+        elif t is None:
+            colour = _FAIL
+        elif result.kind == "contingency":
+            colour = "#ef8a62" if bt is None or t > bt * (1 + 1e-9) else "#bababa"
+        else:
+            colour = _HOLD if bt is None or t < bt * (1 - 1e-9) else "#bababa"
+        if t is not None:
+            ax_t.barh([y], [t / scale], color=colour, height=0.7)
+            ax_t.text(t / scale, y, f" {t / scale:.3g}", va="center", fontsize=7, color=_BASE)
+        else:
+            within = f" within {_duration(horizon)}" if horizon else ""
+            ax_t.text(0, y, f" never{within}", va="center", fontsize=7, color=_FAIL,
+                      fontweight="bold" if i == 0 else "normal")  # fmt: skip
+    if bt is not None:
+        ax_t.axvline(bt / scale, color=_BASE, ls="--", lw=1)
+        ax_t.text(bt / scale, 1.0, " baseline", transform=ax_t.get_xaxis_transform(),
+                  va="bottom", fontsize=7, color=_BASE)  # fmt: skip
+    ax_t.set_xlim(0, 1.25 * right if reached or bt is not None else 1.0)
+    ax_t.set_ylim(-0.6, len(rows) - 0.4)
+    if not reached and bt is None:
         ax_t.set_xticks([])
-    else:
-        ax_t.set_xlim(-1.1 * span, 1.1 * span)
-    what = "delay in time to target" if metric == "delay_s" else "time to target saved"
-    ax_t.set_xlabel(f"{what} vs baseline ({unit})")
+        ax_t.text(0.97, 0.02, "nothing reaches the target", transform=ax_t.transAxes,
+                  ha="right", va="bottom", fontsize=8, color=_BASE)  # fmt: skip
+    ax_t.set_xlabel(f"time to target {100 * result.meta.get('target', 0):g} % ({unit})")
     ax_t.set_yticks(ys, labels, fontsize=8)
-    ax_t.axvline(0, color=_BASE, lw=0.8)
     ax_t.grid(axis="x", alpha=0.3)
     b_acc = base.get("final_global_acc")
     accs = [
@@ -145,9 +163,18 @@ def plot_impact(result: Any, path: Path, *, metric: str) -> None:
         else 0.0
         for r in rows
     ]
-    ax_a.barh(ys, accs, color=["#4393c3" if a >= 0 else _FAIL for a in accs])
+    noise = result.meta.get("accuracy_noise")
+    shade = ""
+    if noise:
+        ax_a.axvspan(-100 * noise, 100 * noise, color="#e5e5e5", lw=0)
+        shade = f"\n(grey: within noise, +-{100 * noise:.1f})"
+    ax_a.barh(ys[1:], accs[1:], color=["#4393c3" if a >= 0 else _FAIL for a in accs[1:]],
+              height=0.7)  # fmt: skip
+    if b_acc is not None and ys:
+        ax_a.text(0, ys[0], f" baseline {100 * b_acc:.1f} %", va="center", fontsize=7,
+                  color=_BASE)  # fmt: skip
     ax_a.axvline(0, color=_BASE, lw=0.8)
-    ax_a.set_xlabel("final accuracy change vs baseline (points)")
+    ax_a.set_xlabel(f"final accuracy change vs baseline (points){shade}")
     ax_a.grid(axis="x", alpha=0.3)
     fig.suptitle("\n".join(textwrap.wrap(result.answer, 110)), fontsize=9)
     _save(fig, path)

@@ -564,11 +564,25 @@ class PointRunner:
         return None
 
 
+def _base_value(base: Scenario, path: str) -> Any:
+    """The unswept scenario's value of a dotted grid field (None where it has none)."""
+    node: Any = base.model_dump(mode="json")
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        if part.startswith("["):
+            i = int(part[1:-1])
+            node = node[i] if isinstance(node, list) and i < len(node) else None
+        else:
+            node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
 def _meta(spec: SweepSpec, n_points: int) -> dict[str, Any]:
     return {
         "name": spec.name,
         "base": spec.base.name,
         "grid": {k: list(v) for k, v in spec.grid.items()},
+        # the unswept scenario's values: the report shows the point equal to it
+        "base_values": {k: _base_value(spec.base, k) for k in spec.grid},
         "x": spec.x,
         "series": spec.series,
         "x_label": _x_label(spec.x),

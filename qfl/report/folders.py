@@ -1,8 +1,9 @@
 """The files of a run, sweep or plan folder, as read and checked for the report.
 
 The readers name the file (and, in a CSV file, the line) in the :class:`ScenarioError` they
-raise on a missing or malformed file. A sweep or plan comes with one representative run
-(its baseline point, else the first complete point).
+raise on a missing or malformed file. A sweep or plan comes with one representative run:
+its baseline point (a sweep's: the point equal to the unswept scenario, else its highest-rate
+point), else the first complete point.
 """
 
 from __future__ import annotations
@@ -342,8 +343,53 @@ def load_sweep(folder: Path) -> SweepFiles:
         (x, "final_global_acc", "final_local_acc", "rounds_done", "time_to_target_s",
          "sim_time_end_s", "mean_skr_bps"),
     )  # fmt: skip
-    run, why = _representative_run(folder, [r.get("slug", "") for r in rows])
+    run, why = _representative_run(
+        folder, [r.get("slug", "") for r in rows], _sweep_preferred(folder, meta, rows)
+    )
     return SweepFiles(folder, meta, rows, run, why)
+
+
+def _same_value(cell: Any, value: Any) -> bool:
+    """Whether a ``sweep.csv`` cell holds the scenario value ``value``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(cell) == str(value) or _yaml_value(cell) == value
+    x = _num(cell)
+    return math.isfinite(x) and math.isclose(x, float(value), rel_tol=1e-9, abs_tol=1e-300)
+
+
+def _yaml_value(cell: Any) -> Any:
+    try:
+        return load_yaml(str(cell), "sweep.csv")
+    except ScenarioError:
+        return None
+
+
+def _sweep_preferred(
+    folder: Path, meta: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
+) -> tuple[str, str] | None:
+    """A sweep's baseline: the complete point whose grid values are the unswept scenario's
+    (``sweep.json``'s ``base_values``), else the complete point with the highest mean key
+    rate (None if no point is complete)."""
+    done = [
+        r for r in rows
+        if r.get("slug") and "/" not in str(r["slug"])
+        and _run_is_complete(folder / "points" / str(r["slug"]))[0]
+    ]  # fmt: skip
+    base = meta.get("base_values")
+    if isinstance(base, dict) and base:
+        for r in done:
+            if all(k in r and _same_value(r[k], v) for k, v in base.items()):
+                where = ", ".join(f"{k} = {v}" for k, v in base.items())
+                return str(
+                    r["slug"]
+                ), f"the baseline: the point equal to the unswept scenario, {where}"
+    rated = [(r, _num(r.get("mean_skr_bps"))) for r in done]
+    rated = [(r, x) for r, x in rated if math.isfinite(x)]
+    if not rated:
+        return None
+    top = max(x for _, x in rated)
+    r = next(r for r, x in rated if x == top)
+    return str(r["slug"]), "the highest-rate point (no point equals the unswept scenario)"
 
 
 @dataclass(frozen=True)

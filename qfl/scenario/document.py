@@ -82,10 +82,25 @@ class Scenario(_Frozen):
 
 def _check_method(sc: Scenario) -> None:
     """The dataset and model against the method's registry entry (:mod:`qfl.cosim.methods`)."""
-    from qfl.cosim.methods import get_method
+    from qfl.cosim.methods import METHODS, get_method
 
     lr = sc.learning
     spec = get_method(lr.method)
+    for other in METHODS.values():
+        for f in other.own_fields:
+            v = getattr(lr, f)
+            if f not in spec.own_fields and v is not None and v != {}:
+                raise ScenarioError(
+                    f"learning.{f}",
+                    f"only method {other.name!r} uses it; leave it out for method "
+                    f"{lr.method!r}, got {v!r}",
+                )
+    if spec.check is not None:  # a method that brings its own data and models
+        spec.validate(sc)
+        return
+    if lr.dataset is None:
+        about = LearningSpec.model_fields["dataset"].description
+        raise ScenarioError("learning.dataset", f"missing; this field is required ({about})")
     if lr.dataset not in spec.datasets:
         raise ScenarioError(
             "learning.dataset",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -11,7 +11,9 @@ from qfl.scenario.base import Positive, _Frozen
 
 __all__ = ["ComputeSpec", "Dataset", "LearningSpec", "Method"]
 
-Method = Literal["def-fd", "def-kt", "gossip-avg", "fedavg", "fedavg-multiexit", "ssl-backbone"]
+Method = Literal[
+    "def-fd", "def-kt", "gossip-avg", "fedavg", "fedavg-multiexit", "ssl-backbone", "flower"
+]
 Dataset = Literal["fashion-mnist", "unimib-shar", "synthetic-har", "flowers102+intel"]
 
 
@@ -21,12 +23,15 @@ class LearningSpec(_Frozen):
     method: Method = Field(
         description="def-fd, def-kt, gossip-avg (decentralized), fedavg, fedavg-multiexit, "
         "ssl-backbone "
-        "(with a server); see qfl.cosim.methods.",
+        "(with a server), flower (a Flower strategy and clients: strategy, client_fn, "
+        "flower); see qfl.cosim.methods.",
     )
-    dataset: Dataset = Field(
+    dataset: Dataset | None = Field(
+        None,
         description="fashion-mnist (decentralized and FedAvg), synthetic-har or unimib-shar "
         "(FedAvg: the "
-        "LSTM), flowers102+intel (ssl-backbone).",
+        "LSTM), flowers102+intel (ssl-backbone); required by every method but flower (its "
+        "clients hold their own data).",
     )
     model: Literal["cnn", "resnet-me", "lstm-me", "resnet18", "resnet50"] | None = Field(
         None,
@@ -128,6 +133,38 @@ class LearningSpec(_Frozen):
         "auto = batched on a GPU, and on a CPU where every model has a stacked CPU route (the "
         "Def-FD CNN's fused kernels, the multi-exit ResNet and LSTM); sequential otherwise "
         "(faster there, see benchmarks/README.md).",
+    )
+
+    strategy: str | None = Field(
+        None,
+        description="flower: the Flower Strategy, as 'package.module:attr' (a Strategy "
+        "subclass or factory, called with the flower section's arguments, or a Strategy "
+        "instance).",
+    )
+    client_fn: str | None = Field(
+        None,
+        description="flower: 'package.module:attr' of the function that builds client i "
+        "(client_fn(context) with node_config partition-id / num-partitions, or "
+        "client_fn(cid)), returning a NumPyClient or Client; client i runs on the i-th client "
+        "node.",
+    )
+    flower: dict[str, Any] = Field(
+        default_factory=dict,
+        description="flower: keyword arguments of the strategy (fraction_fit, "
+        "min_fit_clients, accept_failures, proximal_mu, eta, ...); a string 'package.module:"
+        "attr' under a key ending in _fn is imported (evaluate_fn, on_fit_config_fn, ...).",
+    )
+    round_timeout_s: Positive | None = Field(
+        None,
+        description="flower: simulated deadline of a round's fit phase and of its evaluate "
+        "phase (Flower's round_timeout); a client whose result misses it is one of the "
+        "round's failures (None: wait for every client).",
+    )
+    seconds_per_sample: Positive | None = Field(
+        None,
+        description="flower: simulated seconds of local training per sample and epoch on "
+        "every client (default: FLOPs counted from the client's torch model over its node's "
+        "flops_per_s).",
     )
 
 

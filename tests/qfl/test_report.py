@@ -236,8 +236,9 @@ def test_sweep_report(tmp_path: Path) -> None:
     assert "Key rate vs accuracy: sweep tiny-sweep" in page
     assert "sweep-failure-marker" in page  # the failed point's error, in the table
     assert "1 of 3 points did not complete" in page
-    # the representative run: the first complete point that completed a round
-    assert "points/001-rate_scale=1 (the first complete point that completed a round)" in page
+    # the representative run: no point says it is the unswept scenario, so the highest-rate
+    # complete point (tests/qfl/test_report_representative.py has the baseline's case)
+    assert "points/001-rate_scale=1 (the highest-rate point" in page
     assert page.count("Plotly.newPlot(") == 6
 
 

@@ -124,7 +124,7 @@ def test_overrides_by_index_and_from_strings(tiny: Tiny) -> None:
 @pytest.mark.parametrize(
     ("path", "message"),
     [
-        ("learning.rate", r"unknown field 'learning\.rate'; fields of 'learning' are method, "),
+        ("learning.qqq", r"unknown field 'learning\.qqq'; fields of 'learning' are method, "),
         ("learning.roundz", r"\(did you mean 'rounds'\?\)"),
         ("topology.links[7].skr_bps", r"no item 7: 'topology\.links' has 4 items \(0-3\)"),
         ("topology.links[x]", r"an index must be an integer, like links\[3\]"),

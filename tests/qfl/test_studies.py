@@ -146,3 +146,110 @@ def test_upgrade_ranks_links(tiny: Tiny, tmp_path: Path, fmnist: Path) -> None:
     assert gains == sorted(gains, reverse=True)
     # the links whose timelines are prefixes of another's share its learning execution
     assert res.meta["answers_needing_learning"] == res.meta["learning_executions"]
+
+
+# ------------------------------------------------ ranking rules and verdicts (no training)
+
+
+def _cut(variant: str, connected: bool, acc: float | None, t: float | None = None,
+         rounds: int = 3, failed: int = 0) -> dict[str, Any]:  # fmt: skip
+    return {"variant": variant, "connected": connected, "final_global_acc": acc,
+            "time_to_target_s": t, "rounds_done": rounds, "transfers_failed": failed,
+            "delay_s": None}  # fmt: skip
+
+
+def test_a_disconnecting_cut_is_never_ranked_harmless_by_noise() -> None:
+    from qfl.cosim.studies import _contingency_answer, _severity, accuracy_noise
+
+    # the metro case: the intact network misses the target, the cut that disconnects bank
+    # ends 0.35 points *higher* (noise), a connected cut 0.3 points lower
+    base = _cut("intact (baseline)", True, 0.6550)
+    rows = [_cut("cut core-north", True, 0.6520), _cut("cut bank-core", False, 0.6585, failed=4),
+            _cut("cut lab-south", True, 0.6000)]  # fmt: skip
+    noise = accuracy_noise(0.655, 2000)
+    assert 0.0035 < noise < 0.05
+    ranked = sorted(rows, key=lambda r: (_severity(r, base, noise), r["variant"]))
+    assert [r["variant"] for r in ranked] == ["cut bank-core", "cut lab-south", "cut core-north"]
+    answer = _contingency_answer(ranked[0], base, 0.7, noise)
+    assert answer.startswith("worst: cut bank-core (disconnects learners)")
+    assert "within noise" in answer
+    # where the intact network reaches the target, missing it ranks first of all
+    base = _cut("intact (baseline)", True, 0.72, t=100.0)
+    slow = dict(_cut("cut a-r", True, 0.72, t=180.0), delay_s=80.0)
+    miss = _cut("cut b-r", True, 0.69)
+    split = dict(_cut("cut c-r", False, 0.715, t=110.0), delay_s=10.0)
+    ranked = sorted([slow, split, miss], key=lambda r: (_severity(r, base, noise), r["variant"]))
+    assert [r["variant"] for r in ranked] == ["cut b-r", "cut c-r", "cut a-r"]
+
+
+def _up(link: str, t: float | None, acc: float) -> dict[str, Any]:
+    return {"link": link, "time_to_target_s": t, "final_global_acc": acc, "gain_s": None}
+
+
+SHARES = {"compute": 0.61, "key": 0.39, "bandwidth": 0.0, "propagation": 0.0, "blocked": 0.0}
+
+
+def test_upgrade_verdict_when_the_baseline_misses_the_target() -> None:
+    from qfl.cosim.studies import _soonest, _upgrade_answer
+
+    base = {"link": "none (baseline)", "time_to_target_s": None, "final_global_acc": 0.655,
+            "time_share": SHARES, "key_wait_by_link_s": {"core-south": 12.0}}  # fmt: skip
+    ups = [_up("a-r", None, 0.69), _up("b-r", 3300.0, 0.705), _up("c-r", 2900.0, 0.70),
+           _up("d-r", None, 0.66)]  # fmt: skip
+    ranked = [base, *sorted(ups, key=_soonest)]
+    assert [r["link"] for r in ranked[1:]] == ["c-r", "b-r", "a-r", "d-r"]
+    answer = _upgrade_answer(ranked, base, 2.0, 0.70, 3600.0)
+    assert answer.startswith("the baseline never reaches 70 % within 1.00 h (it ends at 65.5 %)")
+    assert "upgrade c-r (key rate x2) reaches it after 48.3 min" in answer
+    # nothing reaches it: the key share is stated as it is (39 %), not "does not bind"
+    none = [base, *sorted([_up("a-r", None, 0.69), _up("d-r", None, 0.66)], key=_soonest)]
+    answer = _upgrade_answer(none, base, 2.0, 0.70, 3600.0)
+    assert "nor does any single link's key rate x2 (best: a-r, 69.0 %, +3.5 points)" in answer
+    assert "key waiting is 39 % of round time, most of it on link core-south" in answer
+    assert "does not bind" not in answer
+    idle = dict(base, time_share={**SHARES, "compute": 0.97, "key": 0.03})
+    assert "key does not bind here (key waiting is 3 % of round time, compute 97 %)" in (
+        _upgrade_answer(none, idle, 2.0, 0.70, 3600.0)
+    )
+
+
+def test_upgrade_verdict_when_no_round_completes() -> None:
+    from qfl.cosim.studies import _upgrade_answer
+
+    base = {"link": "none (baseline)", "time_to_target_s": None, "final_global_acc": None,
+            "time_share": dict.fromkeys(SHARES, 0.0), "binds": "no round completed"}  # fmt: skip
+    answer = _upgrade_answer([base, _up("a-r", None, 0.1)], base, 4.0, 0.5, 9.7)
+    assert "completes no round within the horizon" in answer and "does not bind" not in answer
+
+
+def test_upgrade_verdict_when_every_round_completes_short_of_the_target() -> None:
+    from qfl.cosim.studies import _soonest, _upgrade_answer
+
+    # metro --quick: all 3 rounds complete, 21.9 %; key is 39 % of round time
+    base = {"link": "none (baseline)", "time_to_target_s": None, "final_global_acc": 0.219,
+            "time_share": SHARES, "rounds_done": 3, "rounds_planned": 3,
+            "sim_time_end_s": 20.0}  # fmt: skip
+    ups = [dict(_up(link, None, 0.219), rounds_done=3, sim_time_end_s=end)
+           for link, end in (("a-r", 19.0), ("b-r", 16.0), ("c-r", 20.0))]  # fmt: skip
+    ranked = [base, *sorted(ups, key=_soonest)]
+    assert [r["link"] for r in ranked[1:]] == ["b-r", "a-r", "c-r"]  # same accuracy: soonest
+    answer = _upgrade_answer(ranked, base, 2.0, 0.70, None)
+    assert answer.startswith("the baseline never reaches 70 %: it completes all 3 planned")
+    assert "the learning falls short, not the key" in answer
+    assert "key waiting is 39 % of round time" in answer and "best: b-r, after 16.0 s" in answer
+    assert "does not bind" not in answer
+
+
+def test_upgrade_verdict_when_key_waiting_does_not_depend_on_the_rate() -> None:
+    from qfl.cosim.studies import _upgrade_answer
+
+    # the finite-key case: every upgrade waits exactly as long (for the first blocks)
+    base = {"link": "none (baseline)", "time_to_target_s": 50.0, "final_global_acc": 0.72,
+            "time_share": SHARES, "time_stalled_on_key_s": 11.1}  # fmt: skip
+    ups = [dict(_up(link, 50.0, 0.72), gain_s=0.0, key_wait_s=11.1) for link in ("a-r", "b-r")]
+    answer = _upgrade_answer([base, *ups], base, 2.0, 0.70, None)
+    assert answer.startswith("no single link's key rate x2 brings 70 % sooner than 50.0 s")
+    assert "exactly as long with every upgrade: it does not depend on the key rate" in answer
+    ups[1]["key_wait_s"] = 9.0  # it does depend: the wait moves elsewhere
+    answer = _upgrade_answer([base, *ups], base, 2.0, 0.70, None)
+    assert "the wait moves to another link" in answer

@@ -266,6 +266,8 @@ def _satellite_link(
             ),
             bandwidth_bps=float(lk.bandwidth_bps or q.bandwidth_bps),
             **({"latency_s": lk.latency_s} if lk.latency_s is not None else {}),
+            # a measured zenith rate scales every pass (the schedule's factors are fractions)
+            **({"skr_bps": lk.skr_bps} if lk.skr_bps is not None else {}),
         )
     except QflError as exc:
         key = str(getattr(exc, "name", ""))

@@ -262,6 +262,12 @@ def check_link_kinds(sc: Scenario) -> None:
                 f"satellites.{name}", "a node of topology.nodes has this name; rename one"
             )
     if sc.topology.file is not None:
+        if sc.satellites:
+            raise ScenarioError(
+                f"satellites.{next(iter(sc.satellites))}",
+                "needs inline topology.links (a link from the satellite to a ground node); "
+                "a topology.file has no satellite links",
+            )
         if q.protocol not in BB84_PROTOCOLS:
             link_kind(sc, -1)
         return

@@ -381,9 +381,13 @@ def link_rates(
 def build_topology(sc: Scenario) -> TopologySpec:
     """The network topology of a scenario, with every link's key rate resolved.
 
-    Each link's secret key rate is its measured ``skr_bps`` if given, else the QKD model of
-    its system at its length (``qkd.protocol``); either is multiplied by ``qkd.rate_scale``
-    and written into the link as ``skr_bps``, so the network uses exactly that rate.
+    Each link's secret key rate is its measured ``skr_bps`` if given, else the model of its
+    kind at its length (:func:`link_kinds`: a BB84 model of its system, or a registered
+    kind's asymptotic rate, delivered in blocks of ``qkd.block_size`` channel uses under
+    finite-blocks); either is multiplied by ``qkd.rate_scale`` and written into the link as
+    ``skr_bps``, so the network uses exactly that rate. A link's ``schedule`` becomes its
+    supply schedule; a link to a satellite (``satellites``) gets the passes over its ground
+    node as schedule and the zenith rate as nominal rate (fluid: a pass's key as it comes).
 
     Raises
     ------

@@ -25,7 +25,8 @@ from qkd.errors import ParameterError, QflError
 
 if TYPE_CHECKING:
     from network.schedule import Schedule
-    from qfl.scenario.document import Scenario
+
+Scenario = Any  # qfl.scenario.document.Scenario (not imported: document imports this module)
 
 __all__ = [
     "SATELLITE_KIND",

@@ -14,6 +14,7 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping
 
+from qfl.cosim.executors import check_executor_choice
 from qfl.engine.memory import ENV as MEMORY_ENV
 from qfl.engine.memory import OPTION as MEMORY_OPTION
 from qfl.engine.memory import SOURCE_ENV as MEMORY_SOURCE_ENV
@@ -30,19 +31,7 @@ ENV_WORKERS = "QFL_RAY_WORKERS"
 
 def check_learning_options(executor: str, workers: int | None, memory: str | None) -> None:
     """Check ``--executor``, ``--workers`` and ``--memory`` before any work (exit 2)."""
-    if executor not in EXECUTORS:
-        raise ScenarioError(
-            "--executor", f"must be one of {', '.join(EXECUTORS)}, got {executor!r}"
-        )
-    if workers is not None and workers < 1:
-        raise ScenarioError("--workers", f"must be an integer >= 1, got {workers}")
-    if executor == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise ScenarioError(
-                "--executor", "'ray' needs the ray extra: pip install 'qfl[ray]'"
-            ) from None
+    check_executor_choice(executor, EXECUTORS, "--workers", workers)
     resolve_memory(memory)
 
 

@@ -17,18 +17,11 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from qfl.scenario import Scenario, ScenarioError
+from qfl.cosim.learnexec import check_executor_choice
+from qfl.scenario import Scenario
 from qfl.threads import resolve_threads, usable_cores
 
-__all__ = [
-    "EXECUTORS",
-    "Task",
-    "check_executor",
-    "check_executor_choice",
-    "iter_tasks",
-    "learn",
-    "workers_for",
-]
+__all__ = ["EXECUTORS", "Task", "check_executor", "iter_tasks", "learn", "workers_for"]
 
 EXECUTORS = ("local", "ray", "inline")
 
@@ -146,30 +139,6 @@ def _ray(tasks: Sequence[Task], address: str | None, threads: int) -> Iterator[O
 def check_executor(executor: str, jobs: int | None) -> None:
     """Check the executor options before any work (``--executor``, ``--jobs``)."""
     check_executor_choice(executor, EXECUTORS, "--jobs", jobs)
-
-
-def check_executor_choice(
-    executor: str, allowed: Sequence[str], count_option: str, count: int | None
-) -> None:
-    """Check ``--executor`` against ``allowed``, the process count given as ``count_option``
-    (``>= 1`` or ``None``), and that Ray is installed where ``executor`` is ``"ray"``.
-
-    Raises
-    ------
-    ScenarioError
-        Naming the option, the bad value and what is allowed (exit status 2).
-    """
-    if executor not in allowed:
-        raise ScenarioError("--executor", f"must be one of {', '.join(allowed)}, got {executor!r}")
-    if count is not None and count < 1:
-        raise ScenarioError(count_option, f"must be an integer >= 1, got {count}")
-    if executor == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise ScenarioError(
-                "--executor", "'ray' needs the ray extra: pip install 'qfl[ray]'"
-            ) from None
 
 
 def iter_tasks(

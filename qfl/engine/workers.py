@@ -82,26 +82,14 @@ def _init_worker(threads: int, spec: dict[str, Any]) -> None:
     first = _WORKER["datasets"][0]
     batch = first.subset(range(min(len(first), _WORKER["trainer_kwargs"].get("batch_size", 1))))
     for key, model in _WORKER["models"].items():
-        trainer = _trainer(key)
+        trainer = cached_trainer(_WORKER, _WORKER["trainers"], key)
         params, _ = stack_models([model])
         trainer.train_epochs(params, trainer.init_state(params), [batch], 1, seed=0)
 
 
-def _trainer(key: Any) -> Any:
-    return cached_trainer(_WORKER, _WORKER["trainers"], key)
-
-
-def _train_share(
-    key: Any,
-    members: list[int],
-    params: dict[str, torch.Tensor],
-    param_mask: dict[str, torch.Tensor],
-    seeds: list[Any],
-    epochs: int,
-) -> tuple[dict[str, torch.Tensor], float]:
-    return train_members(
-        _WORKER, _WORKER["trainers"], key, members, params, param_mask, seeds, epochs
-    )
+def _train_share(*call: Any) -> tuple[dict[str, torch.Tensor], float]:
+    """:func:`train_members` in a worker process, on what :func:`_init_worker` received."""
+    return train_members(_WORKER, _WORKER["trainers"], *call)
 
 
 # ---------------------------------------------------------------------------------------------

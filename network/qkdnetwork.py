@@ -367,7 +367,9 @@ class QKDNetwork:
         if self.chunk_bytes is None:
             return self.cipher.plan(link.cipher_state, n_bytes, self.env.now).bits
         full, rest = divmod(n_bytes, self.chunk_bytes)
-        bits = full * self.cipher.plan(self.cipher.init(), self.chunk_bytes, 0.0).bits
+        bits = 0.0
+        if full:  # a chunk may be gigabytes (a large store, short re-keys): plan it only if sent
+            bits = full * self.cipher.plan(self.cipher.init(), self.chunk_bytes, 0.0).bits
         if rest:
             bits += self.cipher.plan(self.cipher.init(), rest, 0.0).bits
         return bits

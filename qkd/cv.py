@@ -73,7 +73,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from qkd.errors import ParameterError, UnknownNameError
-from qkd.linkbase import check_number, lengths_km
+from qkd.linkbase import check_number, clipped_rate_and_settings, lengths_km
 from qkd.optimize import maximise_1d
 from qkd.params import Fibre
 
@@ -358,7 +358,8 @@ def key_rate_and_variance(
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             va, rate = maximise_1d(lambda tt, v: _raw_rate(system, tt, v), t, *_VA_BOUNDS)
     rate = np.where(np.isfinite(rate), rate, 0.0)
-    return np.maximum(rate, 0.0).reshape(d.shape), np.asarray(va, dtype=float).reshape(d.shape)
+    rate, va = clipped_rate_and_settings(d.shape, rate, va)
+    return rate, va
 
 
 def key_rate_per_symbol(system: CVSystem, distance_km: ArrayLike) -> FloatArray:

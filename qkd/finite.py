@@ -108,10 +108,10 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import brentq
 
 from qkd.errors import ParameterError, UnknownNameError
+from qkd.linkbase import lengths_km
 from qkd.params import QKDSystem
 from qkd.rates import (
     _afterpulsed,
-    _distances,
     _gain_qber_eta,
     _h2,
     _live_fraction,
@@ -545,7 +545,7 @@ def finite_key(
     ((2, 3), 0.0002)
     """
     _check_inputs(protocol, block_size, eps_sec, eps_cor, weakest)
-    d = _distances(length_km)
+    d = lengths_km(length_km)
     eps = (float(eps_sec), float(eps_cor), float(weakest))
     res = _solve(system, tuple(d.ravel().tolist()), float(block_size), protocol, eps)
     key = np.floor(np.maximum(res["key"], 0.0)).reshape(d.shape)
@@ -583,7 +583,7 @@ def signal_qber(system: QKDSystem, length_km: ArrayLike) -> FloatArray:
     >>> [f"{e:.4f}" for e in signal_qber(get_preset("gys-2004"), [0.0, 150.0])]
     ['0.0330', '0.0797']
     """
-    d = _distances(length_km)
+    d = lengths_km(length_km)
     det = system.detector
     gain_qber = _gain_qber_eta(
         system.transmittance(d), system.source.mu, det.dark_count_prob, system.misalignment
@@ -613,7 +613,7 @@ def asymptotic_key(
     ['5.10e-03', '4.46e-04']
     """
     _check_inputs(protocol, 1.0, 0.5, 0.5, weakest)
-    d = _distances(length_km)
+    d = lengths_km(length_km)
     lengths = tuple(d.ravel().tolist())
     res = _solve(system, lengths, 1.0, protocol, (0.0, 1.0, float(weakest)))
     return np.asarray(np.maximum(res["key"], 0.0).reshape(d.shape), dtype=float)
@@ -658,7 +658,7 @@ def asymptotic_limit(system: QKDSystem, length_km: ArrayLike) -> FloatArray:
     >>> [f"{r:.2e}" for r in asymptotic_limit(get_preset("gys-2004"), [0.0, 50.0])]
     ['5.11e-03', '4.46e-04']
     """
-    d = _distances(length_km)
+    d = lengths_km(length_km)
     eta = system.transmittance(d).ravel()
     _, rate = _maximise(_limit_rate(system), eta, 1e-7, 2.0)
     return np.asarray(np.maximum(rate, 0.0).reshape(d.shape), dtype=float)
@@ -736,7 +736,7 @@ def _rate_at_detections(
     """Optimal rate per pulse and key per block for blocks of ``detections`` key-basis
     detections (``n_X``), the block size of the papers' figures (``clamp=False``: the count
     bounds as printed in the papers, without the clamp at 0)."""
-    d = _distances(length_km)
+    d = lengths_km(length_km)
     eta = system.transmittance(d).ravel()
     res = _optimise(system, eta, None, protocol, eps, detections=detections, clamp=clamp)
     key = np.maximum(res["key"], 0.0)

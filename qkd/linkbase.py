@@ -9,13 +9,24 @@ and what is allowed.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from qkd.errors import ParameterError
 
-__all__ = ["check_number", "h2", "lengths_km"]
+if TYPE_CHECKING:
+    from qkd.params import Detector
+
+__all__ = [
+    "check_ideal_detector",
+    "check_number",
+    "check_pulse_link",
+    "clipped_rate_and_settings",
+    "h2",
+    "lengths_km",
+]
 
 FloatArray = NDArray[np.float64]
 
@@ -34,6 +45,65 @@ def check_number(name: str, value: object, ok: bool, allowed: str) -> None:
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
     if not (is_number and math.isfinite(float(value)) and ok):  # type: ignore[arg-type]
         raise ParameterError(name, value, allowed)
+
+
+def check_pulse_link(clock_hz: float, misalignment: float, f_ec: float) -> None:
+    """Check the fields shared by the pulse-pair relay links (MDI, twin-field).
+
+    Raises :class:`ParameterError` unless ``clock_hz > 0``, ``misalignment`` is in
+    [0, 0.5] and ``f_ec >= 1``.
+
+    Examples
+    --------
+    >>> check_pulse_link(1e6, 0.015, 1.16)
+    >>> check_pulse_link(1e6, 0.6, 1.16)
+    Traceback (most recent call last):
+    ...
+    qkd.errors.ParameterError: misalignment: must be in [0, 0.5], got 0.6
+    """
+    check_number("clock_hz", clock_hz, clock_hz > 0, "> 0")
+    check_number("misalignment", misalignment, 0 <= misalignment <= 0.5, "in [0, 0.5]")
+    check_number("f_ec", f_ec, f_ec >= 1, ">= 1")
+
+
+def check_ideal_detector(detector: Detector, kind: str) -> None:
+    """Raise :class:`ParameterError` unless ``detector`` has no dead time and no after-pulses.
+
+    ``kind`` names the model that does not handle them (it ends the ``allowed`` text).
+
+    Examples
+    --------
+    >>> from qkd.params import Detector
+    >>> check_ideal_detector(Detector(efficiency=0.5, dark_count_prob=1e-6), "MDI")
+    >>> check_ideal_detector(
+    ...     Detector(efficiency=0.5, dark_count_prob=1e-6, dead_time_s=1e-6), "MDI"
+    ... )
+    Traceback (most recent call last):
+    ...
+    qkd.errors.ParameterError: detector.dead_time_s: must be 0 (not modelled for MDI), got 1e-06
+    """
+    for name in ("dead_time_s", "afterpulse_prob"):
+        value = getattr(detector, name)
+        if value != 0.0:
+            raise ParameterError(f"detector.{name}", value, f"0 (not modelled for {kind})")
+
+
+def clipped_rate_and_settings(
+    shape: tuple[int, ...], rate: ArrayLike, *settings: ArrayLike
+) -> tuple[FloatArray, ...]:
+    """``(max(rate, 0), *settings)``, each as a float array reshaped to ``shape``.
+
+    The optimisers work on the flattened links; this gives the results back in the shape of
+    the caller's ``distance_km``, with negative (no-key) rates clipped to 0.
+
+    Examples
+    --------
+    >>> r, mu = clipped_rate_and_settings((2,), [-0.5, 0.25], [0.1, 0.2])
+    >>> r.tolist(), mu.tolist()
+    ([0.0, 0.25], [0.1, 0.2])
+    """
+    clipped = np.maximum(np.asarray(rate, dtype=float), 0.0).reshape(shape)
+    return (clipped, *(np.asarray(x, dtype=float).reshape(shape) for x in settings))
 
 
 def lengths_km(distance_km: ArrayLike) -> FloatArray:

@@ -80,7 +80,14 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import i0, i0e
 
 from qkd.errors import ParameterError
-from qkd.linkbase import check_number, h2, lengths_km
+from qkd.linkbase import (
+    check_ideal_detector,
+    check_number,
+    check_pulse_link,
+    clipped_rate_and_settings,
+    h2,
+    lengths_km,
+)
 from qkd.optimize import maximise_1d, maximise_2d
 from qkd.params import Detector, Fibre
 
@@ -156,10 +163,7 @@ class MDISystem:
     reference: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        check_number("clock_hz", self.clock_hz, self.clock_hz > 0, "> 0")
-        e = self.misalignment
-        check_number("misalignment", e, 0 <= e <= 0.5, "in [0, 0.5]")
-        check_number("f_ec", self.f_ec, self.f_ec >= 1, ">= 1")
+        check_pulse_link(self.clock_hz, self.misalignment, self.f_ec)
         check_number("sifting", self.sifting, 0 < self.sifting <= 1, "in (0, 1]")
         x = self.relay_fraction
         check_number("relay_fraction", x, 0 <= x <= 1, "in [0, 1]")
@@ -170,16 +174,7 @@ class MDISystem:
             mu = getattr(self, name)
             if mu is not None:
                 check_number(name, mu, 0 < mu <= 10, "in (0, 10] or None (optimised)")
-        if self.detector.dead_time_s != 0.0:
-            raise ParameterError(
-                "detector.dead_time_s", self.detector.dead_time_s, "0 (not modelled for MDI)"
-            )
-        if self.detector.afterpulse_prob != 0.0:
-            raise ParameterError(
-                "detector.afterpulse_prob",
-                self.detector.afterpulse_prob,
-                "0 (not modelled for MDI)",
-            )
+        check_ideal_detector(self.detector, "MDI")
 
     def replace(self, **changes: Any) -> MDISystem:
         """A copy with some fields changed (validated again)."""
@@ -420,12 +415,8 @@ def key_rate_and_intensities(
             _MU_BOUNDS,
             _MU_BOUNDS,
         )
-    shape = d.shape
-    return (
-        np.maximum(rate, 0.0).reshape(shape),
-        np.asarray(mu_a, dtype=float).reshape(shape),
-        np.asarray(mu_b, dtype=float).reshape(shape),
-    )
+    rate, mu_a, mu_b = clipped_rate_and_settings(d.shape, rate, mu_a, mu_b)
+    return rate, mu_a, mu_b
 
 
 def key_rate_per_pulse(system: MDISystem, distance_km: ArrayLike) -> FloatArray:

@@ -76,6 +76,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import brentq
 
 from qkd.errors import ParameterError, UnknownNameError
+from qkd.linkbase import lengths_km
+from qkd.optimize import maximise_1d
 from qkd.params import QKDSystem
 
 __all__ = [
@@ -109,7 +111,6 @@ _MU_MAX = 2.0  # upper end of the intensity search
 _MU_MIN = 1e-7  # lower end of the intensity search
 _GRID = 48  # log-spaced intensities scanned before the golden-section refinement
 _GOLDEN_ITERATIONS = 64
-_INV_PHI = (math.sqrt(5.0) - 1.0) / 2.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,17 +121,6 @@ def _check_protocol(protocol: str) -> str:
     if protocol not in PROTOCOLS:
         raise UnknownNameError("protocol", protocol, PROTOCOLS)
     return protocol
-
-
-def _distances(distance_km: ArrayLike) -> FloatArray:
-    try:
-        d = np.asarray(distance_km, dtype=float)
-    except (TypeError, ValueError):
-        raise ParameterError("distance_km", distance_km, "a number or array of numbers") from None
-    bad = ~np.isfinite(d) | (d < 0)
-    if np.any(bad):
-        raise ParameterError("distance_km", float(d[bad].ravel()[0]), ">= 0 and finite")
-    return d
 
 
 def _weak_decoy(system: QKDSystem) -> float:
@@ -338,7 +328,7 @@ def gain_and_qber(
     >>> [round(float(x), 4) for x in e]
     [0.033, 0.0334]
     """
-    d = _distances(distance_km)
+    d = lengths_km(distance_km)
     m = np.asarray(mu, dtype=float)
     bad = ~np.isfinite(m) | (m < 0)
     if np.any(bad):
@@ -369,7 +359,7 @@ def single_photon_gain_and_qber(
     >>> round(float(y1), 6), round(float(e1), 4)
     (0.045002, 0.033)
     """
-    d = _distances(distance_km)
+    d = lengths_km(distance_km)
     eta = system.transmittance(d)
     y0 = system.detector.dark_count_prob
     y1 = y0 + eta
@@ -510,35 +500,7 @@ def _maximise(raw: RawRate, eta: FloatArray, lo: float, hi: float) -> tuple[Floa
     A log-spaced grid brackets the maximum, then a vectorized golden-section search on
     ``log(mu)`` refines it. Returns ``(mu_best, rate_best)`` (rate unclipped).
     """
-    log_grid = np.linspace(math.log(lo), math.log(hi), _GRID)
-    values = raw(eta[:, None], np.exp(log_grid)[None, :])
-    best = np.argmax(values, axis=1)
-    a = log_grid[np.maximum(best - 1, 0)]
-    b = log_grid[np.minimum(best + 1, _GRID - 1)]
-
-    def f(log_mu: FloatArray) -> FloatArray:
-        return raw(eta, np.exp(log_mu))
-
-    c = b - _INV_PHI * (b - a)
-    d = a + _INV_PHI * (b - a)
-    fc, fd = f(c), f(d)
-    for _ in range(_GOLDEN_ITERATIONS):
-        left = fc >= fd  # the maximum lies in [a, d]
-        c_old, d_old, fc_old, fd_old = c, d, fc, fd
-        a = np.where(left, a, c_old)
-        b = np.where(left, d_old, b)
-        c = np.where(left, b - _INV_PHI * (b - a), d_old)
-        d = np.where(left, c_old, a + _INV_PHI * (b - a))
-        fx = f(np.where(left, c, d))
-        fc = np.where(left, fx, fd_old)
-        fd = np.where(left, fc_old, fx)
-    log_mu = np.where(fc >= fd, c, d)
-    rate = np.maximum(fc, fd)
-    grid_best = values[np.arange(eta.size), best]
-    use_grid = grid_best > rate
-    log_mu = np.where(use_grid, log_grid[best], log_mu)
-    rate = np.where(use_grid, grid_best, rate)
-    return np.exp(log_mu), rate
+    return maximise_1d(raw, eta, lo, hi, grid=_GRID, iterations=_GOLDEN_ITERATIONS)
 
 
 def _raw_rate_and_mu(
@@ -601,7 +563,7 @@ def key_rate_and_mu(
     (0.49, '2.55e-03')
     """
     _check_protocol(protocol)
-    d = _distances(distance_km)
+    d = lengths_km(distance_km)
     eta = system.transmittance(d)
     raw, mu_used = _raw_rate_and_mu(system, eta, protocol, mu)
     return _array(np.maximum(raw, 0.0)), _array(mu_used)

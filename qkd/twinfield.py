@@ -103,7 +103,14 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import i0e
 
 from qkd.errors import ParameterError
-from qkd.linkbase import check_number, h2, lengths_km
+from qkd.linkbase import (
+    check_ideal_detector,
+    check_number,
+    check_pulse_link,
+    clipped_rate_and_settings,
+    h2,
+    lengths_km,
+)
 from qkd.optimize import maximise_1d, maximise_2d
 from qkd.params import Detector, Fibre
 from qkd.rates import plob_bound
@@ -175,10 +182,7 @@ class TwinFieldSystem:
     reference: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        check_number("clock_hz", self.clock_hz, self.clock_hz > 0, "> 0")
-        e = self.misalignment
-        check_number("misalignment", e, 0 <= e <= 0.5, "in [0, 0.5]")
-        check_number("f_ec", self.f_ec, self.f_ec >= 1, ">= 1")
+        check_pulse_link(self.clock_hz, self.misalignment, self.f_ec)
         m = self.phase_slices
         if not (isinstance(m, int) and not isinstance(m, bool) and m >= 2 and m % 2 == 0):
             raise ParameterError("phase_slices", m, "an even integer >= 2")
@@ -187,10 +191,7 @@ class TwinFieldSystem:
         if self.send_prob is not None:
             p = self.send_prob
             check_number("send_prob", p, 0 < p < 1, "in (0, 1) or None (optimised)")
-        for name in ("dead_time_s", "afterpulse_prob"):
-            value = getattr(self.detector, name)
-            if value != 0.0:
-                raise ParameterError(f"detector.{name}", value, "0 (not modelled for TF-QKD)")
+        check_ideal_detector(self.detector, "TF-QKD")
 
     def replace(self, **changes: Any) -> TwinFieldSystem:
         """A copy with some fields changed (validated again)."""
@@ -258,12 +259,8 @@ def sns_rate_and_settings(
         eps, mu, rate = maximise_2d(
             lambda e, p, m: _sns_raw(system, e, p, m), eta, _EPS_BOUNDS, _MU_BOUNDS_SNS
         )
-    shape = d.shape
-    return (
-        np.maximum(rate, 0.0).reshape(shape),
-        np.asarray(eps, dtype=float).reshape(shape),
-        np.asarray(mu, dtype=float).reshape(shape),
-    )
+    rate, eps, mu = clipped_rate_and_settings(d.shape, rate, eps, mu)
+    return rate, eps, mu
 
 
 def sns_key_rate_per_pulse(system: TwinFieldSystem, distance_km: ArrayLike) -> FloatArray:
@@ -346,7 +343,8 @@ def pm_rate_and_mu(
         rate = _pm_raw(system, eta, mu)
     else:
         mu, rate = maximise_1d(lambda e, x: _pm_raw(system, e, x), eta, *_MU_BOUNDS_PM)
-    return np.maximum(rate, 0.0).reshape(d.shape), np.asarray(mu, dtype=float).reshape(d.shape)
+    rate, mu = clipped_rate_and_settings(d.shape, rate, mu)
+    return rate, mu
 
 
 def pm_key_rate_per_pulse(system: TwinFieldSystem, distance_km: ArrayLike) -> FloatArray:

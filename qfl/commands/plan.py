@@ -308,6 +308,13 @@ def _with_goal(sc: Scenario, target: float | None, within: str | None) -> Scenar
 def upgrade_cmd(
     file: Annotated[Path, typer.Argument(help="The scenario YAML.")],
     factor: Annotated[float, typer.Option(help="Multiply one link's key rate by this.")] = 2.0,
+    kinds: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of --factor: run each link with each of these kinds where it reaches "
+            "the length (comma-separated: tf-sns,mdi,cv-gg02,decoy-bb84).",
+        ),
+    ] = None,
     target: TargetOption = None,
     within: WithinOption = None,
     quick: QuickOption = False,
@@ -319,12 +326,14 @@ def upgrade_cmd(
     threads: ThreadsOption = None,
     resume: ResumeOption = False,
 ) -> None:
-    """For each link, the time-to-target gained by a faster QKD system there, ranked."""
+    """For each link, the time-to-target gained by a faster QKD system there (or by another
+    kind of link there, with --kinds), ranked."""
     from qfl.cosim.executors import check_executor
-    from qfl.cosim.studies import upgrade
+    from qfl.cosim.studies import check_kinds, upgrade, upgrade_kinds
 
     if not factor > 0 or not math.isfinite(factor):
         raise ScenarioError("--factor", f"must be a positive number, got {factor}")
+    names = check_kinds(kinds.split(",")) if kinds is not None else None
     sc = _with_goal(resolve_scenario(file, quick, set_), target, within)
     check_executor(executor, jobs)
     fresh = not resume and not (out is not None and out.exists())
@@ -332,14 +341,16 @@ def upgrade_cmd(
     runner = _runner(folder, executor, jobs, address)
 
     def seen(done: int, total: int, what: str) -> None:
-        _out.print(f"  [{done}/{total}] x{factor:g} on {what}", markup=False)
+        change = what if names else f"x{factor:g} on {what}"
+        _out.print(f"  [{done}/{total}] {change}", markup=False)
 
-    result = _run(
-        lambda: upgrade(sc, folder, factor=factor, runner=runner, resume=resume, on_point=seen),
-        threads,
-        folder,
-        fresh=fresh,
-    )
+    def study() -> Any:
+        if names:
+            return upgrade_kinds(sc, folder, kinds=names, runner=runner, resume=resume,
+                                 on_point=seen)  # fmt: skip
+        return upgrade(sc, folder, factor=factor, runner=runner, resume=resume, on_point=seen)
+
+    result = _run(study, threads, folder, fresh=fresh)
     _show(result, ["rank", "link", "skr_bps", "time_to_target_s", "gain_s", "final_global_acc",
                    "learning"], "upgrade.png")  # fmt: skip
     _out.print(

@@ -120,6 +120,12 @@ def _bottleneck_rows(table: Table, s: dict[str, Any]) -> None:
     if waited:
         text = ", ".join(f"{lk['link']} {_fmt_time(lk['key_wait_s'])}" for lk in waited[:3])
         table.add_row("links waited on most for key", text)
+    windows = sorted(s.get("window_waits") or [], key=lambda w: -w["waited_s"])
+    if windows:
+        more = f" (+{len(windows) - 2} more)" if len(windows) > 2 else ""
+        table.add_row(
+            "key waited for a window", "; ".join(w["sentence"] for w in windows[:2]) + more
+        )
     busy = sorted((lk for lk in links if lk["utilisation"] > 0), key=lambda lk: -lk["utilisation"])
     if busy:
         text = ", ".join(f"{lk['link']} {100 * lk['utilisation']:.2g} %" for lk in busy[:3])

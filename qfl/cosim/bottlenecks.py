@@ -7,7 +7,10 @@ a local update or fusion is ``compute``; a send is its transfer's key wait (``ke
 queueing and serialisation (``bandwidth``), time in flight (``propagation``) and time held by
 a fault (``blocked``). Summed over the completed rounds, the shares say what binds the run:
 a planner reads "key: 80 %" as "more key rate buys time", "compute: 80 %" as "it does not".
-Per link, the seconds transfers spent waiting for that link's key say *where* key binds.
+Per link, the seconds transfers spent waiting for that link's key say *where* key binds,
+and on a link with a supply schedule (a satellite's passes, a maintenance window),
+:func:`window_report` says which window key waited for: "key on sat-remote waited 41 min for
+pass 2".
 
 :func:`round_report` gives each round's split with the step that ended it (its ``critical``
 description), :func:`link_report` each link's key wait, channel utilisation and key
@@ -45,6 +48,7 @@ __all__ = [
     "round_breakdown",
     "round_report",
     "time_shares",
+    "window_report",
 ]
 
 COMPONENTS = ("compute", "key", "bandwidth", "propagation", "blocked")
@@ -293,6 +297,56 @@ def link_report(
                 "key_wait_s": float(waits.get(lk.name, 0.0)),
                 "utilisation": min(1.0, busy / time_s) if time_s > 0 else 0.0,
                 "bytes_sent": lk.bytes_sent,
+            }
+        )
+    return out
+
+
+def _span(seconds: float) -> str:
+    """A duration for a sentence: ``41 min``, ``2.5 h``, ``12 s``."""
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.3g} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds:.3g} s"
+
+
+def window_report(waits: Iterable[Any]) -> list[dict[str, Any]]:
+    """When key waited on a link until a window of its schedule opened, one sentence each.
+
+    Parameters
+    ----------
+    waits : iterable of WindowWait
+        ``QKDNetwork.window_waits`` (:class:`network.records.WindowWait`).
+
+    Returns
+    -------
+    list of dict
+        In time order: ``link``, ``window`` (its label), ``opened_s``, ``waited_s``,
+        ``pending_bits`` and ``sentence``, e.g. ``key on sat-remote waited 41 min for pass
+        2``.
+
+    Examples
+    --------
+    >>> from network.records import WindowWait
+    >>> w = WindowWait(3000.0, "sat-remote", 7, "pass 2", "", 0.0, 0.4, 540.0, 1, 8e4)
+    >>> window_report([w])[0]["sentence"]
+    'key on sat-remote waited 41 min for pass 2 (opened at 50 min)'
+    """
+    out = []
+    for w in sorted(waits, key=lambda w: w.time):
+        label = w.label or (f"window {w.window}" if w.window is not None else "its nominal rate")
+        sentence = (
+            f"key on {w.link} waited {_span(w.waited_s)} for {label} (opened at {_span(w.time)})"
+        )
+        out.append(
+            {
+                "link": w.link,
+                "window": label,
+                "opened_s": w.time,
+                "waited_s": w.waited_s,
+                "pending_bits": w.pending_bits,
+                "sentence": sentence,
             }
         )
     return out

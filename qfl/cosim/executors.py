@@ -17,7 +17,8 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from qfl.scenario import Scenario, ScenarioError
+from qfl.cosim.learnexec import check_executor_choice
+from qfl.scenario import Scenario
 from qfl.threads import resolve_threads, usable_cores
 
 __all__ = ["EXECUTORS", "Task", "check_executor", "iter_tasks", "learn", "workers_for"]
@@ -137,19 +138,7 @@ def _ray(tasks: Sequence[Task], address: str | None, threads: int) -> Iterator[O
 
 def check_executor(executor: str, jobs: int | None) -> None:
     """Check the executor options before any work (``--executor``, ``--jobs``)."""
-    if executor not in EXECUTORS:
-        raise ScenarioError(
-            "--executor", f"must be one of {', '.join(EXECUTORS)}, got {executor!r}"
-        )
-    if jobs is not None and jobs < 1:
-        raise ScenarioError("--jobs", f"must be an integer >= 1, got {jobs}")
-    if executor == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise ScenarioError(
-                "--executor", "'ray' needs the ray extra: pip install 'qfl[ray]'"
-            ) from None
+    check_executor_choice(executor, EXECUTORS, "--jobs", jobs)
 
 
 def iter_tasks(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 from qfl.engine.memory import ENV as MEMORY_ENV
 from qfl.engine.memory import OPTION as MEMORY_OPTION
@@ -20,7 +20,13 @@ from qfl.engine.memory import SOURCE_ENV as MEMORY_SOURCE_ENV
 from qfl.engine.memory import resolve_memory
 from qfl.scenario import ScenarioError
 
-__all__ = ["EXECUTORS", "check_learning_options", "learning_env", "learning_executor"]
+__all__ = [
+    "EXECUTORS",
+    "check_executor_choice",
+    "check_learning_options",
+    "learning_env",
+    "learning_executor",
+]
 
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 ENV_EXECUTOR = "QFL_LEARNING_EXECUTOR"
@@ -30,12 +36,25 @@ ENV_WORKERS = "QFL_RAY_WORKERS"
 
 def check_learning_options(executor: str, workers: int | None, memory: str | None) -> None:
     """Check ``--executor``, ``--workers`` and ``--memory`` before any work (exit 2)."""
-    if executor not in EXECUTORS:
-        raise ScenarioError(
-            "--executor", f"must be one of {', '.join(EXECUTORS)}, got {executor!r}"
-        )
-    if workers is not None and workers < 1:
-        raise ScenarioError("--workers", f"must be an integer >= 1, got {workers}")
+    check_executor_choice(executor, EXECUTORS, "--workers", workers)
+    resolve_memory(memory)
+
+
+def check_executor_choice(
+    executor: str, allowed: Sequence[str], count_option: str, count: int | None
+) -> None:
+    """Check ``--executor`` against ``allowed``, the process count given as ``count_option``
+    (``>= 1`` or ``None``), and that Ray is installed where ``executor`` is ``"ray"``.
+
+    Raises
+    ------
+    ScenarioError
+        Naming the option, the bad value and what is allowed (exit status 2).
+    """
+    if executor not in allowed:
+        raise ScenarioError("--executor", f"must be one of {', '.join(allowed)}, got {executor!r}")
+    if count is not None and count < 1:
+        raise ScenarioError(count_option, f"must be an integer >= 1, got {count}")
     if executor == "ray":
         try:
             import ray  # noqa: F401
@@ -43,7 +62,6 @@ def check_learning_options(executor: str, workers: int | None, memory: str | Non
             raise ScenarioError(
                 "--executor", "'ray' needs the ray extra: pip install 'qfl[ray]'"
             ) from None
-    resolve_memory(memory)
 
 
 def learning_executor(environ: Mapping[str, str] | None = None) -> tuple[str, str | None, int]:

@@ -28,7 +28,9 @@ from network import (
     read_topology,
 )
 from network.faults import Fault
+from network.topology import DEFAULT_SYSTEM
 from qfl.scenario import Scenario, ScenarioError, check_fault_links, check_node_refs
+from qfl.scenario.linkkinds import LinkKindChoice, link_kind, link_schedule
 from qfl.scenario.qkd import system_registry
 from qkd.errors import QflError, UnknownNameError
 from qkd.params import QKDSystem, with_overrides
@@ -41,6 +43,7 @@ __all__ = [
     "check_network",
     "learning_clients",
     "learning_server",
+    "link_kinds",
     "qkd_system",
 ]
 
@@ -69,18 +72,32 @@ def qkd_system(sc: Scenario, name: str | None = None, *, where: str = "") -> QKD
     )
 
 
+def link_kinds(sc: Scenario, n_links: int | None = None) -> list[LinkKindChoice]:
+    """Each link's kind (:func:`qfl.scenario.linkkinds.link_kind`), in the order of the
+    built topology's links: the inline links, or ``n_links`` links of ``topology.file`` (all
+    of the network's kind)."""
+    if sc.topology.file is None:
+        return [link_kind(sc, i) for i in range(len(sc.topology.links))]
+    return [link_kind(sc, -1)] * int(n_links or 0)
+
+
 def _link_spec(sc: Scenario, i: int, a: str, b: str, length_km: float) -> LinkSpec:
     q = sc.qkd
     lk = sc.topology.links[i] if i >= 0 else None
     name = (lk.system or lk.preset) if lk is not None else None
     field = "system" if lk is not None and lk.system else "preset"
+    other = link_kind(sc, i).other_kind
     try:
         return LinkSpec(
             a=a,
             b=b,
             length_km=float(length_km),
             attenuation_db_per_km=lk.attenuation_db_per_km if lk is not None else None,
-            system=qkd_system(sc, name, where=f"topology.links[{i}].{field}"),
+            # another kind's rate is set by link_rates; the BB84 system stands in for an
+            # eavesdropper's effect on the link (its QBER abort threshold)
+            system=DEFAULT_SYSTEM
+            if other
+            else qkd_system(sc, name, where=f"topology.links[{i}].{field}"),
             skr_bps=lk.skr_bps if lk is not None else None,
             capacity_bits=float(
                 lk.pool_capacity_bits if lk and lk.pool_capacity_bits else q.pool_capacity_bits
@@ -92,6 +109,7 @@ def _link_spec(sc: Scenario, i: int, a: str, b: str, length_km: float) -> LinkSp
             ),
             bandwidth_bps=float(lk.bandwidth_bps if lk and lk.bandwidth_bps else q.bandwidth_bps),
             latency_s=lk.latency_s if lk is not None else None,
+            schedule=link_schedule(sc, i) if i >= 0 else None,
         )
     except ScenarioError:
         raise
@@ -184,8 +202,15 @@ def _inline(sc: Scenario) -> tuple[tuple[NodeSpec, ...], tuple[LinkSpec, ...]]:
         for n in topo.nodes
     )
     coords = {n.name: (n.latitude, n.longitude) for n in topo.nodes}
+    nodes += tuple(
+        NodeSpec(name=name, role="relay", flops_per_s=sc.compute.default_flops_per_s)
+        for name in sc.satellites
+    )
     links = []
     for i, lk in enumerate(topo.links):
+        if lk.a in sc.satellites or lk.b in sc.satellites:
+            links.append(_satellite_link(sc, i, coords))
+            continue
         length = lk.length_km
         if length is None:
             (la, oa), (lb, ob) = coords[lk.a], coords[lk.b]
@@ -199,6 +224,57 @@ def _inline(sc: Scenario) -> tuple[tuple[NodeSpec, ...], tuple[LinkSpec, ...]]:
     return nodes, tuple(links)
 
 
+def satellite_horizon_s(sc: Scenario, name: str) -> float:
+    """Seconds of passes a satellite's links cover: ``horizon_s``, else its ``span_s``."""
+    return float(sc.horizon_s or sc.satellites[name].span_s)
+
+
+def _satellite_link(
+    sc: Scenario, i: int, coords: dict[str, tuple[float | None, float | None]]
+) -> LinkSpec:
+    """A satellite downlink: the passes of ``satellites.<name>`` over the ground node as its
+    schedule, the zenith rate as its nominal rate (key flows in as the passes deliver it:
+    fluid, asymptotic, as :mod:`qkd.satellite` models a pass)."""
+    from network.satellite import satellite_schedule
+    from qkd.satellite import GroundStation
+
+    q = sc.qkd
+    lk = sc.topology.links[i]
+    sat = lk.a if lk.a in sc.satellites else lk.b
+    ground = lk.b if sat == lk.a else lk.a
+    spec = sc.satellites[sat]
+    lat, lon = coords[ground]
+    where = f"satellites.{sat}"
+    try:
+        station = GroundStation(ground, float(lat or 0.0), float(lon or 0.0))
+        sched = satellite_schedule(
+            spec.downlink(),
+            spec.orbit(),
+            station,
+            satellite_horizon_s(sc, sat),
+            step_s=spec.step_s,
+            start_s=spec.start_s,
+            max_passes=spec.max_passes,
+            where=where,
+        )
+        return sched.link_spec(
+            lk.a,
+            lk.b,
+            capacity_bits=float(lk.pool_capacity_bits or q.pool_capacity_bits),
+            initial_bits=float(
+                lk.initial_fill_bits if lk.initial_fill_bits is not None else q.initial_fill_bits
+            ),
+            bandwidth_bps=float(lk.bandwidth_bps or q.bandwidth_bps),
+            **({"latency_s": lk.latency_s} if lk.latency_s is not None else {}),
+            # a measured zenith rate scales every pass (the schedule's factors are fractions)
+            **({"skr_bps": lk.skr_bps} if lk.skr_bps is not None else {}),
+        )
+    except QflError as exc:
+        key = str(getattr(exc, "name", ""))
+        path = key if key.startswith(where) else where
+        raise ScenarioError(path, str(exc).partition(": ")[2] or str(exc)) from None
+
+
 # scenario protocol -> (finite-key bound, its weakest intensity): Lim et al.'s three
 # intensities with a weakest of 2e-4 as in their simulations, or with a true vacuum (the
 # vacuum + weak decoy protocol), or Rusca et al.'s one decoy
@@ -206,23 +282,29 @@ _FINITE = {"decoy-bb84": ("decoy-2", 2e-4), "decoy-vacuum-weak": ("decoy-2", 0.0
            "decoy-1": ("decoy-1", 2e-4)}  # fmt: skip
 
 
-def _protocol_path(sc: Scenario, i: int) -> tuple[str, str]:
-    """A link's protocol and the YAML path that set it."""
-    own = sc.topology.links[i].protocol if sc.topology.file is None else None
-    return (own, f"topology.links[{i}].protocol") if own else (sc.qkd.protocol, "qkd.protocol")
-
-
 def _block_size(sc: Scenario, system: Any) -> float:
     return float(sc.qkd.block_size or getattr(system, "block_size", None) or 1e10)
 
 
-def _blocks(sc: Scenario, links: Sequence[LinkSpec], rates: list[float]) -> list[LinkSpec]:
-    """finite-blocks: each link delivers ``rate x N / clock`` bits per block of N pulses,
-    ``postprocess_s`` after the block's collection ends, less the authentication bits."""
+def _blocks(
+    sc: Scenario,
+    links: Sequence[LinkSpec],
+    rates: list[float],
+    kinds: Sequence[LinkKindChoice],
+) -> list[LinkSpec]:
+    """finite-blocks: each link delivers ``rate x N / clock`` bits per block of N pulses
+    (channel uses: pulses, pulse pairs or symbols of its kind), ``postprocess_s`` after the
+    block's collection ends, less the authentication bits. Satellite links stay fluid."""
     out = []
-    for spec, rate in zip(links, rates, strict=True):
-        system = with_overrides(spec.system, attenuation_db_per_km=spec.attenuation_db_per_km)
-        block_s = _block_size(sc, system) / system.source.clock_hz
+    for spec, rate, kind in zip(links, rates, kinds, strict=True):
+        if kind.satellite is not None:
+            out.append(replace(spec, skr_bps=rate))
+            continue
+        if kind.other_kind:
+            block_s = float(sc.qkd.block_size or 1e10) / float(kind.uses_per_second or 1.0)
+        else:
+            system = with_overrides(spec.system, attenuation_db_per_km=spec.attenuation_db_per_km)
+            block_s = _block_size(sc, system) / system.source.clock_hz
         bits = rate * block_s
         if bits <= sc.qkd.auth_bits_per_block:  # the block cannot pay its own authentication
             out.append(replace(spec, skr_bps=0.0))
@@ -237,12 +319,17 @@ def _blocks(sc: Scenario, links: Sequence[LinkSpec], rates: list[float]) -> list
     return out
 
 
-def link_rates(sc: Scenario, links: Sequence[LinkSpec]) -> list[float]:
+def link_rates(
+    sc: Scenario, links: Sequence[LinkSpec], kinds: Sequence[LinkKindChoice] | None = None
+) -> list[float]:
     """Each link's secret key rate (bit/s, before ``qkd.rate_scale``): its measured
     ``skr_bps``, else its system's rate at its length under its protocol (the link's
     ``protocol``, else ``qkd.protocol``) and ``qkd.key_model``: the finite-key rate of a
     block of ``block_size`` pulses (:func:`qkd.finite.finite_key`), or the asymptotic rate.
-    Links sharing a system and protocol are computed in one vectorized call.
+    Links sharing a system and protocol are computed in one vectorized call. A link of
+    another kind (MDI, twin-field, CV-QKD: ``kinds``) gets its kind's asymptotic rate
+    (:meth:`qkd.kinds.LinkKind.rate_bps`): these kinds have no finite-key model here, so
+    under finite-blocks their asymptotic rate is delivered in blocks.
 
     Raises
     ------
@@ -250,17 +337,22 @@ def link_rates(sc: Scenario, links: Sequence[LinkSpec]) -> list[float]:
         A protocol without a finite-key model under ``finite-blocks``.
     """
     from qkd.finite import asymptotic_key, finite_key
+    from qkd.kinds import get_kind
     from qkd.rates import key_rate_bps
 
     q = sc.qkd
+    kinds = link_kinds(sc, len(links)) if kinds is None else kinds
     rates = [0.0] * len(links)
     groups: dict[tuple[Any, str], list[int]] = {}
     for i, spec in enumerate(links):
         if spec.skr_bps is not None:
             rates[i] = float(spec.skr_bps)
             continue
-        protocol, where = _protocol_path(sc, i) if i < len(sc.topology.links) else (
-            q.protocol, "qkd.protocol")  # fmt: skip
+        if kinds[i].other_kind:
+            got = get_kind(kinds[i].kind).rate_bps(kinds[i].params, [spec.length_km])
+            rates[i] = float(got[0])
+            continue
+        protocol, where = kinds[i].kind, kinds[i].path
         if q.key_model == "finite-blocks" and protocol not in _FINITE:
             raise ScenarioError(
                 where,
@@ -289,9 +381,13 @@ def link_rates(sc: Scenario, links: Sequence[LinkSpec]) -> list[float]:
 def build_topology(sc: Scenario) -> TopologySpec:
     """The network topology of a scenario, with every link's key rate resolved.
 
-    Each link's secret key rate is its measured ``skr_bps`` if given, else the QKD model of
-    its system at its length (``qkd.protocol``); either is multiplied by ``qkd.rate_scale``
-    and written into the link as ``skr_bps``, so the network uses exactly that rate.
+    Each link's secret key rate is its measured ``skr_bps`` if given, else the model of its
+    kind at its length (:func:`link_kinds`: a BB84 model of its system, or a registered
+    kind's asymptotic rate, delivered in blocks of ``qkd.block_size`` channel uses under
+    finite-blocks); either is multiplied by ``qkd.rate_scale`` and written into the link as
+    ``skr_bps``, so the network uses exactly that rate. A link's ``schedule`` becomes its
+    supply schedule; a link to a satellite (``satellites``) gets the passes over its ground
+    node as schedule and the zenith rate as nominal rate (fluid: a pass's key as it comes).
 
     Raises
     ------
@@ -299,9 +395,11 @@ def build_topology(sc: Scenario) -> TopologySpec:
         Naming the YAML path of a link or node the network layer rejects.
     """
     nodes, links = _from_file(sc) if sc.topology.file is not None else _inline(sc)
-    rates = [float(r) for r in np.asarray(link_rates(sc, links), dtype=float) * sc.qkd.rate_scale]
+    kinds = link_kinds(sc, len(links))
+    rates = link_rates(sc, links, kinds)
+    rates = [float(r) for r in np.asarray(rates, dtype=float) * sc.qkd.rate_scale]
     if sc.qkd.key_model == "finite-blocks":
-        links = tuple(_blocks(sc, links, rates))
+        links = tuple(_blocks(sc, links, rates, kinds))
     else:
         links = tuple(replace(lk, skr_bps=r) for lk, r in zip(links, rates, strict=True))
     try:

@@ -3,10 +3,15 @@
 ``scenario.yaml``
     the resolved scenario (with ``--quick`` and ``--set`` applied);
 ``topology.json``
-    nodes and links with their secret key rates (for the topology plot);
-``transfers.csv``, ``keypools.csv``, ``faults.csv``, ``ops.csv``
+    nodes and links with their secret key rates, each link's kind (``kind``: a BB84 model,
+    a registered kind or ``satellite-downlink``), the unit of that kind's rate per channel
+    use (``rate_unit``), whether it has an untrusted middle station and a supply schedule
+    (for the topology plot);
+``transfers.csv``, ``keypools.csv``, ``faults.csv``, ``ops.csv``, ``window_waits.csv``
     every transfer, key-pool change, fault and learning operation, in simulated time
-    (``keypools.csv`` between a ``start`` and an ``end`` row per link: see ``_pool_rows``);
+    (``keypools.csv`` between a ``start`` and an ``end`` row per link: see ``_pool_rows``),
+    and every time key waited on a link until a schedule window (a satellite pass) opened
+    (``window_waits.csv``, :class:`network.records.WindowWait`);
 ``metrics.csv``
     one row per evaluation and client (and ``node = mean``), appended as training runs;
 ``summary.json``
@@ -40,8 +45,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from network.records import to_rows
+from network.records import WindowWait, to_rows
 from qfl.cosim.jobs import EvalRow
+from qfl.cosim.netbuild import link_kinds
 from qfl.scenario import Scenario, ScenarioError, check_folder_name
 
 if TYPE_CHECKING:
@@ -195,6 +201,7 @@ def write_network_outputs(nrun: NetworkRun, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     write_scenario(folder, nrun.scenario)
     topo = nrun.topology
+    kinds = link_kinds(nrun.scenario, len(topo.links))
     topo_json = {
         "nodes": [
             {
@@ -212,9 +219,15 @@ def write_network_outputs(nrun: NetworkRun, folder: Path) -> None:
                 "b": lk.b,
                 "length_km": lk.length_km,
                 "skr_bps": lk.skr_bps,
-                "system": getattr(lk.system, "name", lk.system),
+                "system": None if kind.other_kind else getattr(lk.system, "name", lk.system),
+                "kind": kind.kind,
+                "rate_unit": kind.rate_unit,
+                "untrusted_middle": kind.untrusted_middle,
+                "kind_params": getattr(kind.params, "name", None),
+                "satellite": kind.satellite,
+                "scheduled": lk.schedule is not None,
             }
-            for lk in topo.links
+            for lk, kind in zip(topo.links, kinds, strict=True)
         ],
     }
     _write_text_atomic(folder / "topology.json", json.dumps(topo_json, indent=2))
@@ -231,6 +244,11 @@ def write_network_outputs(nrun: NetworkRun, folder: Path) -> None:
     _write_rows_atomic(folder / "faults.csv", frows, fcols or ["time", "kind", "target", "detail"])
     _write_rows_atomic(
         folder / "ops.csv", nrun.timeline.ops, ["round", "node", "op", "start_s", "end_s"]
+    )
+    _write_rows_atomic(
+        folder / "window_waits.csv",
+        [w.as_row() for w in net.window_waits],
+        WindowWait.columns(),
     )
 
 

@@ -448,14 +448,23 @@ def plot_topology(
     from matplotlib import cm, colors
 
     g = nx.Graph()
+    sats = {str(lk["satellite"]) for lk in links if lk.get("satellite")}
     for n in nodes:
         g.add_node(str(n["name"]), role=n.get("role", "client"))
     for lk in links:
-        g.add_edge(str(lk["a"]), str(lk["b"]), skr=_num(lk.get("skr_bps")))
+        g.add_edge(
+            str(lk["a"]),
+            str(lk["b"]),
+            skr=_num(lk.get("skr_bps")),
+            middle=bool(lk.get("untrusted_middle")),
+            sat=bool(lk.get("satellite")),
+            kind=str(lk.get("kind") or ""),
+        )
     simple = detail_limit is not None and g.number_of_nodes() > detail_limit
     geo = all(
         math.isfinite(_num(n.get("latitude"))) and math.isfinite(_num(n.get("longitude")))
         for n in nodes
+        if str(n["name"]) not in sats
     )
     n_nodes = g.number_of_nodes()
     if simple and not geo and n_nodes > LAYOUT_LIMIT:
@@ -473,7 +482,12 @@ def plot_topology(
             "" if geo and nodes else ", laid out by a quick force layout (no coordinates)",
         )
     if geo and nodes:
-        pos = {str(n["name"]): (_num(n["longitude"]), _num(n["latitude"])) for n in nodes}
+        pos = {
+            str(n["name"]): (_num(n["longitude"]), _num(n["latitude"]))
+            for n in nodes
+            if str(n["name"]) not in sats
+        }
+        pos.update(_above_ground(g, pos, sats))
     elif simple:
         pos = nx.spring_layout(g, seed=seed, iterations=30)
     else:
@@ -493,19 +507,38 @@ def plot_topology(
     if simple:
         _draw_simplified(ax, g, pos, norm, cmap, lo, marker)
     else:
+        kinds = {d["kind"] for _, _, d in g.edges(data=True)}
         for a, b, d in g.edges(data=True):
             (x0, y0), (x1, y1) = pos[a], pos[b]
             skr = d["skr"]
             col = cmap(norm(max(skr, lo))) if math.isfinite(skr) and skr > 0 else "red"
-            ax.plot([x0, x1], [y0, y1], color=col, lw=3, zorder=1)
+            ax.plot([x0, x1], [y0, y1], color=col, lw=2 if d["sat"] else 3, zorder=1,
+                    linestyle=(0, (4, 2)) if d["sat"] else "-")  # fmt: skip
+            xm, ym = (x0 + x1) / 2, (y0 + y1) / 2
+            if d["middle"]:  # MDI / twin-field: the untrusted measuring station (Charlie)
+                ax.scatter([xm], [ym], marker="^", s=90, facecolor="white", edgecolor="black",
+                           linewidths=1.2, zorder=3)  # fmt: skip
+            if len(kinds) > 1 and d["kind"] and g.number_of_edges() <= 40:
+                ax.annotate(d["kind"], (xm, ym), textcoords="offset points", xytext=(5, -10),
+                            fontsize=7, color="0.25")  # fmt: skip
         for name, data in g.nodes(data=True):
             m, c = marker.get(str(data.get("role")), ("o", "C0"))
+            if name in sats:
+                m, c = "*", "goldenrod"
             x, y = pos[name]
-            ax.scatter([x], [y], marker=m, s=120, color=c, zorder=2, edgecolors="white")
+            ax.scatter([x], [y], marker=m, s=260 if name in sats else 120, color=c, zorder=2,
+                       edgecolors="white")  # fmt: skip
             ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
     sm = cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=ax, label="secret key rate (bit/s)")
     title = "Topology (o client, s server, D trusted relay; red: no key)"
+    extra = []
+    if any(d["middle"] for _, _, d in g.edges(data=True)):
+        extra.append("^ untrusted middle station")
+    if sats:
+        extra.append("* satellite, dashed: key only in passes (zenith rate)")
+    if extra and not simple:
+        title += "\n" + "; ".join(extra)
     if simple:
         title = (
             f"Topology: {g.number_of_nodes()} nodes, {g.number_of_edges()} links "
@@ -515,6 +548,20 @@ def plot_topology(
     ax.set_axis_off()
     out = Path(path)
     fig.savefig(out, dpi=110)
+    return out
+
+
+def _above_ground(
+    g: Any, pos: Mapping[str, tuple[float, float]], sats: set[str]
+) -> dict[str, tuple[float, float]]:
+    """Map positions of satellites (no coordinates): above the mean of their ground nodes."""
+    ys = [y for _, y in pos.values()] or [0.0]
+    lift = max(2.0, 0.25 * (max(ys) - min(ys)))
+    out = {}
+    for sat in sorted(sats):
+        ground = [pos[v] for v in g.neighbors(sat) if v in pos] or list(pos.values()) or [(0, 0)]
+        x = sum(p[0] for p in ground) / len(ground)
+        out[sat] = (x, max(p[1] for p in ground) + lift)
     return out
 
 

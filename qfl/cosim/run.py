@@ -24,6 +24,7 @@ from qfl.cosim.bottlenecks import (
     link_report,
     round_report,
     time_shares,
+    window_report,
 )
 from qfl.cosim.jobs import EvalRow, Job, make_job
 from qfl.cosim.keypaths import scenario_findings
@@ -169,7 +170,9 @@ def summarize_run(
     compute, key, bandwidth, propagation and fault time and the step that ended it
     (:func:`~qfl.cosim.bottlenecks.round_report`), and ``links`` each link's key rate, key
     generated / consumed / wasted, key wait and utilisation
-    (:func:`~qfl.cosim.bottlenecks.link_report`, over the run's whole simulated time).
+    (:func:`~qfl.cosim.bottlenecks.link_report`, over the run's whole simulated time), and
+    ``window_waits`` each time key waited for a window of a link's schedule (a satellite
+    pass, :func:`~qfl.cosim.bottlenecks.window_report`).
     """
     sc = nrun.scenario
     tl = nrun.timeline
@@ -233,6 +236,7 @@ def summarize_run(
         "transfer_latency_p99_s": net_sum.latency_p99_s,
         "round_breakdown": round_report(tl, names),
         "links": link_report(links.values(), net_sum.links, waits, net_sum.time),
+        "window_waits": window_report(nrun.net.window_waits),
         "wall_s": wall,
         **_own_learning(nrun.job, sc),
     }

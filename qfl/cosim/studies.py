@@ -41,12 +41,14 @@ __all__ = [
     "KNOBS",
     "StudyResult",
     "accuracy_noise",
+    "check_kinds",
     "check_knob",
     "check_threshold",
     "contingency",
     "knob_direction",
     "threshold",
     "upgrade",
+    "upgrade_kinds",
 ]
 
 # (pattern, direction, what): direction +1 = more of it helps, -1 = more of it hurts.
@@ -63,6 +65,8 @@ KNOBS: tuple[tuple[str, int, str], ...] = (
     (r"compute\.default_flops_per_s", 1, "compute speed"),
     (r"cipher\.rekey_bytes", 1, "AES re-key interval (bytes)"),
     (r"cipher\.rekey_seconds", 1, "AES re-key interval (s)"),
+    (r"satellites\.[^.]+\.max_passes", 1, "passes a satellite makes key in"),
+    (r"satellites\.[^.]+\.min_elevation_deg", -1, "a satellite's elevation mask"),
     (rf"{_LINK}\.length_km", -1, "a link's fibre length"),
     (rf"(qkd|{_LINK})\.attenuation_db_per_km", -1, "fibre attenuation"),
     (rf"{_LINK}\.latency_s", -1, "a link's latency"),
@@ -252,7 +256,7 @@ def check_threshold(
         hi = (float(cur) if direction > 0 else float(cur) * 100) if hi is None else hi
     if not (0 < lo < hi and math.isfinite(hi)):
         raise ScenarioError("--range", f"must satisfy 0 < LO < HI, got {lo}, {hi}")
-    is_int = isinstance(cur, int) or vary.endswith("block_size")
+    is_int = isinstance(cur, int) or vary.endswith(("block_size", "max_passes"))
     for v in (lo, hi):  # both ends must be values the scenario accepts
         try:
             apply_overrides(base, {vary: round(v) if is_int else float(v)})
@@ -316,7 +320,7 @@ def threshold(
         maximize=maximize,
     )  # fmt: skip
     sc0 = apply_overrides(base, {"learning.target_accuracy": target, "horizon_s": within_s})
-    is_int = isinstance(cur, int) or vary.endswith("block_size")
+    is_int = isinstance(cur, int) or vary.endswith(("block_size", "max_passes"))
     runner = runner or PointRunner(folder, executor="inline", plots=False)
     leaf = vary.split(".")[-1]
     evals: list[_Eval] = []
@@ -810,6 +814,169 @@ def upgrade(
             "final_global_acc", "acc_gain", "rounds_done", "sim_time_end_s", "key_wait_s",
             "learning", "status", "slug"]  # fmt: skip
     return _finish(result, cols, "upgrade.png", "gain_s")
+
+
+def check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+    """The ``--kinds`` of an upgrade study, each a link kind a scenario accepts.
+
+    Raises
+    ------
+    ScenarioError
+        On ``--kinds`` for an empty list or an unknown kind (listing the allowed ones).
+    """
+    from qfl.scenario.qkd import protocol_names
+
+    allowed = protocol_names()
+    names = tuple(dict.fromkeys(k.strip() for k in kinds if k.strip()))
+    if not names:
+        raise ScenarioError("--kinds", f"must name kinds: {', '.join(allowed)}")
+    for k in names:
+        if k not in allowed:
+            raise ScenarioError("--kinds", f"must be among {', '.join(allowed)}, got {k!r}")
+    return names
+
+
+def upgrade_kinds(
+    base: Scenario,
+    folder: Path,
+    *,
+    kinds: Sequence[str],
+    runner: PointRunner | None = None,
+    resume: bool = False,
+    on_point: Callable[[int, int, str], None] | None = None,
+) -> StudyResult:
+    """For each fibre link and each kind of ``kinds``, the time to target with that link
+    running that kind (its parameters: a ``qkd.systems`` entry or preset the scenario names
+    for the kind, else the kind's default preset), where the kind reaches the link's length.
+
+    Links that already run the kind, satellite links and links whose length is beyond the
+    kind's reach (:meth:`qkd.kinds.LinkKind.max_distance_km`; the BB84 models are not
+    pre-checked) are skipped. A link's measured ``skr_bps`` is dropped in its variants.
+
+    Returns
+    -------
+    StudyResult
+        The baseline first, then the changes ranked as :func:`upgrade` ranks them; each row
+        names the ``kind``, the link (``on_link``) and the key rate before and after.
+    """
+    from qfl.cosim.netbuild import build_topology, link_kinds
+    from qfl.scenario.linkkinds import link_kind
+    from qkd.kinds import get_kind
+
+    names = check_kinds(kinds)
+    if base.topology.file is not None:
+        raise ScenarioError("topology.file", "kind changes need the links inline in the "
+                            "scenario (topology.links), to change one link's kind")  # fmt: skip
+    topo = build_topology(base)
+    now = link_kinds(base, len(topo.links))
+    runner = runner or PointRunner(folder, executor="inline", plots=False)
+    pts = [SweepPoint(0, {"upgrade": "none"}, base)]
+    where: dict[int, tuple[int, str]] = {}
+    reach: dict[Any, float] = {}
+    skipped: list[str] = []
+    for i, (spec, built) in enumerate(zip(base.topology.links, topo.links, strict=True)):
+        if now[i].satellite is not None:
+            continue
+        for k in names:
+            if now[i].kind == k:
+                continue
+            sc = apply_overrides(base, {f"topology.links[{i}].protocol": k,
+                                        f"topology.links[{i}].system": None,
+                                        f"topology.links[{i}].preset": None,
+                                        f"topology.links[{i}].skr_bps": None})  # fmt: skip
+            choice = link_kind(sc, i)
+            if choice.other_kind:
+                key = (k, choice.params)
+                if key not in reach:
+                    reach[key] = get_kind(k).max_distance_km(choice.params)
+                if built.length_km > reach[key]:
+                    skipped.append(f"{k} on {spec.a}-{spec.b} ({built.length_km:.0f} km > "
+                                   f"its reach {reach[key]:.0f} km)")  # fmt: skip
+                    continue
+            where[len(pts)] = (i, k)
+            pts.append(SweepPoint(len(pts), {"upgrade": f"{k} on {spec.a}-{spec.b}"}, sc))
+    got = _run_counted(runner, pts, "upgrade", on_point, resume)
+    b = got[0]
+    rows = []
+    for p in pts:
+        s = got[p.index]
+        i, k = where.get(p.index, (-1, ""))
+        name = topo.links[i].name if i >= 0 else ""
+        after = next((r["skr_bps"] for r in s.get("links") or [] if r["link"] == name), None)
+        rows.append(
+            {
+                "link": "none (baseline)" if p.index == 0 else p.values["upgrade"],
+                "kind": k or None,
+                "on_link": name or None,
+                "from_kind": now[i].kind if i >= 0 else None,
+                "skr_bps": topo.links[i].skr_bps if i >= 0 else None,
+                "upgraded_skr_bps": after,
+                "time_to_target_s": s.get("time_to_target_s"),
+                "gain_s": _delta(b.get("time_to_target_s"), s.get("time_to_target_s")),
+                "final_global_acc": s.get("final_global_acc"),
+                "acc_gain": _delta(s.get("final_global_acc"), b.get("final_global_acc")),
+                "rounds_done": s.get("rounds_done"),
+                "rounds_planned": s.get("rounds_planned"),
+                "sim_time_end_s": s.get("sim_time_end_s"),
+                "key_wait_s": s.get("time_stalled_on_key_s"),
+                "transfers_dropped": s.get("transfers_dropped"),
+                "learning": s.get("learning", ""),
+                "status": s.get("status"),
+                "slug": p.slug,
+            }
+        )
+    # a change under which model exchanges are dropped (a link whose key never suffices)
+    # ranks after those that deliver them all, however soon its rounds end
+    ranked = [rows[0], *sorted(rows[1:], key=lambda r: (bool(r["transfers_dropped"]),
+                                                        *_soonest(r)))]  # fmt: skip
+    for r, row in enumerate(ranked):
+        row["rank"] = r
+    target = base.learning.target_accuracy
+    result = StudyResult("upgrade", _kinds_answer(ranked, b, target), ranked, folder)
+    result.meta = {
+        "scenario": base.name,
+        "question": f"which link's kind ({', '.join(names)}) brings {100 * target:g} % soonest",
+        "kinds": list(names),
+        "target": target,
+        "within_s": base.horizon_s,
+        "evaluations": len(pts),
+        "skipped": skipped,
+        "learning_executions": runner.learning_executions,
+        "answers_needing_learning": sum(1 for r in rows if r["learning"] == "ran"),
+        "binds": b.get("binds"),
+        "time_share": b.get("time_share"),
+        "ranking": "the changes that reach the target first, soonest first; then the rest "
+        "by accuracy at the horizon, highest first; then by rounds completed, ended soonest",
+    }
+    cols = ["rank", "link", "kind", "on_link", "from_kind", "skr_bps", "upgraded_skr_bps",
+            "time_to_target_s", "gain_s", "final_global_acc", "acc_gain", "rounds_done",
+            "sim_time_end_s", "key_wait_s", "transfers_dropped", "learning", "status",
+            "slug"]  # fmt: skip
+    return _finish(result, cols, "upgrade.png", "gain_s")
+
+
+def _kinds_answer(
+    ranked: Sequence[Mapping[str, Any]], base: Mapping[str, Any], target: float
+) -> str:
+    if len(ranked) < 2:
+        return "no link where another of these kinds reaches its length"
+    best = ranked[1]
+    bt, t = base.get("time_to_target_s"), best.get("time_to_target_s")
+    goal = f"{100 * target:g} %"
+    lost = base.get("transfers_dropped") or 0
+    if lost and not best.get("transfers_dropped"):
+        return (
+            f"{best['link']} delivers every model exchange (the baseline drops {lost}: a "
+            f"link's key never suffices); {goal} after {_hours(t)}"
+        )
+    if best["gain_s"] is not None and best["gain_s"] > 0:
+        return (
+            f"{best['link']} saves {_hours(best['gain_s'])} to {goal}: after {_hours(t)} "
+            f"instead of {_hours(bt)}"
+        )
+    if bt is None and t is not None:
+        return f"{best['link']} makes {goal} reachable ({_hours(t)})"
+    return f"no change of kind brings {goal} sooner ({_key_sentence(base)})"
 
 
 def _soonest(row: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -16,7 +16,6 @@ one on this machine with ``workers`` CPUs.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,7 +23,7 @@ import torch
 from torch import nn
 
 from qfl.data import TensorDataset
-from qfl.engine.workers import balanced_shares
+from qfl.engine.workers import gather_trained, share_calls, train_members, trainer_spec
 from qkd.errors import ParameterError
 
 __all__ = ["RayTrainerPool"]
@@ -37,16 +36,6 @@ class _Worker:
         torch.set_num_threads(threads)
         self.spec = spec
         self.trainers: dict[Any, Any] = {}
-
-    def _trainer(self, key: Any) -> Any:
-        from qfl.engine.select import make_trainer
-
-        if key not in self.trainers:
-            s = self.spec
-            self.trainers[key] = make_trainer(
-                s["engine"], s["models"][key], s["loss_fn"], s["optimizer"], **s["trainer_kwargs"]
-            )
-        return self.trainers[key]
 
     def ready(self) -> int:
         """The worker's process id (it has its data)."""
@@ -64,18 +53,9 @@ class _Worker:
         epochs: int,
     ) -> tuple[dict[str, torch.Tensor], float]:
         """Train ``members`` from the stacked ``params``; the trained ones, CPU seconds."""
-        cpu0 = time.process_time()
-        trainer = self._trainer(key)
-        trained, _, _ = trainer.train_epochs(
-            params,
-            trainer.init_state(params),
-            [self.spec["datasets"][i] for i in members],
-            epochs,
-            seed=seeds,
-            param_mask=param_mask,
+        return train_members(
+            self.spec, self.trainers, key, members, params, param_mask, seeds, epochs
         )
-        out = {name: t.detach().contiguous() for name, t in trained.items()}
-        return out, time.process_time() - cpu0
 
 
 class RayTrainerPool:
@@ -115,14 +95,7 @@ class RayTrainerPool:
         self.threads = max(1, int(threads))
         self.address = address
         self.sizes = [len(d) for d in datasets]
-        self._spec = {
-            "models": dict(models),
-            "loss_fn": loss_fn,
-            "optimizer": optimizer,
-            "datasets": list(datasets),
-            "engine": engine,
-            "trainer_kwargs": trainer_kwargs,
-        }
+        self._spec = trainer_spec(models, loss_fn, optimizer, datasets, engine, trainer_kwargs)
         self._actors: list[Any] = []
         self._started_ray = False
         self.cpu_seconds = 0.0
@@ -158,24 +131,12 @@ class RayTrainerPool:
         import ray
 
         self.start()
-        shares = balanced_shares([self.sizes[i] for i in members], self.workers)
-        refs = [
-            actor.train.remote(
-                key,
-                [members[j] for j in share],
-                {name: t[share] for name, t in params.items()},
-                {name: m[share] for name, m in param_mask.items()},
-                [seeds[j] for j in share],
-                epochs,
-            )
-            for actor, share in zip(self._actors, shares, strict=False)
-        ]
-        out = {name: torch.empty_like(t) for name, t in params.items()}
-        for share, (trained, cpu) in zip(shares, ray.get(refs), strict=True):
-            rows = torch.tensor(share)
-            self.cpu_seconds += cpu
-            for name, t in trained.items():
-                out[name][rows] = t
+        shares, calls = share_calls(
+            self.sizes, self.workers, key, members, params, param_mask, seeds, epochs
+        )
+        refs = [actor.train.remote(*call) for actor, call in zip(self._actors, calls, strict=False)]
+        out, cpu = gather_trained(params, shares, ray.get(refs))
+        self.cpu_seconds += cpu
         return out
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ import multiprocessing
 import pickle
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -33,7 +33,15 @@ from qfl.data import TensorDataset
 from qfl.engine.select import make_trainer
 from qkd.errors import ParameterError
 
-__all__ = ["TrainerPool", "balanced_shares"]
+__all__ = [
+    "TrainerPool",
+    "balanced_shares",
+    "cached_trainer",
+    "gather_trained",
+    "share_calls",
+    "train_members",
+    "trainer_spec",
+]
 
 # Per worker process: what the initializer received, and the trainers built from it.
 _WORKER: dict[str, Any] = {}
@@ -74,25 +82,55 @@ def _init_worker(threads: int, spec: dict[str, Any]) -> None:
     first = _WORKER["datasets"][0]
     batch = first.subset(range(min(len(first), _WORKER["trainer_kwargs"].get("batch_size", 1))))
     for key, model in _WORKER["models"].items():
-        trainer = _trainer(key)
+        trainer = cached_trainer(_WORKER, _WORKER["trainers"], key)
         params, _ = stack_models([model])
         trainer.train_epochs(params, trainer.init_state(params), [batch], 1, seed=0)
 
 
-def _trainer(key: Any) -> Any:
-    trainers = _WORKER["trainers"]
+def _train_share(*call: Any) -> tuple[dict[str, torch.Tensor], float]:
+    """:func:`train_members` in a worker process, on what :func:`_init_worker` received."""
+    return train_members(_WORKER, _WORKER["trainers"], *call)
+
+
+# ---------------------------------------------------------------------------------------------
+# shared by the process pool here and the Ray pool (qfl.engine.raypool)
+
+
+def trainer_spec(
+    models: Mapping[Any, nn.Module],
+    loss_fn: Any,
+    optimizer: Any,
+    datasets: Sequence[TensorDataset],
+    engine: str,
+    trainer_kwargs: Mapping[str, Any],
+) -> dict[str, Any]:
+    """What a worker receives once: the trainer settings and every client's data."""
+    return {
+        "models": dict(models),
+        "loss_fn": loss_fn,
+        "optimizer": optimizer,
+        "datasets": list(datasets),
+        "engine": engine,
+        "trainer_kwargs": dict(trainer_kwargs),
+    }
+
+
+def cached_trainer(spec: Mapping[str, Any], trainers: dict[Any, Any], key: Any) -> Any:
+    """The trainer of ``key`` built from ``spec`` (a :func:`trainer_spec`), kept in ``trainers``."""
     if key not in trainers:
         trainers[key] = make_trainer(
-            _WORKER["engine"],
-            _WORKER["models"][key],
-            _WORKER["loss_fn"],
-            _WORKER["optimizer"],
-            **_WORKER["trainer_kwargs"],
+            spec["engine"],
+            spec["models"][key],
+            spec["loss_fn"],
+            spec["optimizer"],
+            **spec["trainer_kwargs"],
         )
     return trainers[key]
 
 
-def _train_share(
+def train_members(
+    spec: Mapping[str, Any],
+    trainers: dict[Any, Any],
     key: Any,
     members: list[int],
     params: dict[str, torch.Tensor],
@@ -100,18 +138,63 @@ def _train_share(
     seeds: list[Any],
     epochs: int,
 ) -> tuple[dict[str, torch.Tensor], float]:
+    """Train clients ``members`` from the stacked ``params``: the trained ones, CPU seconds."""
     cpu0 = time.process_time()
-    trainer = _trainer(key)
+    trainer = cached_trainer(spec, trainers, key)
     trained, _, _ = trainer.train_epochs(
         params,
         trainer.init_state(params),
-        [_WORKER["datasets"][i] for i in members],
+        [spec["datasets"][i] for i in members],
         epochs,
         seed=seeds,
         param_mask=param_mask,
     )
     out = {name: t.detach().contiguous() for name, t in trained.items()}
     return out, time.process_time() - cpu0
+
+
+def share_calls(
+    sizes: Sequence[int],
+    workers: int,
+    key: Any,
+    members: Sequence[int],
+    params: Mapping[str, torch.Tensor],
+    param_mask: Mapping[str, torch.Tensor],
+    seeds: Sequence[Any],
+    epochs: int,
+) -> tuple[list[list[int]], list[tuple[Any, ...]]]:
+    """Split ``members`` into shares balanced by ``sizes``: the shares (positions in
+    ``members``) and, for each, the arguments of :func:`train_members` after ``trainers``."""
+    shares = balanced_shares([sizes[i] for i in members], workers)
+    calls = [
+        (
+            key,
+            [members[j] for j in share],
+            {name: t[share] for name, t in params.items()},
+            {name: m[share] for name, m in param_mask.items()},
+            [seeds[j] for j in share],
+            epochs,
+        )
+        for share in shares
+    ]
+    return shares, calls
+
+
+def gather_trained(
+    params: Mapping[str, torch.Tensor],
+    shares: Sequence[Sequence[int]],
+    results: Iterable[tuple[dict[str, torch.Tensor], float]],
+) -> tuple[dict[str, torch.Tensor], float]:
+    """The shares' trained parameters stacked back in the order of ``params``'s rows, and
+    the CPU seconds summed over the shares."""
+    out = {name: torch.empty_like(t) for name, t in params.items()}
+    cpu_seconds = 0.0
+    for share, (trained, cpu) in zip(shares, results, strict=True):
+        rows = torch.tensor(share)
+        cpu_seconds += cpu
+        for name, t in trained.items():
+            out[name][rows] = t
+    return out, cpu_seconds
 
 
 class TrainerPool:
@@ -160,14 +243,7 @@ class TrainerPool:
         self.workers = workers
         self.threads = max(1, (threads or torch.get_num_threads()) // workers)
         self.sizes = [len(d) for d in datasets]
-        self._spec = {
-            "models": dict(models),
-            "loss_fn": loss_fn,
-            "optimizer": optimizer,
-            "datasets": list(datasets),
-            "engine": engine,
-            "trainer_kwargs": trainer_kwargs,
-        }
+        self._spec = trainer_spec(models, loss_fn, optimizer, datasets, engine, trainer_kwargs)
         self._pool: ProcessPoolExecutor | None = None
         self.cpu_seconds = 0.0  # the workers' CPU time in training calls, summed
 
@@ -199,26 +275,12 @@ class TrainerPool:
         """
         self.start()
         assert self._pool is not None
-        shares = balanced_shares([self.sizes[i] for i in members], self.workers)
-        futures = [
-            self._pool.submit(
-                _train_share,
-                key,
-                [members[j] for j in share],
-                {name: t[share] for name, t in params.items()},
-                {name: m[share] for name, m in param_mask.items()},
-                [seeds[j] for j in share],
-                epochs,
-            )
-            for share in shares
-        ]
-        out = {name: torch.empty_like(t) for name, t in params.items()}
-        for share, future in zip(shares, futures, strict=True):
-            rows = torch.tensor(share)
-            trained, cpu = future.result()
-            self.cpu_seconds += cpu
-            for name, t in trained.items():
-                out[name][rows] = t
+        shares, calls = share_calls(
+            self.sizes, self.workers, key, members, params, param_mask, seeds, epochs
+        )
+        futures = [self._pool.submit(_train_share, *call) for call in calls]
+        out, cpu = gather_trained(params, shares, (f.result() for f in futures))
+        self.cpu_seconds += cpu
         return out
 
     def close(self) -> None:

@@ -197,6 +197,10 @@ def _run_sections(run: RunFiles, prefix: str, heading: str) -> list[tuple[str, s
     binds = s.get("binds")
     if binds:
         intro += f'<div class="verdict"><b>What binds:</b> {_esc(binds)}</div>'
+    windows = sorted(s.get("window_waits") or [], key=lambda w: -w["waited_s"])
+    if windows:
+        items = "".join(f"<li>{_esc(w['sentence'])}</li>" for w in windows[:5])
+        intro += f'<div class="verdict"><b>Key waited for a window:</b><ul>{items}</ul></div>'
     out = [(f"{prefix}summary", "Run summary", intro + kv)]
     out.append((f"{prefix}topology", "Topology",
                 _figure_html(topology_figure(run), f"{prefix}fig-topology",

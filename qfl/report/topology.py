@@ -26,6 +26,7 @@ _ROLE_STYLE = {  # marker symbol, colour
     "client": ("circle", "#1f77b4"),
     "server": ("square", "#d62728"),
     "relay": ("diamond", "#666666"),
+    "satellite": ("star", "#daa520"),  # a trusted satellite node (links only in passes)
 }
 _LINK_LABELS = 30
 """Up to this many links are labelled on the map with their key rate."""
@@ -143,6 +144,9 @@ def topology_figure(run: RunFiles) -> go.Figure | None:
             return "#d62728"
         return str(sample_colorscale("Viridis", [(math.log10(skr) - lo) / (hi - lo)])[0])
 
+    meta = {frozenset((str(lk["a"]), str(lk["b"]))): lk for lk in links_in}
+    sats = {str(lk["satellite"]) for lk in links_in if lk.get("satellite")}
+    middles: tuple[list[float], list[float]] = ([], [])
     mids: dict[str, list[Any]] = {"x": [], "y": [], "c": [], "text": []}
     drawn = [r for r in table if r["a"] in pos and r["b"] in pos]
     per_link = len(drawn) <= _LINK_TRACES
@@ -165,6 +169,14 @@ def topology_figure(run: RunFiles) -> go.Figure | None:
             f"<b>{html.escape(r['link'])}</b>",
             f"secret key rate: {_si(skr, 'bit/s')}" + ("" if keyed else " (no key)"),
         ]
+        lk = meta.get(frozenset((str(r["a"]), str(r["b"])))) or {}
+        if lk.get("kind"):
+            lines.append(f"kind: {html.escape(str(lk['kind']))}"
+                         + (" (untrusted middle station)" if lk.get("untrusted_middle") else "")
+                         + (" (key only in passes)" if lk.get("satellite") else ""))  # fmt: skip
+        if lk.get("untrusted_middle"):
+            middles[0].append((x0 + x1) / 2)
+            middles[1].append((y0 + y1) / 2)
         if math.isfinite(r["length_km"]):
             lines.append(f"length: {r['length_km']:.3g} km")
         lines += [
@@ -206,11 +218,18 @@ def topology_figure(run: RunFiles) -> go.Figure | None:
             fig.add_annotation(x=x, y=y, text=label, showarrow=False,
                                font={"size": 10, "color": "#333"},
                                bgcolor="rgba(255,255,255,0.8)", borderpad=1)  # fmt: skip
+    if middles[0]:
+        fig.add_trace(go.Scatter(
+            x=middles[0], y=middles[1], mode="markers", name="untrusted middle (MDI/TF)",
+            hoverinfo="skip", marker={"symbol": "triangle-up-open", "size": 14,
+                                      "color": "#111", "line": {"width": 2}},
+        ))  # fmt: skip
     acc = _final_acc_by_node(run)
     by_role: dict[str, list[Row]] = defaultdict(list)
     for n in nodes:
         if str(n["name"]) in pos:
-            by_role[str(n.get("role") or "client")].append(n)
+            role = "satellite" if str(n["name"]) in sats else str(n.get("role") or "client")
+            by_role[role].append(n)
     labels = len(nodes) <= 60
     for role, ns in sorted(by_role.items()):
         symbol, col = _ROLE_STYLE.get(role, ("circle", "#1f77b4"))

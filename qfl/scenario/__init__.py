@@ -54,22 +54,42 @@ from qfl.scenario.document import (
 )
 from qfl.scenario.faults import FaultSpec
 from qfl.scenario.learning import ComputeSpec, Dataset, LearningSpec, Method, Model
+from qfl.scenario.linkkinds import (
+    SATELLITE_KIND,
+    LinkKindChoice,
+    check_link_kinds,
+    link_kind,
+    link_schedule,
+)
 from qfl.scenario.outputs import OutputSpec
 from qfl.scenario.overrides import DEFAULT_QUICK, _parse_scalar, apply_overrides, apply_quick
-from qfl.scenario.qkd import Protocol, QKDSpec, SystemDef, read_systems, system_registry
+from qfl.scenario.qkd import (
+    BB84_PROTOCOLS,
+    Protocol,
+    QKDSpec,
+    SystemDef,
+    protocol_names,
+    read_systems,
+    system_registry,
+)
 from qfl.scenario.reference import scenario_json_schema, scenario_reference
+from qfl.scenario.satellites import SATELLITE_PRESETS, SatelliteSpec, ScheduleDef, WindowDef
 from qfl.scenario.topology import LinkSpec, NodeSpec, TopologySpec
 from qfl.scenario.yamlfile import MAX_FILE_BYTES, MAX_YAML_VALUES, load_yaml, read_text
 
 __all__ = [
+    "BB84_PROTOCOLS",
     "DEFAULT_QUICK",
     "MAX_FILE_BYTES",
     "MAX_YAML_VALUES",
+    "SATELLITE_KIND",
+    "SATELLITE_PRESETS",
     "CipherSpec",
     "ComputeSpec",
     "Dataset",
     "FaultSpec",
     "LearningSpec",
+    "LinkKindChoice",
     "LinkSpec",
     "Method",
     "Model",
@@ -79,18 +99,25 @@ __all__ = [
     "Positive",
     "Protocol",
     "QKDSpec",
+    "SatelliteSpec",
     "Scenario",
     "ScenarioError",
+    "ScheduleDef",
     "SystemDef",
     "TopologySpec",
+    "WindowDef",
     "apply_overrides",
     "apply_quick",
     "check_fault_links",
     "check_folder_name",
+    "check_link_kinds",
     "check_node_refs",
+    "link_kind",
+    "link_schedule",
     "load_scenario",
     "load_yaml",
     "parse_scenario",
+    "protocol_names",
     "read_systems",
     "read_text",
     "scenario_json_schema",

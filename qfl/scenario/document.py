@@ -14,6 +14,7 @@ from qfl.scenario.learning import ComputeSpec, LearningSpec
 from qfl.scenario.messages import _from_validation_error
 from qfl.scenario.outputs import OutputSpec
 from qfl.scenario.qkd import QKDSpec
+from qfl.scenario.satellites import SatelliteSpec
 from qfl.scenario.topology import TopologySpec
 from qfl.scenario.yamlfile import load_yaml, read_text
 
@@ -47,6 +48,11 @@ class Scenario(_Frozen):
     )
     learning: LearningSpec = Field(
         description="The learning method, its data, model and hyperparameters.",
+    )
+    satellites: dict[str, SatelliteSpec] = Field(
+        default_factory=dict,
+        description="Satellites by name: trusted nodes (not in topology.nodes) whose links to "
+        "ground nodes make key only during passes.",
     )
     horizon_s: Positive | None = Field(None, description="Stop at this simulated time.")
     routing: Literal["latency", "key-aware"] | None = Field(
@@ -179,7 +185,9 @@ def _check_references(sc: Scenario) -> None:
             raise ScenarioError(f"topology.nodes[{i}].name", f"duplicate node name {n!r}")
         seen.add(n)
     if sc.topology.file is not None:
+        _check_link_kinds(sc)
         return  # names are checked once the file is read
+    seen |= set(sc.satellites)
     pairs: dict[frozenset[str], int] = {}
     for i, link in enumerate(sc.topology.links):
         for end in ("a", "b"):
@@ -199,8 +207,15 @@ def _check_references(sc: Scenario) -> None:
                 "them (links are undirected; give each pair once)",
             )
         pairs[key] = i
+    _check_link_kinds(sc)
     check_node_refs(sc, seen)
     check_fault_links(sc, set(pairs))
+
+
+def _check_link_kinds(sc: Scenario) -> None:
+    from qfl.scenario.linkkinds import check_link_kinds
+
+    check_link_kinds(sc)
 
 
 def _check_presets(sc: Scenario) -> None:

@@ -15,16 +15,44 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from network.topology import DEFAULT_BANDWIDTH_BPS, DEFAULT_POOL_BITS, DEFAULT_SYSTEM
 from qfl.scenario.base import NonNegative, Positive, ScenarioError, _Frozen
 from qkd.errors import ParameterError
 from qkd.params import SystemRegistry
 
-__all__ = ["Protocol", "QKDSpec", "SystemDef", "read_systems", "system_registry"]
+__all__ = [
+    "BB84_PROTOCOLS",
+    "Protocol",
+    "QKDSpec",
+    "SystemDef",
+    "protocol_names",
+    "read_systems",
+    "system_registry",
+]
 
-Protocol = Literal["decoy-bb84", "decoy-vacuum-weak", "decoy-1", "bb84-no-decoy", "single-photon"]
+BB84_PROTOCOLS = ("decoy-bb84", "decoy-vacuum-weak", "decoy-1", "bb84-no-decoy", "single-photon")
+"""The prepare-and-measure BB84 key-rate models a link's ``system`` (qkd.params) runs."""
+
+
+def protocol_names() -> tuple[str, ...]:
+    """What ``protocol:`` accepts: the BB84 models, then every other registered link kind
+    (:mod:`qkd.kinds`: MDI, twin-field, CV-QKD, ...)."""
+    from qkd.kinds import kind_names
+
+    return BB84_PROTOCOLS + tuple(k for k in kind_names() if k not in BB84_PROTOCOLS)
+
+
+def _protocol(value: str) -> str:
+    allowed = protocol_names()
+    if value not in allowed:
+        raise ValueError(f"must be one of {', '.join(repr(a) for a in allowed)}")
+    return value
+
+
+Protocol = Annotated[str, AfterValidator(_protocol)]
+"""A link's kind: a BB84 model or a registered link kind (checked against the registry)."""
 
 
 class DetectorDef(_Frozen):
@@ -86,11 +114,29 @@ class SystemDef(_Frozen):
         None, description="Post-processing block, pulses (>= 1): the default of qkd.block_size."
     )
     reference: str | None = Field(None, description="Where the numbers come from (datasheet).")
+    kind: Protocol | None = Field(
+        None,
+        description="The link kind this system is (qkd.kinds: mdi, tf-sns, tf-pm, cv-gg02); "
+        "unset: a BB84 system given by the fields above. A system of another kind takes its "
+        "`base` from that kind's presets and its values from `params`; links naming it run "
+        "that kind.",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="With `kind`: the kind's parameters to override, as dotted keys or nested "
+        "mappings (fibre.attenuation_db_per_km, detector.efficiency, clock_hz, ...; see "
+        "`qfl keyrate --kind KIND --help`).",
+    )
+
+    @property
+    def other_kind(self) -> bool:
+        """Whether this is a system of a kind other than the BB84 models."""
+        return self.kind is not None and self.kind not in BB84_PROTOCOLS
 
     def values(self) -> dict[str, Any]:
         """The parameters given, by the paths of ``qkd.params.SYSTEM_FIELDS``."""
         out: dict[str, Any] = {}
-        for key, value in self.model_dump(exclude={"base"}).items():
+        for key, value in self.model_dump(exclude={"base", "kind", "params"}).items():
             if isinstance(value, dict):
                 out.update({f"{key}.{k}": v for k, v in value.items() if v is not None})
             elif value is not None:
@@ -113,7 +159,11 @@ class QKDSpec(_Frozen):
         "intensity 2e-4), decoy-vacuum-weak the same with a true vacuum, decoy-1 the one-decoy "
         "bound of Rusca et al. 2018. With asymptotic-fluid: "
         "decoy-bb84 (infinitely many decoys), decoy-vacuum-weak (vacuum + one weak decoy), "
-        "bb84-no-decoy (GLLP), single-photon (Ma et al. 2005).",
+        "bb84-no-decoy (GLLP), single-photon (Ma et al. 2005). Or another registered link "
+        "kind (qkd.kinds: mdi, tf-sns, tf-pm, cv-gg02), rated by its asymptotic model: under "
+        "finite-blocks that rate lands in blocks of block_size channel uses (pulses, pulse "
+        "pairs or symbols); its parameters from qkd.systems entries with that kind, or its "
+        "presets.",
     )
     key_model: Literal["finite-blocks", "asymptotic-fluid"] = Field(
         "finite-blocks",
@@ -190,8 +240,9 @@ class QKDSpec(_Frozen):
 def _system_definitions(
     systems: dict[str, SystemDef],
 ) -> dict[str, tuple[str | None, dict[str, Any]]]:
-    """``qkd.systems`` as :meth:`qkd.params.SystemRegistry.extended` takes them."""
-    return {name: (d.base, d.values()) for name, d in systems.items()}
+    """``qkd.systems`` as :meth:`qkd.params.SystemRegistry.extended` takes them (the BB84
+    systems; those of other kinds are read by :mod:`qfl.scenario.linkkinds`)."""
+    return {name: (d.base, d.values()) for name, d in systems.items() if not d.other_kind}
 
 
 def system_registry(q: QKDSpec, *, prefix: str = "qkd.systems") -> SystemRegistry:
@@ -222,8 +273,9 @@ def _check_systems(q: QKDSpec, links: Any = ()) -> SystemRegistry:
         Naming the YAML path; an unknown system name lists the allowed ones.
     """
     reg = system_registry(q)
-    known = ", ".join(repr(k) for k in sorted(reg))
-    if q.network_system not in reg:
+    kinded = {name for name, d in q.systems.items() if d.other_kind}
+    known = ", ".join(repr(k) for k in sorted({*reg, *kinded}))
+    if q.network_system not in reg and q.network_system not in kinded:
         raise ScenarioError(
             q.network_system_path, f"must be one of {known}, got {q.network_system!r}"
         )
@@ -232,9 +284,12 @@ def _check_systems(q: QKDSpec, links: Any = ()) -> SystemRegistry:
             raise ScenarioError(
                 f"topology.links[{i}].preset", "give system or preset (its older name), not both"
             )
+        own = getattr(link, "protocol", None)
+        if (own or q.protocol) not in BB84_PROTOCOLS:
+            continue  # a link of another kind: its system is checked by qfl.scenario.linkkinds
         for field in ("system", "preset"):
             name = getattr(link, field, None)
-            if name is not None and name not in reg:
+            if name is not None and name not in reg and name not in kinded:
                 raise ScenarioError(
                     f"topology.links[{i}].{field}", f"must be one of {known}, got {name!r}"
                 )

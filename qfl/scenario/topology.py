@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from qfl.scenario.base import NonNegative, Positive, _Frozen
 from qfl.scenario.qkd import Protocol
+from qfl.scenario.satellites import ScheduleDef
 
 __all__ = ["LinkSpec", "NodeSpec", "TopologySpec"]
 
@@ -59,7 +60,14 @@ class LinkSpec(_Frozen):
         "qkd.system / qkd.preset.",
     )
     protocol: Protocol | None = Field(
-        None, description="Key-rate model of this link's system; default qkd.protocol."
+        None,
+        description="This link's kind: a BB84 model of its system or a registered link kind "
+        "(mdi, tf-sns, tf-pm, cv-gg02); default: its system's kind, else qkd.protocol.",
+    )
+    schedule: ScheduleDef | None = Field(
+        None,
+        description="Key supply over time: rate factors over windows of simulated seconds "
+        "(maintenance, day/night); default: the nominal rate at all times.",
     )
     skr_bps: NonNegative | None = Field(
         None, description="Measured secret key rate (bit/s); overrides the physical model."

@@ -11,6 +11,7 @@ import pytest
 import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from schedkit import CountingEnv, schedules
 
 from network import (
     KeyNeverSuffices,
@@ -26,38 +27,10 @@ from network import (
 from network.keypool import FluidKeyPool
 from network.link import expected_wait_s
 from network.records import WindowWait
-from network.schedule import ScaledPool, Schedule, ScheduledRate, Window, apply_schedule
+from network.schedule import ScaledPool, Schedule, ScheduledRate, apply_schedule
 from qkd.errors import ParameterError
 
 OTP = OneTimePad(auth_bits=0)  # one key bit per payload bit: 8 bits a byte
-
-
-class CountingEnv(simpy.Environment):
-    """An environment that counts every event scheduled on it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.scheduled = 0
-
-    def schedule(self, event, priority=1, delay=0):  # type: ignore[no-untyped-def]
-        self.scheduled += 1
-        super().schedule(event, priority, delay)
-
-
-@st.composite
-def schedules(draw: st.DrawFn, max_windows: int = 6) -> Schedule:
-    """Sorted, non-overlapping windows (gaps may be 0) with factors in [0, 3]."""
-    n = draw(st.integers(0, max_windows))
-    t = draw(st.floats(0.0, 50.0))
-    wins = []
-    for _ in range(n):
-        gap = draw(st.sampled_from([0.0, draw(st.floats(0.0, 100.0))]))
-        dur = draw(st.floats(0.5, 200.0))
-        factor = draw(st.sampled_from([0.0, 1.0, draw(st.floats(0.0, 3.0))]))
-        wins.append(Window(t + gap, t + gap + dur, factor))
-        t = t + gap + dur
-    default = draw(st.sampled_from([0.0, 1.0, draw(st.floats(0.0, 2.0))]))
-    return Schedule(tuple(wins), default)
 
 
 def _pair(
@@ -83,7 +56,7 @@ def _pair(
 
 
 @settings(max_examples=60, deadline=None)
-@given(schedules(), st.floats(1.0, 1e4), st.floats(10.0, 3000.0))
+@given(schedules(max_windows=6), st.floats(1.0, 1e4), st.floats(10.0, 3000.0))
 def test_network_link_makes_rate_times_integral(s: Schedule, rate: float, horizon: float) -> None:
     env = simpy.Environment()
     net = QKDNetwork(env, _pair(s, rate), OTP)
@@ -234,7 +207,7 @@ def test_link_spec_rejects_a_schedule_of_the_wrong_type() -> None:
 
 @settings(max_examples=80, deadline=None)
 @given(
-    schedules(),
+    schedules(max_windows=6),
     st.floats(1.0, 1e3),
     st.sampled_from([None, 50.0, 700.0]),
     st.sampled_from([0.0, 7.5]),

@@ -47,6 +47,14 @@ NOT_VARIED = {  # fields whose other values need other nodes; checked by their o
     "faults[].link": "test_cosim (fault on a link)",
     "faults[].node": "test_cosim (node outage)",
     "faults[].kind": "the kinds need different targets (test_cosim)",
+    # a schedule or a satellite needs windows or ground nodes with coordinates:
+    # tests/qfl/test_scenario_kinds.py, tests/test_cli_mixed_kinds.py
+    "topology.links[].schedule.default": "test_scenario_kinds (key = rate x integral)",
+    "topology.links[].schedule.windows[].start_s": "test_scenario_kinds",
+    "topology.links[].schedule.windows[].end_s": "test_scenario_kinds",
+    "topology.links[].schedule.windows[].factor": "test_scenario_kinds",
+    "topology.links[].schedule.windows[].label": "test_scenario_kinds (window_waits)",
+    "satellites": "test_scenario_kinds, test_cli_plan_kinds (elevation mask threshold)",
 }
 SPECIAL = {
     "qkd.preset": "gys-2004",

@@ -108,11 +108,10 @@ def test_round_plan_and_network_half_see_only_the_sampled_clients() -> None:
     assert full.net.summary().delivered == 2 * 40
 
 
-def test_learning_half_trains_only_the_sampled_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+def spy_trained_clients(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """A list that records, for each ``FedAvg.train_clients`` call, the clients it trains."""
     from qfl.algorithms.fedavg import FedAvg
 
-    sc = parse_scenario(yaml.safe_dump(crowd(rounds=2)))
-    nrun = simulate_network(sc)
     trained: list[tuple[int, ...]] = []
     original = FedAvg.train_clients
 
@@ -121,6 +120,13 @@ def test_learning_half_trains_only_the_sampled_clients(monkeypatch: pytest.Monke
         return original(self, starts, epochs, stream)
 
     monkeypatch.setattr(FedAvg, "train_clients", spy)
+    return trained
+
+
+def test_learning_half_trains_only_the_sampled_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    sc = parse_scenario(yaml.safe_dump(crowd(rounds=2)))
+    nrun = simulate_network(sc)
+    trained = spy_trained_clients(monkeypatch)
     rows: list[Any] = []
     execute_learning(nrun, lambda r, new: rows.extend(new))
     assert trained == [sample_clients(11, r, 40, 5) for r in range(2)]
@@ -218,8 +224,6 @@ def test_a_sampled_client_that_is_down_fails_and_is_not_replaced(
 ) -> None:
     """Availability: the draw ignores the network; a sampled client whose node is down for
     good fails in the network half, sits the round out, and nobody takes its place."""
-    from qfl.algorithms.fedavg import FedAvg
-
     first = sample_clients(11, 0, 40, 5)
     down = f"e{first[0]:02d}"
     d = crowd(rounds=2)
@@ -229,13 +233,6 @@ def test_a_sampled_client_that_is_down_fails_and_is_not_replaced(
     assert tl.rounds_done == 2
     assert set(tl.participants[0]) == set(first) - {first[0]}
     assert any(src == "dc" and dst == down for _, src, dst, _ in tl.dropped)
-    trained: list[tuple[int, ...]] = []
-    original = FedAvg.train_clients
-
-    def spy(self: FedAvg, starts: Any, epochs: int, stream: int) -> Any:
-        trained.append(tuple(i for i, s in enumerate(starts) if s is not None))
-        return original(self, starts, epochs, stream)
-
-    monkeypatch.setattr(FedAvg, "train_clients", spy)
+    trained = spy_trained_clients(monkeypatch)
     execute_learning(nrun, lambda r, new: None)
     assert trained[0] == tuple(i for i in first if i != first[0])

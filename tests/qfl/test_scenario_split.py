@@ -48,6 +48,18 @@ PUBLIC = [
     "read_text",
     "scenario_json_schema",
     "scenario_reference",
+    # link kinds, schedules and satellites
+    "BB84_PROTOCOLS",
+    "SATELLITE_KIND",
+    "SATELLITE_PRESETS",
+    "LinkKindChoice",
+    "SatelliteSpec",
+    "ScheduleDef",
+    "WindowDef",
+    "check_link_kinds",
+    "link_kind",
+    "link_schedule",
+    "protocol_names",
 ]
 # Private helpers imported from qfl.scenario elsewhere (qfl.cosim.sweep, tests, benchmarks).
 PRIVATE_USED_ELSEWHERE = ["_check_references", "_from_mapping", "_parse_scalar"]

@@ -331,7 +331,7 @@ def decoy_bounds(
     ma = np.asarray(mu_a, dtype=float)
     mb = np.asarray(mu_b, dtype=float)
 
-    def h(fn, a, b):  # type: ignore[no-untyped-def]
+    def h(fn, a, b):
         zero = np.zeros_like(a)
         parts = []
         for x, y, sign in ((a, b, 1.0), (a, zero, -1.0), (zero, b, -1.0), (zero, zero, 1.0)):
@@ -353,7 +353,11 @@ def decoy_bounds(
 
 
 def _raw_rate(
-    system: MDISystem, eta_a: FloatArray, eta_b: FloatArray, mu_a: FloatArray, mu_b: FloatArray
+    system: MDISystem,
+    eta_a: FloatArray,
+    eta_b: FloatArray,
+    mu_a: FloatArray | float,
+    mu_b: FloatArray | float,
 ) -> FloatArray:
     """Unclipped key rate per pulse pair (negative where no key is possible)."""
     p_d = system.detector.dark_count_prob

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -53,7 +54,7 @@ def _golden(
 
 def maximise_1d(
     objective: Callable[[FloatArray, FloatArray], FloatArray],
-    links: FloatArray,
+    links: NDArray[Any],
     lo: float,
     hi: float,
     *,
@@ -98,7 +99,7 @@ def maximise_1d(
 
 def maximise_2d(
     objective: Callable[[FloatArray, FloatArray, FloatArray], FloatArray],
-    links: FloatArray,
+    links: NDArray[Any],
     bounds_x: tuple[float, float],
     bounds_y: tuple[float, float],
     *,
@@ -141,18 +142,22 @@ def maximise_2d(
         ax = np.maximum(lx - step_x, gx[0])
         bx = np.minimum(lx + step_x, gx[-1])
         ly_fixed = ly
-        cand, v = _golden(
-            lambda u, fy=ly_fixed: objective(links, np.exp(u), np.exp(fy)), ax, bx, iterations
-        )
+
+        def along_x(u: FloatArray, fy: FloatArray = ly_fixed) -> FloatArray:
+            return objective(links, np.exp(u), np.exp(fy))
+
+        cand, v = _golden(along_x, ax, bx, iterations)
         better = v > value
         lx = np.where(better, cand, lx)
         value = np.where(better, v, value)
         ay = np.maximum(ly - step_y, gy[0])
         by = np.minimum(ly + step_y, gy[-1])
         lx_fixed = lx
-        cand, v = _golden(
-            lambda u, fx=lx_fixed: objective(links, np.exp(fx), np.exp(u)), ay, by, iterations
-        )
+
+        def along_y(u: FloatArray, fx: FloatArray = lx_fixed) -> FloatArray:
+            return objective(links, np.exp(fx), np.exp(u))
+
+        cand, v = _golden(along_y, ay, by, iterations)
         better = v > value
         ly = np.where(better, cand, ly)
         value = np.where(better, v, value)

@@ -214,7 +214,7 @@ class TwinFieldSystem:
 
 
 def _sns_raw(
-    system: TwinFieldSystem, eta: FloatArray, eps: FloatArray, mu: FloatArray
+    system: TwinFieldSystem, eta: FloatArray, eps: FloatArray | float, mu: FloatArray | float
 ) -> FloatArray:
     p_d = system.detector.dark_count_prob
     keep = 1.0 - p_d

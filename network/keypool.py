@@ -99,6 +99,11 @@ class _Blocks:
         self.flight: deque[tuple[float, float, int]] = deque()
         self.interrupted = 0
 
+    @property
+    def in_flight(self) -> int:
+        """Blocks in post-processing (collected, not yet landed)."""
+        return sum(n for _, _, n in self.flight)
+
     def collect(self, t0: float, dt: float, rate: float) -> None:
         """Collect for ``dt`` seconds from ``t0`` at ``rate > 0``; finished blocks go to
         post-processing."""
@@ -264,7 +269,7 @@ class FluidKeyPool:
     def blocks_in_flight(self) -> int:
         """Block mode: blocks collected and not yet landed (in post-processing)."""
         self._settle()
-        return 0 if self._blocks is None else sum(n for _, _, n in self._blocks.flight)
+        return 0 if self._blocks is None else self._blocks.in_flight
 
     @property
     def unlanded_bits(self) -> float:
@@ -275,8 +280,7 @@ class FluidKeyPool:
         blk = self._blocks
         if blk is None:
             return 0.0
-        flying = sum(n for _, _, n in blk.flight)
-        return flying * blk.net + blk.progress * blk.net / blk.bits
+        return blk.in_flight * blk.net + blk.progress * blk.net / blk.bits
 
     @property
     def interrupted_blocks(self) -> int:
@@ -345,7 +349,7 @@ class FluidKeyPool:
         m = max(1, math.ceil(short / blk.net - _EPS))
         if outlook is None:
             return max(0.0, blk.landing(m, now, self._rate) - now)
-        flying = sum(n for _, _, n in blk.flight)
+        flying = blk.in_flight
         if m <= flying:
             return max(0.0, blk.landing(m, now, 0.0) - now)
         done = outlook.time_to_blocks(now, m - flying, blk.bits, blk.progress)

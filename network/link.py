@@ -232,21 +232,20 @@ class Link:
         pool (see :meth:`shortage`)."""
         return self.shortage(bits) is not None
 
+    def _fault_rate_bps(self) -> float:
+        """The key rate under the fault state alone (no supply schedule)."""
+        return self.nominal_rate_bps * self.attack_factor if self.usable else 0.0
+
     def rate_outlook(self) -> ScheduledRate | None:
         """The key rate to come, for forecasts: the supply schedule times the nominal rate
         under the current faults; None without a schedule (the current rate stays)."""
         if self.schedule is None:
             return None
-        base = self.nominal_rate_bps * self.attack_factor if self.usable else 0.0
-        return ScheduledRate(base, self.schedule)
+        return ScheduledRate(self._fault_rate_bps(), self.schedule)
 
     def update_rate(self) -> None:
         """Set the pool's rate from the fault state."""
-        rate = (
-            self.nominal_rate_bps * self.attack_factor * self.schedule_factor
-            if self.usable
-            else 0.0
-        )
+        rate = self._fault_rate_bps() * self.schedule_factor
         if rate != self.pool.rate_bps:
             self.pool.set_rate(rate)
 

@@ -255,7 +255,11 @@ class Schedule:
         ``[t0, t1]``, in time order."""
         out: list[tuple[float, float, float, int | None]] = []
         t = t0
-        for i, win in enumerate(self.windows):
+        # windows are sorted and disjoint: those before the one starting at or before t0
+        # all end by t0, so skip them
+        first = max(0, bisect.bisect_right(self._starts, t0) - 1)  # type: ignore[attr-defined]
+        for i in range(first, len(self.windows)):
+            win = self.windows[i]
             if win.end_s <= t:
                 continue
             if win.start_s >= t1:

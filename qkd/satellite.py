@@ -86,6 +86,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import brentq, minimize_scalar
 
 from qkd.errors import ParameterError
+from qkd.linkbase import check_number
 from qkd.params import Detector, Fibre, QKDSystem, Source
 from qkd.rates import _check_protocol, _gain_qber_eta, _raw_rate_and_mu
 
@@ -114,14 +115,6 @@ EARTH_RADIUS_KM = 6371.0
 _GM_KM3_S2 = 398600.4418  # Earth's gravitational parameter
 _OMEGA_EARTH = 7.2921150e-5  # sidereal rotation rate, rad/s
 _J2 = 1.08262668e-3
-
-
-def _check(name: str, value: float, ok: bool, allowed: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ParameterError(name, value, allowed)
-    if not ok:
-        raise ParameterError(name, value, allowed)
-    return float(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,12 +154,12 @@ class Orbit:
     j2: bool = True
 
     def __post_init__(self) -> None:
-        _check("orbit.altitude_km", self.altitude_km, self.altitude_km > 0, "> 0")
+        check_number("orbit.altitude_km", self.altitude_km, self.altitude_km > 0, "> 0")
         i = self.inclination_deg
-        _check("orbit.inclination_deg", i, 0 <= i <= 180, "in [0, 180]")
+        check_number("orbit.inclination_deg", i, 0 <= i <= 180, "in [0, 180]")
         for name in ("raan_deg", "arg_latitude_deg", "earth_angle_deg"):
             v = getattr(self, name)
-            _check(f"orbit.{name}", v, True, "finite")
+            check_number(f"orbit.{name}", v, True, "finite")
 
     @property
     def radius_km(self) -> float:
@@ -232,10 +225,10 @@ class GroundStation:
 
     def __post_init__(self) -> None:
         la = self.latitude_deg
-        _check(f"station {self.name}: latitude_deg", la, -90 <= la <= 90, "in [-90, 90]")
-        _check(f"station {self.name}: longitude_deg", self.longitude_deg, True, "finite")
+        check_number(f"station {self.name}: latitude_deg", la, -90 <= la <= 90, "in [-90, 90]")
+        check_number(f"station {self.name}: longitude_deg", self.longitude_deg, True, "finite")
         a = self.altitude_m
-        _check(f"station {self.name}: altitude_m", a, -500 <= a <= 1e4, "in [-500, 10000]")
+        check_number(f"station {self.name}: altitude_m", a, -500 <= a <= 1e4, "in [-500, 10000]")
 
     def up(self) -> FloatArray:
         """Unit vector of the local vertical (Earth-fixed)."""
@@ -276,8 +269,10 @@ class Pass:
     t_max_s: float = math.nan
 
     def __post_init__(self) -> None:
-        _check("pass.start_s", self.start_s, True, "finite")
-        _check("pass.end_s", self.end_s, self.end_s > self.start_s, f"> start_s ({self.start_s})")
+        check_number("pass.start_s", self.start_s, True, "finite")
+        check_number(
+            "pass.end_s", self.end_s, self.end_s > self.start_s, f"> start_s ({self.start_s})"
+        )
 
     @property
     def duration_s(self) -> float:
@@ -313,9 +308,11 @@ def passes(
     >>> len(ps) > 0 and all(p.max_elevation_deg >= 10.0 for p in ps)
     True
     """
-    _check("t1", t1, t1 > t0, f"> t0 ({t0})")
-    _check("min_elevation_deg", min_elevation_deg, -90 <= min_elevation_deg < 90, "in [-90, 90)")
-    _check("step_s", step_s, step_s > 0, "> 0")
+    check_number("t1", t1, t1 > t0, f"> t0 ({t0})")
+    check_number(
+        "min_elevation_deg", min_elevation_deg, -90 <= min_elevation_deg < 90, "in [-90, 90)"
+    )
+    check_number("step_s", step_s, step_s > 0, "> 0")
     n = max(2, math.ceil((t1 - t0) / step_s) + 1)
     t = np.linspace(t0, t1, n)
     el = look_angles(orbit, station, t)[0] - min_elevation_deg
@@ -429,18 +426,22 @@ class Downlink:
                 f"{k} probabilities (signal and each decoy) in [0, 1] summing to 1",
             )
         object.__setattr__(self, "intensity_probs", probs)
-        _check(f"downlink {n}: wavelength_nm", self.wavelength_nm, self.wavelength_nm > 0, "> 0")
+        check_number(
+            f"downlink {n}: wavelength_nm", self.wavelength_nm, self.wavelength_nm > 0, "> 0"
+        )
         for fname in ("tx_aperture_m", "rx_aperture_m"):
             v = getattr(self, fname)
-            _check(f"downlink {n}: {fname}", v, v > 0, "> 0")
-        _check(f"downlink {n}: beam_quality", self.beam_quality, self.beam_quality >= 1, ">= 1")
+            check_number(f"downlink {n}: {fname}", v, v > 0, "> 0")
+        check_number(
+            f"downlink {n}: beam_quality", self.beam_quality, self.beam_quality >= 1, ">= 1"
+        )
         j = self.pointing_jitter_urad
-        _check(f"downlink {n}: pointing_jitter_urad", j, j >= 0, ">= 0")
+        check_number(f"downlink {n}: pointing_jitter_urad", j, j >= 0, ">= 0")
         for fname in ("tx_efficiency", "rx_efficiency", "zenith_transmittance"):
             v = getattr(self, fname)
-            _check(f"downlink {n}: {fname}", v, 0 < v <= 1, "in (0, 1]")
+            check_number(f"downlink {n}: {fname}", v, 0 < v <= 1, "in (0, 1]")
         m = self.min_elevation_deg
-        _check(f"downlink {n}: min_elevation_deg", m, 0 <= m < 90, "in [0, 90)")
+        check_number(f"downlink {n}: min_elevation_deg", m, 0 <= m < 90, "in [0, 90)")
         _check_protocol(self.protocol)
 
     # -- loss ------------------------------------------------------------------------------
@@ -551,7 +552,7 @@ class PassProfile:
         """A piecewise-constant secret rate: edges every ``step_s`` (the last step may be
         shorter) and the mean rate over each step, so that ``sum(rate * width)`` is the
         pass's secret key (for :meth:`network.schedule.Schedule.from_steps`)."""
-        _check("step_s", step_s, step_s > 0, "> 0")
+        check_number("step_s", step_s, step_s > 0, "> 0")
         t0, t1 = float(self.times_s[0]), float(self.times_s[-1])
         edges = np.arange(t0, t1, step_s)
         edges = np.append(edges, t1) if edges[-1] < t1 else edges
@@ -583,8 +584,8 @@ def pass_profile(
     >>> bool(prof.secret_bits < prof.sifted_bits)
     True
     """
-    _check("end_s", end_s, end_s > start_s, f"> start_s ({start_s})")
-    _check("step_s", step_s, step_s > 0, "> 0")
+    check_number("end_s", end_s, end_s > start_s, f"> start_s ({start_s})")
+    check_number("step_s", step_s, step_s > 0, "> 0")
     n = max(2, math.ceil((end_s - start_s) / step_s) + 1)
     t = np.linspace(start_s, end_s, n)
     el, rng = look_angles(orbit, station, t)

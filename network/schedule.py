@@ -280,18 +280,23 @@ class Schedule:
             return 0.0
         return math.fsum((b - a) * f for a, b, f, _ in self.pieces(t0, t1))
 
+    def _windows_end(self, t0: float) -> float:
+        """The end of the last window, or ``t0`` if that is later (or there is no window):
+        from then on the factor is ``default``."""
+        return max(t0, self.windows[-1].end_s) if self.windows else t0
+
     def time_to_integral(self, t0: float, amount: float) -> float:
         """The earliest ``t >= t0`` with ``integral(t0, t) >= amount`` (inf if never)."""
         if amount <= 0:
             return t0
         left = amount
-        last = self.windows[-1].end_s if self.windows else t0
-        for a, b, f, _ in self.pieces(t0, max(t0, last)):
+        last = self._windows_end(t0)
+        for a, b, f, _ in self.pieces(t0, last):
             if f > 0 and (b - a) * f >= left:
                 return a + left / f
             left -= (b - a) * f
         if self.default > 0:
-            return max(t0, last) + left / self.default
+            return last + left / self.default
         return math.inf
 
     def mean_factor(self, t0: float, t1: float) -> float:
@@ -320,8 +325,7 @@ class Schedule:
         """
         if self.default > 0:
             return math.inf
-        last = self.windows[-1].end_s if self.windows else t0
-        return self.integral(t0, last)
+        return self.integral(t0, self._windows_end(t0))
 
     def last_key_s(self) -> float:
         """When the factor drops to 0 for good (the end of the last window with a positive
@@ -395,8 +399,8 @@ class ScheduledRate:
             return math.inf
         s = self.schedule
         m, p = blocks, progress
-        last = s.windows[-1].end_s if s.windows else t0
-        for a, b, f, _ in s.pieces(t0, max(t0, last)):
+        last = s._windows_end(t0)
+        for a, b, f, _ in s.pieces(t0, last):
             r = base * f
             if r <= 0:
                 p = 0.0
@@ -411,7 +415,7 @@ class ScheduledRate:
         r = base * s.default
         if r <= 0:
             return math.inf
-        return max(t0, last) + (m * block_bits - p) / r
+        return last + (m * block_bits - p) / r
 
 
 def _window(name: str, x: Any, index: int) -> Window:

@@ -774,12 +774,15 @@ def keyrate(
         "--sifting": sifting, "--dead-time": dead_time, "--afterpulse": afterpulse,
     }  # fmt: skip
     if not finite and (len(names) > 1 or (names and names[0] not in PROTOCOLS)):
-        _keyrate_kinds(
+        if mu is not None:
+            raise ParameterError("--mu", mu, "left out with link kinds (their intensities are "
+                                 "optimised; fix one with --param, e.g. mdi:mu_a=0.3)")  # fmt: skip
+        links = _kind_links(
             names, file_sections, str(params_file), preset or [], param or [],
             {k: v for k, v in single.items() if v is not None},
-            system_name=system_name, systems_file=systems_file, mu=mu, decoy=decoy,
-            distance=distance, plot=plot, json_output=json_output,
+            system_name=system_name, systems_file=systems_file, decoy=decoy,
         )  # fmt: skip
+        _keyrate_kinds(links, distance=distance, plot=plot, json_output=json_output)
         return
     if finite and len(names) > 1:
         raise ParameterError("--protocol", protocol, f"one of {list(FINITE_PROTOCOLS)} with "
@@ -903,7 +906,6 @@ def _kind_links(
     *,
     system_name: str | None,
     systems_file: Path | None,
-    mu: float | None,
     decoy: float | None,
 ) -> list[KindLink]:
     """The parameters of each kind named by ``--protocol`` (see :mod:`.kindrates`)."""
@@ -916,7 +918,7 @@ def _kind_links(
         raise ParameterError("--preset", by_preset[None][1], "one NAME for every kind, or "
                              "KIND:NAME per kind")  # fmt: skip
     has_bb84 = any(kindrates.is_bb84(k) for k in kinds)
-    for option, value in (("--mu", mu), ("--decoy", decoy), ("--system", system_name),
+    for option, value in (("--decoy", decoy), ("--system", system_name),
                           ("--systems", systems_file)):  # fmt: skip
         if value is not None and not has_bb84:
             raise ParameterError(option, value if not isinstance(value, Path) else str(value),
@@ -969,29 +971,13 @@ def _kind_links(
 
 
 def _keyrate_kinds(
-    names: list[str],
-    file_sections: Mapping[str, Mapping[str, Any]],
-    file_label: str,
-    presets: list[str],
-    params: list[str],
-    single: Mapping[str, float],
+    links: list[KindLink],
     *,
-    system_name: str | None,
-    systems_file: Path | None,
-    mu: float | None,
-    decoy: float | None,
     distance: list[float] | None,
     plot: Path | None,
     json_output: bool,
 ) -> None:
     """``qfl keyrate --protocol KIND[,KIND...]``: records, tables and the plot of each kind."""
-    if mu is not None:
-        raise ParameterError("--mu", mu, "left out with link kinds (their intensities are "
-                             "optimised; fix one with --param, e.g. mdi:mu_a=0.3)")  # fmt: skip
-    links = _kind_links(
-        names, file_sections, file_label, presets, params, single,
-        system_name=system_name, systems_file=systems_file, mu=mu, decoy=decoy,
-    )  # fmt: skip
     distances = list(distance) if distance else list(DEFAULT_DISTANCES_KM)
     _check_distances(distances)
     rows = [kindrates.kind_rows(link, distances) for link in links]

@@ -800,26 +800,10 @@ def keyrate(
     registry = read_systems(systems_file) if systems_file is not None else None
     file_params = dict(kindrates._flat(bb84_section or {}))
     file_preset = file_params.pop("preset", None)
-    if file_params:
-        _with_file(params_file, lambda: build_system(
-            system_name or preset_name or file_preset or "gys-2004", registry=registry,
-            params=file_params, option=option))  # fmt: skip
-    system = build_system(
-        system_name or preset_name or file_preset or "gys-2004",
-        registry=registry,
-        params={**file_params, **parse_params(param or [])},
-        option=option,
-        clock_hz=clock_hz,
-        efficiency=efficiency,
-        dark_count=dark_count,
-        attenuation=attenuation,
-        misalignment=misalignment,
-        f_ec=f_ec,
-        sifting=sifting,
-        decoy=decoy,
-        dead_time=dead_time,
-        afterpulse=afterpulse,
-    )
+    system = _bb84_system(
+        system_name or preset_name or file_preset or "gys-2004", file_params, param or [],
+        registry=registry, option=option, file=params_file, single=single, decoy=decoy,
+    )  # fmt: skip
     distances = list(distance) if distance else list(DEFAULT_DISTANCES_KM)
     _check_distances(distances)
     console = Console(highlight=False, soft_wrap=True, emoji=False)
@@ -896,6 +880,33 @@ def _with_file(path: Path | None, build: Callable[[], _T]) -> _T:
         raise ParameterError(f"{path}: {name}", exc.value, exc.allowed) from None
 
 
+def _bb84_system(
+    base: str,
+    file_params: Mapping[str, Any],
+    items: list[str],
+    *,
+    registry: Mapping[str, QKDSystem] | None,
+    option: str,
+    file: Path | None,
+    single: Mapping[str, float | None],
+    decoy: float | None,
+) -> QKDSystem:
+    """The decoy-BB84 system ``base`` with a ``--params`` file's section (``file_params``,
+    checked on its own first so a bad value names the file), then ``--param`` ``items`` and the
+    single-parameter options (``single``: option -> value) applied."""
+    if file_params:
+        _with_file(file, partial(
+            build_system, base, registry=registry, params=file_params, option=option))  # fmt: skip
+    return build_system(
+        base, registry=registry, params={**file_params, **parse_params(items)}, option=option,
+        clock_hz=single.get("--clock-hz"), efficiency=single.get("--efficiency"),
+        dark_count=single.get("--dark-count"), attenuation=single.get("--attenuation"),
+        misalignment=single.get("--misalignment"), f_ec=single.get("--f-ec"),
+        sifting=single.get("--sifting"), decoy=decoy,
+        dead_time=single.get("--dead-time"), afterpulse=single.get("--afterpulse"),
+    )  # fmt: skip
+
+
 def _kind_links(
     names: list[str],
     file_sections: Mapping[str, Mapping[str, Any]],
@@ -939,16 +950,9 @@ def _kind_links(
             flat.pop("preset", None)
             registry = read_systems(systems_file) if systems_file is not None else None
             opt = "--system" if system_name else "--preset"
-            if flat:
-                _with_file(Path(file_label), partial(
-                    build_system, base, registry=registry, params=flat, option=opt))  # fmt: skip
-            system = build_system(
-                base, registry=registry, params={**flat, **parse_params(items)}, option=opt,
-                clock_hz=single.get("--clock-hz"), efficiency=single.get("--efficiency"),
-                dark_count=single.get("--dark-count"), attenuation=single.get("--attenuation"),
-                misalignment=single.get("--misalignment"), f_ec=single.get("--f-ec"),
-                sifting=single.get("--sifting"), decoy=decoy,
-                dead_time=single.get("--dead-time"), afterpulse=single.get("--afterpulse"),
+            system = _bb84_system(
+                base, flat, items, registry=registry, option=opt, file=Path(file_label),
+                single=single, decoy=decoy,
             )  # fmt: skip
             changed = [*flat, *(i.partition("=")[0].strip() for i in items)]
             changed += [kindrates.SINGLE_OPTION_FIELDS[o] for o in single]

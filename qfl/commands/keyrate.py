@@ -774,12 +774,15 @@ def keyrate(
         "--sifting": sifting, "--dead-time": dead_time, "--afterpulse": afterpulse,
     }  # fmt: skip
     if not finite and (len(names) > 1 or (names and names[0] not in PROTOCOLS)):
-        _keyrate_kinds(
+        if mu is not None:
+            raise ParameterError("--mu", mu, "left out with link kinds (their intensities are "
+                                 "optimised; fix one with --param, e.g. mdi:mu_a=0.3)")  # fmt: skip
+        links = _kind_links(
             names, file_sections, str(params_file), preset or [], param or [],
             {k: v for k, v in single.items() if v is not None},
-            system_name=system_name, systems_file=systems_file, mu=mu, decoy=decoy,
-            distance=distance, plot=plot, json_output=json_output,
+            system_name=system_name, systems_file=systems_file, decoy=decoy,
         )  # fmt: skip
+        _keyrate_kinds(links, distance=distance, plot=plot, json_output=json_output)
         return
     if finite and len(names) > 1:
         raise ParameterError("--protocol", protocol, f"one of {list(FINITE_PROTOCOLS)} with "
@@ -797,26 +800,10 @@ def keyrate(
     registry = read_systems(systems_file) if systems_file is not None else None
     file_params = dict(kindrates._flat(bb84_section or {}))
     file_preset = file_params.pop("preset", None)
-    if file_params:
-        _with_file(params_file, lambda: build_system(
-            system_name or preset_name or file_preset or "gys-2004", registry=registry,
-            params=file_params, option=option))  # fmt: skip
-    system = build_system(
-        system_name or preset_name or file_preset or "gys-2004",
-        registry=registry,
-        params={**file_params, **parse_params(param or [])},
-        option=option,
-        clock_hz=clock_hz,
-        efficiency=efficiency,
-        dark_count=dark_count,
-        attenuation=attenuation,
-        misalignment=misalignment,
-        f_ec=f_ec,
-        sifting=sifting,
-        decoy=decoy,
-        dead_time=dead_time,
-        afterpulse=afterpulse,
-    )
+    system = _bb84_system(
+        system_name or preset_name or file_preset or "gys-2004", file_params, param or [],
+        registry=registry, option=option, file=params_file, single=single, decoy=decoy,
+    )  # fmt: skip
     distances = list(distance) if distance else list(DEFAULT_DISTANCES_KM)
     _check_distances(distances)
     console = Console(highlight=False, soft_wrap=True, emoji=False)
@@ -893,6 +880,33 @@ def _with_file(path: Path | None, build: Callable[[], _T]) -> _T:
         raise ParameterError(f"{path}: {name}", exc.value, exc.allowed) from None
 
 
+def _bb84_system(
+    base: str,
+    file_params: Mapping[str, Any],
+    items: list[str],
+    *,
+    registry: Mapping[str, QKDSystem] | None,
+    option: str,
+    file: Path | None,
+    single: Mapping[str, float | None],
+    decoy: float | None,
+) -> QKDSystem:
+    """The decoy-BB84 system ``base`` with a ``--params`` file's section (``file_params``,
+    checked on its own first so a bad value names the file), then ``--param`` ``items`` and the
+    single-parameter options (``single``: option -> value) applied."""
+    if file_params:
+        _with_file(file, partial(
+            build_system, base, registry=registry, params=file_params, option=option))  # fmt: skip
+    return build_system(
+        base, registry=registry, params={**file_params, **parse_params(items)}, option=option,
+        clock_hz=single.get("--clock-hz"), efficiency=single.get("--efficiency"),
+        dark_count=single.get("--dark-count"), attenuation=single.get("--attenuation"),
+        misalignment=single.get("--misalignment"), f_ec=single.get("--f-ec"),
+        sifting=single.get("--sifting"), decoy=decoy,
+        dead_time=single.get("--dead-time"), afterpulse=single.get("--afterpulse"),
+    )  # fmt: skip
+
+
 def _kind_links(
     names: list[str],
     file_sections: Mapping[str, Mapping[str, Any]],
@@ -903,7 +917,6 @@ def _kind_links(
     *,
     system_name: str | None,
     systems_file: Path | None,
-    mu: float | None,
     decoy: float | None,
 ) -> list[KindLink]:
     """The parameters of each kind named by ``--protocol`` (see :mod:`.kindrates`)."""
@@ -916,7 +929,7 @@ def _kind_links(
         raise ParameterError("--preset", by_preset[None][1], "one NAME for every kind, or "
                              "KIND:NAME per kind")  # fmt: skip
     has_bb84 = any(kindrates.is_bb84(k) for k in kinds)
-    for option, value in (("--mu", mu), ("--decoy", decoy), ("--system", system_name),
+    for option, value in (("--decoy", decoy), ("--system", system_name),
                           ("--systems", systems_file)):  # fmt: skip
         if value is not None and not has_bb84:
             raise ParameterError(option, value if not isinstance(value, Path) else str(value),
@@ -937,16 +950,9 @@ def _kind_links(
             flat.pop("preset", None)
             registry = read_systems(systems_file) if systems_file is not None else None
             opt = "--system" if system_name else "--preset"
-            if flat:
-                _with_file(Path(file_label), partial(
-                    build_system, base, registry=registry, params=flat, option=opt))  # fmt: skip
-            system = build_system(
-                base, registry=registry, params={**flat, **parse_params(items)}, option=opt,
-                clock_hz=single.get("--clock-hz"), efficiency=single.get("--efficiency"),
-                dark_count=single.get("--dark-count"), attenuation=single.get("--attenuation"),
-                misalignment=single.get("--misalignment"), f_ec=single.get("--f-ec"),
-                sifting=single.get("--sifting"), decoy=decoy,
-                dead_time=single.get("--dead-time"), afterpulse=single.get("--afterpulse"),
+            system = _bb84_system(
+                base, flat, items, registry=registry, option=opt, file=Path(file_label),
+                single=single, decoy=decoy,
             )  # fmt: skip
             changed = [*flat, *(i.partition("=")[0].strip() for i in items)]
             changed += [kindrates.SINGLE_OPTION_FIELDS[o] for o in single]
@@ -969,29 +975,13 @@ def _kind_links(
 
 
 def _keyrate_kinds(
-    names: list[str],
-    file_sections: Mapping[str, Mapping[str, Any]],
-    file_label: str,
-    presets: list[str],
-    params: list[str],
-    single: Mapping[str, float],
+    links: list[KindLink],
     *,
-    system_name: str | None,
-    systems_file: Path | None,
-    mu: float | None,
-    decoy: float | None,
     distance: list[float] | None,
     plot: Path | None,
     json_output: bool,
 ) -> None:
     """``qfl keyrate --protocol KIND[,KIND...]``: records, tables and the plot of each kind."""
-    if mu is not None:
-        raise ParameterError("--mu", mu, "left out with link kinds (their intensities are "
-                             "optimised; fix one with --param, e.g. mdi:mu_a=0.3)")  # fmt: skip
-    links = _kind_links(
-        names, file_sections, file_label, presets, params, single,
-        system_name=system_name, systems_file=systems_file, mu=mu, decoy=decoy,
-    )  # fmt: skip
     distances = list(distance) if distance else list(DEFAULT_DISTANCES_KM)
     _check_distances(distances)
     rows = [kindrates.kind_rows(link, distances) for link in links]

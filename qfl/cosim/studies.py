@@ -143,6 +143,11 @@ def _current(sc: Scenario, path: str) -> Any:
     return node
 
 
+def _is_integer(vary: str, cur: Any) -> bool:
+    """Whether the field ``vary`` (today ``cur``) takes whole numbers."""
+    return isinstance(cur, int) or vary.endswith(("block_size", "max_passes"))
+
+
 def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
@@ -256,7 +261,7 @@ def check_threshold(
         hi = (float(cur) if direction > 0 else float(cur) * 100) if hi is None else hi
     if not (0 < lo < hi and math.isfinite(hi)):
         raise ScenarioError("--range", f"must satisfy 0 < LO < HI, got {lo}, {hi}")
-    is_int = isinstance(cur, int) or vary.endswith(("block_size", "max_passes"))
+    is_int = _is_integer(vary, cur)
     for v in (lo, hi):  # both ends must be values the scenario accepts
         try:
             apply_overrides(base, {vary: round(v) if is_int else float(v)})
@@ -320,7 +325,7 @@ def threshold(
         maximize=maximize,
     )  # fmt: skip
     sc0 = apply_overrides(base, {"learning.target_accuracy": target, "horizon_s": within_s})
-    is_int = isinstance(cur, int) or vary.endswith(("block_size", "max_passes"))
+    is_int = _is_integer(vary, cur)
     runner = runner or PointRunner(folder, executor="inline", plots=False)
     leaf = vary.split(".")[-1]
     evals: list[_Eval] = []

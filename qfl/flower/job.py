@@ -175,11 +175,14 @@ class FlowerJob(Job):
             ) from None
         clients, down, up, comp = [], [], [], []
         epochs = self.sc.learning.local_epochs
+        sizes: dict[int, int] = {}  # by id: strategies often send one instruction to all
         for proxy, ins in pairs or ():
             i = int(proxy.index)
             w = self.work[i]
             clients.append(i)
-            down.append(message_bytes(ins))
+            if id(ins) not in sizes:
+                sizes[id(ins)] = message_bytes(ins)
+            down.append(sizes[id(ins)])
             if fit:
                 up.append(self._res_bytes(name, w.train_samples))
                 comp.append(epochs * w.train_samples * w.train_s_per_sample)

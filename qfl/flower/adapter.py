@@ -202,6 +202,43 @@ class FlowerDriver:
             results = list(pool.map(call, todo))
         return {self._index(p): res for (p, _), res in zip(todo, results, strict=True)}
 
+    def _collect(
+        self,
+        instructions: Sequence[Any],
+        phase: str,
+        r: int,
+        arrived: Arrived,
+        clients: list[int],
+        failed: dict[int, str],
+    ) -> tuple[list[tuple[int, Any, Any]], list[Any]]:
+        """Run one phase's calls and sort them, in instruction order, into Flower's
+        ``results`` (each with its client index) and ``failures``, noting each client in
+        ``clients`` and each failure's reason in ``failed``."""
+        from flwr.common import Code
+
+        results: list[tuple[int, Any, Any]] = []
+        failures: list[Any] = []
+        calls = self._calls(instructions, phase, r, arrived)
+        for proxy, _ins in instructions:
+            i = self._index(proxy)
+            clients.append(i)
+            why = arrived(i, phase)
+            if why:
+                failed[i] = why
+                failures.append(TimeoutError(f"client {self.names[i]!r}: {why}"))
+                continue
+            res = calls[i]
+            if isinstance(res, Exception):  # a failing client is a failure, as in Flower
+                failed[i] = f"raised {type(res).__name__}: {res}"
+                failures.append(res)
+                continue
+            if res.status.code != Code.OK:
+                failed[i] = f"status {res.status.code.name}: {res.status.message}"
+                failures.append((proxy, res))
+                continue
+            results.append((i, proxy, res))
+        return results, failures
+
     def _wire(self, rec: RoundRecord) -> None:
         for p in self.proxies:
             rec.wire_bytes.extend((p.index, kind, n) for kind, n in p.wire)
@@ -215,7 +252,6 @@ class FlowerDriver:
         arrived : callable
             Which clients' messages arrived in time (the network half's verdict).
         """
-        from flwr.common import Code
 
         rec = RoundRecord(r)
         self.manager.key = (r, FIT)
@@ -223,29 +259,14 @@ class FlowerDriver:
             server_round=r, parameters=self.parameters, client_manager=self.manager
         )
         if instructions:
-            results: list[Any] = []
-            failures: list[Any] = []
-            calls = self._calls(instructions, "fit", r, arrived)
-            for proxy, _ins in instructions:
-                i = self._index(proxy)
-                rec.fit_clients.append(i)
-                why = arrived(i, "fit")
-                if why:
-                    rec.fit_failures[i] = why
-                    failures.append(TimeoutError(f"client {self.names[i]!r}: {why}"))
-                    continue
-                res = calls[i]
-                if isinstance(res, Exception):  # a failing client is a failure, as in Flower
-                    rec.fit_failures[i] = f"raised {type(res).__name__}: {res}"
-                    failures.append(res)
-                    continue
-                if res.status.code != Code.OK:
-                    rec.fit_failures[i] = f"status {res.status.code.name}: {res.status.message}"
-                    failures.append((proxy, res))
-                    continue
+            results, failures = self._collect(
+                instructions, "fit", r, arrived, rec.fit_clients, rec.fit_failures
+            )
+            for i, _proxy, res in results:
                 self._check_shapes(i, r, res.parameters)
-                results.append((proxy, res))
-            new, metrics = self.strategy.aggregate_fit(r, results, failures)
+            new, metrics = self.strategy.aggregate_fit(
+                r, [(proxy, res) for _i, proxy, res in results], failures
+            )
             rec.fit_metrics = dict(metrics or {})
             if new is not None and new.tensors:
                 self.parameters = new
@@ -259,7 +280,6 @@ class FlowerDriver:
         return rec
 
     def _evaluate(self, r: int, rec: RoundRecord, arrived: Arrived) -> None:
-        from flwr.common import Code
 
         self.manager.key = (r, EVALUATE)
         instructions = self.strategy.configure_evaluate(
@@ -267,29 +287,14 @@ class FlowerDriver:
         )
         if not instructions:
             return
-        results: list[Any] = []
-        failures: list[Any] = []
-        calls = self._calls(instructions, "evaluate", r, arrived)
-        for proxy, _ins in instructions:
-            i = self._index(proxy)
-            rec.evaluate_clients.append(i)
-            why = arrived(i, "evaluate")
-            if why:
-                rec.evaluate_failures[i] = why
-                failures.append(TimeoutError(f"client {self.names[i]!r}: {why}"))
-                continue
-            res = calls[i]
-            if isinstance(res, Exception):
-                rec.evaluate_failures[i] = f"raised {type(res).__name__}: {res}"
-                failures.append(res)
-                continue
-            if res.status.code != Code.OK:
-                rec.evaluate_failures[i] = f"status {res.status.code.name}: {res.status.message}"
-                failures.append((proxy, res))
-                continue
+        results, failures = self._collect(
+            instructions, "evaluate", r, arrived, rec.evaluate_clients, rec.evaluate_failures
+        )
+        for i, _proxy, res in results:
             rec.client_metrics[i] = (float(res.loss), int(res.num_examples), dict(res.metrics))
-            results.append((proxy, res))
-        loss, metrics = self.strategy.aggregate_evaluate(r, results, failures)
+        loss, metrics = self.strategy.aggregate_evaluate(
+            r, [(proxy, res) for _i, proxy, res in results], failures
+        )
         rec.evaluate_loss = None if loss is None else float(loss)
         rec.evaluate_metrics = dict(metrics or {})
 

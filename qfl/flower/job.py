@@ -110,8 +110,9 @@ class FlowerJob(Job):
                 ) from None
             self.work.append(work)
         self._phases: dict[tuple[int, str], PhasePlan] = {}
+        self._res_sizes: dict[tuple[str, int], int] = {}
         down = message_bytes(self._fit_ins())
-        up = [message_bytes(self._fit_res(w.train_samples)) for w in self.work]
+        up = [self._res_bytes("fit", w.train_samples) for w in self.work]
         self.profile = ComputeProfile(
             clients=self.names,
             train_sizes=tuple(w.train_samples for w in self.work),
@@ -142,6 +143,15 @@ class FlowerJob(Job):
 
         return EvaluateRes(Status(Code.OK, "Success"), 1.0, n, {})  # a loss (0 is not sent)
 
+    def _res_bytes(self, name: str, n: int) -> int:
+        """Bytes of a ``fit`` / ``evaluate`` result for ``n`` samples (serialized once per
+        ``(name, n)``: the result carries the initial parameters, the same every round)."""
+        key = (name, n)
+        if key not in self._res_sizes:
+            res = self._fit_res(n) if name == "fit" else self._evaluate_res(n)
+            self._res_sizes[key] = message_bytes(res)
+        return self._res_sizes[key]
+
     def phase(self, r: int, name: str) -> PhasePlan:
         """Round ``r``'s (0-based) ``fit`` or ``evaluate`` phase, as the strategy configures
         it (on the probe, with the initial parameters)."""
@@ -165,16 +175,19 @@ class FlowerJob(Job):
             ) from None
         clients, down, up, comp = [], [], [], []
         epochs = self.sc.learning.local_epochs
+        sizes: dict[int, int] = {}  # by id: strategies often send one instruction to all
         for proxy, ins in pairs or ():
             i = int(proxy.index)
             w = self.work[i]
             clients.append(i)
-            down.append(message_bytes(ins))
+            if id(ins) not in sizes:
+                sizes[id(ins)] = message_bytes(ins)
+            down.append(sizes[id(ins)])
             if fit:
-                up.append(message_bytes(self._fit_res(w.train_samples)))
+                up.append(self._res_bytes(name, w.train_samples))
                 comp.append(epochs * w.train_samples * w.train_s_per_sample)
             else:
-                up.append(message_bytes(self._evaluate_res(w.eval_samples)))
+                up.append(self._res_bytes(name, w.eval_samples))
                 comp.append(w.eval_samples * w.eval_s_per_sample)
         return PhasePlan(tuple(clients), tuple(down), tuple(up), tuple(comp))
 
